@@ -1,0 +1,81 @@
+//! Blocking Rust client for the Menlo robot platform: create robots, manage sessions, mint
+//! room keys for the browser viewer, and (feature `livekit`) drive robots live.
+//!
+//! Two planes:
+//! - the **control plane**, an HTTPS JSON API (robots, sessions, tokens), served by a
+//!   blocking [`Client`] with deterministic retries;
+//! - the **runtime plane**, a LiveKit room where the robot runtime answers `runtime.*` RPC
+//!   (feature `livekit`).
+//!
+//! Nothing here is async: every call blocks the calling thread until it is done.
+//!
+//! # Example
+//!
+//! Against the embedded control-plane emulator (feature `dev`), so it runs anywhere; with a
+//! real account, use [`Client::from_env`] with `MENLO_API_KEY` set instead.
+//!
+//! ```
+//! # #[cfg(feature = "dev")] {
+//! use menlo_robot_sdk::{dev, Client, NewRobot, RobotUpdate, SessionOptions};
+//!
+//! let platform = dev::ControlPlane::start()?;
+//! let key = platform.create_api_key(&dev::Principal::new("user_1", "org_1", "team_1"));
+//! let client = Client::builder().rcs_url(platform.url()).api_key(key).build()?;
+//!
+//! let created = client.robots().create(&NewRobot::new("My bot", "asimov-v0"))?;
+//! let robot_id = created.robot.id;
+//! client.robots().update(&robot_id, &RobotUpdate::new().name("Renamed"))?;
+//!
+//! let session = client.robots().create_session(&robot_id, &SessionOptions::new().no_workers())?;
+//! assert_eq!(session.room_name, robot_id);
+//!
+//! let key = client.room_keys().generate(&robot_id)?;
+//! assert_eq!(key.room_name()?, robot_id);
+//!
+//! client.robots().delete_session(&robot_id)?;
+//! client.robots().delete(&robot_id)?;
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Features
+//! - default: the control plane only (ureq, serde, thiserror, fastrand, log, base64).
+//! - `livekit`: live robot control.
+//! - `dev`: the embedded local platform, for offline development and tests.
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod client;
+mod config;
+mod error;
+mod models;
+mod open_enum;
+mod robots;
+mod room_key;
+mod secret;
+mod sessions;
+mod transport;
+
+pub mod retry;
+
+#[cfg(feature = "dev")]
+pub mod dev;
+
+pub use client::{Client, ClientBuilder};
+pub use config::{env, DevIdentity, DEFAULT_MAX_RETRIES, DEFAULT_RCS_URL, DEFAULT_TIMEOUT, DEFAULT_VIEWER_URL};
+pub use error::{ApiError, Error, Result};
+#[allow(deprecated)]
+pub use models::WorkerConfig;
+pub use models::{
+    AgentDispatch, Language, NewRobot, ParticipantToken, ParticipantTokenRequest, RequiredParticipant, Robot,
+    RobotCreated, RobotPage, RobotType, RobotUpdate, SessionCreated, SessionInfo, SessionList, SessionMetadata,
+    SessionOptions, SessionStatus, Voice, DEFAULT_TOKEN_TTL_SECONDS,
+};
+pub use robots::{RobotIter, Robots, DEFAULT_PAGE_SIZE};
+pub use room_key::{is_container_internal, RoomKey, RoomKeyOptions, RoomKeys};
+pub use secret::Secret;
+pub use sessions::Sessions;
+pub use transport::{JitterFn, SleepFn};
+
+/// The crate version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

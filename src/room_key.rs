@@ -1,0 +1,275 @@
+//! Room keys and viewer links (CONTRACT §5): a short-lived viewer credential packed with the
+//! LiveKit URL into one string the SimpleSim viewer understands.
+
+use std::fmt;
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::models::{ParticipantToken, ParticipantTokenRequest, DEFAULT_TOKEN_TTL_SECONDS};
+use crate::robots::check_robot_id;
+use crate::secret::Secret;
+use crate::transport::encode_query_value;
+
+const PREFIX: &str = "k1~";
+
+/// A room key: the LiveKit URL and a participant token for one robot room.
+///
+/// It is a publish-capable room credential (the viewer acts as the robot runtime): share it
+/// like a meeting link, not publicly. `Debug` hides the token; [`RoomKey::encode`] gives the
+/// key string itself.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RoomKey {
+    livekit_url: String,
+    token: Secret,
+}
+
+impl RoomKey {
+    /// Packs a LiveKit URL and a participant token.
+    pub fn new(livekit_url: impl Into<String>, token: Secret) -> Result<RoomKey> {
+        let livekit_url = livekit_url.into();
+        check_livekit_url(&livekit_url)?;
+        if token.expose().is_empty() || token.expose().contains('~') {
+            return Err(Error::invalid("participant token", "must be a non-empty JWT without '~'"));
+        }
+        Ok(RoomKey { livekit_url, token })
+    }
+
+    /// Parses a key of the form `k1~<base64url(LiveKit URL)>~<JWT>`.
+    pub fn parse(key: &str) -> Result<RoomKey> {
+        let invalid = |reason: &str| Error::invalid("room key", reason.to_owned());
+        let rest = key
+            .trim()
+            .strip_prefix(PREFIX)
+            .ok_or_else(|| invalid("expected it to start with k1~"))?;
+        let (encoded_url, token) = rest
+            .split_once('~')
+            .ok_or_else(|| invalid("expected k1~<url>~<token>"))?;
+        let url_bytes = URL_SAFE_NO_PAD
+            .decode(encoded_url)
+            .map_err(|_| invalid("the URL part is not base64url"))?;
+        let url = String::from_utf8(url_bytes).map_err(|_| invalid("the URL part is not UTF-8"))?;
+        if token.split('.').count() != 3 {
+            return Err(invalid("the token part is not a JWT"));
+        }
+        RoomKey::new(url, Secret::new(token))
+    }
+
+    /// The key string, `k1~…`. It is a credential: show it only to whom it is meant for.
+    pub fn encode(&self) -> String {
+        format!("{PREFIX}{}~{}", URL_SAFE_NO_PAD.encode(&self.livekit_url), self.token.expose())
+    }
+
+    /// The LiveKit server URL.
+    pub fn livekit_url(&self) -> &str {
+        &self.livekit_url
+    }
+
+    /// The participant token.
+    pub fn token(&self) -> &Secret {
+        &self.token
+    }
+
+    /// The room the token grants, read from the token's `video.room` claim (not verified:
+    /// only the server can check the signature).
+    pub fn room_name(&self) -> Result<String> {
+        token_room(&self.token)
+    }
+
+    /// `{viewer_base}/?key={key}`.
+    pub fn link(&self, viewer_base: &str) -> String {
+        format!("{}/?key={}", viewer_base.trim_end_matches('/'), encode_query_value(&self.encode()))
+    }
+}
+
+impl fmt::Debug for RoomKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RoomKey")
+            .field("livekit_url", &self.livekit_url)
+            .field("token", &self.token)
+            .finish()
+    }
+}
+
+/// Options of a room key.
+#[derive(Clone, Debug, Default)]
+pub struct RoomKeyOptions {
+    ttl: Option<Duration>,
+    livekit_url: Option<String>,
+}
+
+impl RoomKeyOptions {
+    /// Defaults: 4 h TTL, LiveKit URL from `MENLO_LIVEKIT_URL` or the platform.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Lifetime of the credential (the server caps it at 6 h).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// The LiveKit URL to embed, overriding `MENLO_LIVEKIT_URL` and the platform's.
+    pub fn livekit_url(mut self, url: impl Into<String>) -> Self {
+        self.livekit_url = Some(url.into());
+        self
+    }
+}
+
+/// Room keys and viewer links. Get one with [`Client::room_keys`].
+#[derive(Clone, Copy, Debug)]
+pub struct RoomKeys<'c> {
+    pub(crate) client: &'c Client,
+}
+
+impl RoomKeys<'_> {
+    /// A room key for the robot's room, with default options.
+    pub fn generate(&self, robot_id: &str) -> Result<RoomKey> {
+        self.generate_with(robot_id, &RoomKeyOptions::new())
+    }
+
+    /// A room key for the robot's room.
+    pub fn generate_with(&self, robot_id: &str, options: &RoomKeyOptions) -> Result<RoomKey> {
+        let (token, url) = self.viewer_token(robot_id, options)?;
+        RoomKey::new(url, token.participant_token)
+    }
+
+    /// A ready-to-open link `{viewer}/?key={key}`, the viewer being `MENLO_ROBOT_VIEWER_URL`
+    /// or `https://sim.menlo.ai`.
+    pub fn link(&self, robot_id: &str, options: &RoomKeyOptions) -> Result<String> {
+        Ok(self.generate_with(robot_id, options)?.link(self.client.viewer_url()))
+    }
+
+    /// The legacy long viewer link `{viewer}/?lk_url=…&lk_token=…&lk_room=…`.
+    pub fn legacy_viewer_url(&self, robot_id: &str, options: &RoomKeyOptions) -> Result<String> {
+        let (token, url) = self.viewer_token(robot_id, options)?;
+        Ok(format!(
+            "{}/?lk_url={}&lk_token={}&lk_room={}",
+            self.client.viewer_url(),
+            encode_query_value(&url),
+            encode_query_value(token.participant_token.expose()),
+            encode_query_value(&token.room_name),
+        ))
+    }
+
+    fn viewer_token(&self, robot_id: &str, options: &RoomKeyOptions) -> Result<(ParticipantToken, String)> {
+        check_robot_id(robot_id)?;
+        let ttl = options.ttl.map_or(Ok(DEFAULT_TOKEN_TTL_SECONDS), ttl_seconds)?;
+        let request = ParticipantTokenRequest::new(format!("simplesim:{robot_id}"))
+            .name(format!("SimpleSim Viewer ({robot_id})"))
+            .ttl_seconds(ttl);
+        let token = self.client.robots().create_participant_token(robot_id, &request)?;
+        let url = options
+            .livekit_url
+            .clone()
+            .or_else(|| self.client.livekit_url_override().map(str::to_owned))
+            .unwrap_or_else(|| token.livekit_url.clone());
+        check_livekit_url(&url)?;
+        if is_container_internal(&url) {
+            log::warn!(
+                target: "menlo_robot_sdk",
+                "the LiveKit URL {url} names a container-internal host a browser cannot reach; set MENLO_LIVEKIT_URL to a reachable ws:// or wss:// URL"
+            );
+        }
+        Ok((token, url))
+    }
+}
+
+fn ttl_seconds(ttl: Duration) -> Result<u32> {
+    match u32::try_from(ttl.as_secs()) {
+        Ok(seconds) if seconds > 0 => Ok(seconds),
+        _ => Err(Error::invalid("ttl", "must be between 1 second and 6 hours")),
+    }
+}
+
+fn check_livekit_url(url: &str) -> Result<()> {
+    let lower = url.to_ascii_lowercase();
+    let host_part = lower.strip_prefix("wss://").or_else(|| lower.strip_prefix("ws://"));
+    match host_part {
+        Some(rest) if !rest.is_empty() => Ok(()),
+        _ => Err(Error::invalid("livekit_url", format!("expected a ws:// or wss:// URL, got {url:?}"))),
+    }
+}
+
+/// True when the URL's host has no dot and is not `localhost` (e.g. `ws://livekit:7880`):
+/// a name that only resolves inside a container network.
+pub fn is_container_internal(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    if authority.starts_with('[') {
+        return false; // an IPv6 literal is an address, not a container name
+    }
+    let host = authority.split(':').next().unwrap_or("");
+    !host.is_empty() && !host.contains('.') && !host.eq_ignore_ascii_case("localhost")
+}
+
+fn token_room(token: &Secret) -> Result<String> {
+    let invalid = |reason: &str| Error::invalid("participant token", reason.to_owned());
+    let payload = token
+        .expose()
+        .split('.')
+        .nth(1)
+        .ok_or_else(|| invalid("not a JWT"))?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .map_err(|_| invalid("the payload is not base64url"))?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| invalid("the payload is not JSON"))?;
+    claims
+        .pointer("/video/room")
+        .and_then(|room| room.as_str())
+        .map(str::to_owned)
+        .ok_or_else(|| invalid("no video.room grant"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jwt(claims: &str) -> String {
+        format!("eyJhbGciOiJIUzI1NiJ9.{}.c2ln", URL_SAFE_NO_PAD.encode(claims))
+    }
+
+    #[test]
+    fn key_round_trips_and_reads_the_room() {
+        let token = jwt(r#"{"video":{"room":"rb_1","roomJoin":true}}"#);
+        let key = RoomKey::new("wss://lk.example.com", Secret::new(token.clone())).unwrap();
+        let encoded = key.encode();
+        assert!(encoded.starts_with("k1~"));
+        let parsed = RoomKey::parse(&encoded).unwrap();
+        assert_eq!(parsed.livekit_url(), "wss://lk.example.com");
+        assert_eq!(parsed.token().expose(), token);
+        assert_eq!(parsed.room_name().unwrap(), "rb_1");
+    }
+
+    #[test]
+    fn malformed_keys_are_errors_that_do_not_echo_the_key() {
+        for bad in ["", "k1~", "k2~abc~x.y.z", "k1~!!!~a.b.c", "k1~d3M6Ly9h~notajwt", "k1~aHR0cDovL2E~a.b.c"] {
+            let err = RoomKey::parse(bad).unwrap_err();
+            assert!(matches!(err, Error::InvalidInput { .. }), "{bad}: {err}");
+        }
+        let err = RoomKey::parse("k1~@@~secret.secret.secret").unwrap_err();
+        assert!(!err.to_string().contains("secret"));
+    }
+
+    #[test]
+    fn links_are_form_encoded() {
+        let key = RoomKey::new("ws://127.0.0.1:7880", Secret::new(jwt("{}"))).unwrap();
+        let link = key.link("https://sim.menlo.ai/");
+        assert!(link.starts_with("https://sim.menlo.ai/?key=k1%7E"), "{link}");
+    }
+
+    #[test]
+    fn container_hostnames_are_spotted() {
+        assert!(is_container_internal("ws://livekit:7880"));
+        assert!(is_container_internal("wss://livekit"));
+        assert!(!is_container_internal("ws://localhost:7880"));
+        assert!(!is_container_internal("ws://127.0.0.1:7880"));
+        assert!(!is_container_internal("wss://lk.menlo.ai"));
+        assert!(!is_container_internal("ws://[::1]:7880"));
+    }
+}
