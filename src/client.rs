@@ -219,7 +219,11 @@ mod tests {
 
     #[test]
     fn builder_errors_name_the_setting() {
-        let err = Client::builder().api_key("k").rcs_url("nope").build().unwrap_err();
+        let err = Client::builder()
+            .api_key("k")
+            .rcs_url("nope")
+            .build()
+            .unwrap_err();
         assert!(err.to_string().contains("rcs_url"), "{err}");
         let err = Client::builder().build().unwrap_err();
         assert!(err.to_string().contains("MENLO_API_KEY"), "{err}");

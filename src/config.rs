@@ -76,7 +76,11 @@ pub struct DevIdentity {
 
 impl DevIdentity {
     /// An identity with no roles or scopes.
-    pub fn new(sub: impl Into<String>, organization_id: impl Into<String>, team_id: impl Into<String>) -> Self {
+    pub fn new(
+        sub: impl Into<String>,
+        organization_id: impl Into<String>,
+        team_id: impl Into<String>,
+    ) -> Self {
         Self {
             sub: sub.into(),
             organization_id: organization_id.into(),
@@ -156,7 +160,10 @@ impl Settings {
         let identity = match var(env::IDENTITY).filter(|v| !v.value.trim().is_empty()) {
             Some(identity) => Some(identity),
             None => match var(env::IDENTITY_FILE).filter(|v| !v.value.trim().is_empty()) {
-                Some(path) => Some(Sourced::new(read_identity_file(path.value.trim())?, env::IDENTITY_FILE)),
+                Some(path) => Some(Sourced::new(
+                    read_identity_file(path.value.trim())?,
+                    env::IDENTITY_FILE,
+                )),
                 None => None,
             },
         };
@@ -175,7 +182,11 @@ impl Settings {
     /// Validates and fills in defaults.
     pub fn resolve(&self) -> Result<Config> {
         let rcs_url = url_setting(self.rcs_url.as_ref(), DEFAULT_RCS_URL, &["http://", "https://"])?;
-        let viewer_url = url_setting(self.viewer_url.as_ref(), DEFAULT_VIEWER_URL, &["http://", "https://"])?;
+        let viewer_url = url_setting(
+            self.viewer_url.as_ref(),
+            DEFAULT_VIEWER_URL,
+            &["http://", "https://"],
+        )?;
         let livekit_url = match self.livekit_url.as_ref().filter(|v| !v.value.trim().is_empty()) {
             Some(url) => Some(url_setting(Some(url), "", &["ws://", "wss://"])?),
             None => None,
@@ -196,7 +207,10 @@ impl Settings {
         if let Some(key) = self.api_key.as_ref().filter(non_blank) {
             let key = key.value.expose().trim();
             if key.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(Error::config(self.api_key.as_ref().map_or(env::API_KEY, |k| k.source), "the API key contains whitespace or control characters"));
+                return Err(Error::config(
+                    self.api_key.as_ref().map_or(env::API_KEY, |k| k.source),
+                    "the API key contains whitespace or control characters",
+                ));
             }
             return Ok(Auth::ApiKey(Secret::new(key)));
         }
@@ -213,13 +227,17 @@ impl Settings {
         let Some(raw) = self.timeout.as_ref().filter(|v| !v.value.trim().is_empty()) else {
             return Ok(DEFAULT_TIMEOUT);
         };
-        let seconds: f64 = raw
-            .value
-            .trim()
-            .parse()
-            .map_err(|_| Error::config(raw.source, format!("expected seconds as a number, got {:?}", raw.value.trim())))?;
+        let seconds: f64 = raw.value.trim().parse().map_err(|_| {
+            Error::config(
+                raw.source,
+                format!("expected seconds as a number, got {:?}", raw.value.trim()),
+            )
+        })?;
         if !seconds.is_finite() || seconds <= 0.0 || seconds > 86_400.0 {
-            return Err(Error::config(raw.source, format!("expected a number of seconds in (0, 86400], got {seconds}")));
+            return Err(Error::config(
+                raw.source,
+                format!("expected a number of seconds in (0, 86400], got {seconds}"),
+            ));
         }
         Ok(Duration::from_secs_f64(seconds))
     }
@@ -230,7 +248,10 @@ impl Settings {
         };
         match raw.value.trim().parse::<u32>() {
             Ok(n) if n <= 100 => Ok(n),
-            _ => Err(Error::config(raw.source, format!("expected an integer from 0 to 100, got {:?}", raw.value.trim()))),
+            _ => Err(Error::config(
+                raw.source,
+                format!("expected an integer from 0 to 100, got {:?}", raw.value.trim()),
+            )),
         }
     }
 
@@ -241,7 +262,10 @@ impl Settings {
         match raw.value.trim().to_ascii_lowercase().as_str() {
             "1" | "true" | "yes" | "on" => Ok(true),
             "" | "0" | "false" | "no" | "off" => Ok(false),
-            other => Err(Error::config(raw.source, format!("expected 1/true/yes or 0/false/no, got {other:?}"))),
+            other => Err(Error::config(
+                raw.source,
+                format!("expected 1/true/yes or 0/false/no, got {other:?}"),
+            )),
         }
     }
 }
@@ -255,14 +279,25 @@ fn read_identity_file(path: &str) -> Result<String> {
 /// Checks the identity is a JSON object with the fields the platform needs, and re-renders
 /// it compactly (the header must be one line).
 fn parse_identity(raw: &str, source: &'static str) -> Result<Secret> {
-    let value: serde_json::Value = serde_json::from_str(raw.trim())
-        .map_err(|err| Error::config(source, format!("not valid JSON ({})", crate::error::describe_json_error(&err))))?;
+    let value: serde_json::Value = serde_json::from_str(raw.trim()).map_err(|err| {
+        Error::config(
+            source,
+            format!("not valid JSON ({})", crate::error::describe_json_error(&err)),
+        )
+    })?;
     let object = value
         .as_object()
         .ok_or_else(|| Error::config(source, "expected a JSON object"))?;
     for field in ["sub", "organization_id", "team_id"] {
-        if !object.get(field).is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty())) {
-            return Err(Error::config(source, format!("the identity needs a non-empty string field {field:?}")));
+        let present = object
+            .get(field)
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|s| !s.is_empty());
+        if !present {
+            return Err(Error::config(
+                source,
+                format!("the identity needs a non-empty string field {field:?}"),
+            ));
         }
     }
     Ok(Secret::new(compact_json(raw.trim())))
@@ -297,12 +332,23 @@ fn url_setting(raw: Option<&Sourced<String>>, default: &str, schemes: &[&str]) -
         return Ok(default.to_owned());
     };
     let url = raw.value.trim().trim_end_matches('/');
-    let scheme_ok = schemes.iter().any(|scheme| url.len() > scheme.len() && url[..scheme.len()].eq_ignore_ascii_case(scheme));
+    let scheme_ok = schemes
+        .iter()
+        .any(|scheme| url.len() > scheme.len() && url[..scheme.len()].eq_ignore_ascii_case(scheme));
     if !scheme_ok {
-        return Err(Error::config(raw.source, format!("expected a URL starting with {}, got {url:?}", schemes.join(" or "))));
+        return Err(Error::config(
+            raw.source,
+            format!(
+                "expected a URL starting with {}, got {url:?}",
+                schemes.join(" or ")
+            ),
+        ));
     }
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(Error::config(raw.source, format!("the URL contains whitespace: {url:?}")));
+        return Err(Error::config(
+            raw.source,
+            format!("the URL contains whitespace: {url:?}"),
+        ));
     }
     Ok(url.to_owned())
 }
@@ -350,7 +396,10 @@ mod tests {
     fn api_key_wins_over_identity() {
         let config = settings(&[
             ("MENLO_API_KEY", "k"),
-            ("MENLO_IDENTITY", r#"{"sub":"u","organization_id":"o","team_id":"t"}"#),
+            (
+                "MENLO_IDENTITY",
+                r#"{"sub":"u","organization_id":"o","team_id":"t"}"#,
+            ),
         ])
         .unwrap();
         assert!(matches!(config.auth, Auth::ApiKey(_)));
@@ -380,8 +429,13 @@ mod tests {
             "{ \"sub\": \"u\", \"organization_id\": \"o\", \"team_id\": \"t\", \"roles\": [] }",
         )])
         .unwrap();
-        let Auth::Identity(identity) = config.auth else { panic!("identity mode expected") };
-        assert_eq!(identity.expose(), r#"{"sub":"u","organization_id":"o","team_id":"t","roles":[]}"#);
+        let Auth::Identity(identity) = config.auth else {
+            panic!("identity mode expected")
+        };
+        assert_eq!(
+            identity.expose(),
+            r#"{"sub":"u","organization_id":"o","team_id":"t","roles":[]}"#
+        );
         let err = settings(&[("MENLO_IDENTITY", r#"{"sub":"u"}"#)]).unwrap_err();
         assert!(err.to_string().contains("MENLO_IDENTITY"), "{err}");
         assert!(err.to_string().contains("organization_id"), "{err}");

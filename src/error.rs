@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 pub enum Error {
     /// The platform answered with HTTP status 400 or above.
     #[error(transparent)]
-    Api(#[from] ApiError),
+    Api(Box<ApiError>),
 
     /// The request never got an HTTP answer: connection refused or reset, DNS, TLS, protocol.
     #[error("{method} {url} failed: {reason}")]
@@ -96,7 +96,7 @@ impl Error {
     /// The API error, if the platform answered with an error status.
     pub fn as_api(&self) -> Option<&ApiError> {
         match self {
-            Error::Api(api) => Some(api),
+            Error::Api(api) => Some(api.as_ref()),
             _ => None,
         }
     }
@@ -130,6 +130,12 @@ impl Error {
             what: what.into(),
             reason: describe_json_error(err),
         }
+    }
+}
+
+impl From<ApiError> for Error {
+    fn from(api: ApiError) -> Self {
+        Error::Api(Box::new(api))
     }
 }
 
@@ -283,13 +289,19 @@ mod tests {
         assert_eq!(err.code, "request.validation_error");
         assert_eq!(err.message, r#"[{"loc":["body","name"],"msg":"too short"}]"#);
         let err = normalize(404, r#"{"detail":"Not Found"}"#);
-        assert_eq!((err.code.as_str(), err.message.as_str()), ("http.404", "Not Found"));
+        assert_eq!(
+            (err.code.as_str(), err.message.as_str()),
+            ("http.404", "Not Found")
+        );
     }
 
     #[test]
     fn non_json_and_empty_bodies() {
         let err = normalize(502, "<html>bad gateway</html>");
-        assert_eq!((err.code.as_str(), err.message.as_str()), ("http.error", "<html>bad gateway</html>"));
+        assert_eq!(
+            (err.code.as_str(), err.message.as_str()),
+            ("http.error", "<html>bad gateway</html>")
+        );
         let err = normalize(503, "");
         assert_eq!(err.message, "Reason");
         let err = normalize(500, "[1,2]");
@@ -299,7 +311,10 @@ mod tests {
     #[test]
     fn object_without_known_fields() {
         let err = normalize(500, r#"{"foo":1,"details":"not-an-object"}"#);
-        assert_eq!((err.code.as_str(), err.message.as_str()), ("unknown.error", "Unknown error"));
+        assert_eq!(
+            (err.code.as_str(), err.message.as_str()),
+            ("unknown.error", "Unknown error")
+        );
         assert!(err.details.is_empty());
     }
 

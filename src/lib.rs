@@ -60,16 +60,20 @@ pub mod retry;
 
 #[cfg(feature = "dev")]
 pub mod dev;
+#[cfg(feature = "livekit")]
+pub mod runtime;
 
 pub use client::{Client, ClientBuilder};
-pub use config::{env, DevIdentity, DEFAULT_MAX_RETRIES, DEFAULT_RCS_URL, DEFAULT_TIMEOUT, DEFAULT_VIEWER_URL};
+pub use config::{
+    env, DevIdentity, DEFAULT_MAX_RETRIES, DEFAULT_RCS_URL, DEFAULT_TIMEOUT, DEFAULT_VIEWER_URL,
+};
 pub use error::{ApiError, Error, Result};
 #[allow(deprecated)]
 pub use models::WorkerConfig;
 pub use models::{
     AgentDispatch, Language, NewRobot, ParticipantToken, ParticipantTokenRequest, RequiredParticipant, Robot,
-    RobotCreated, RobotPage, RobotType, RobotUpdate, SessionCreated, SessionInfo, SessionList, SessionMetadata,
-    SessionOptions, SessionStatus, Voice, DEFAULT_TOKEN_TTL_SECONDS,
+    RobotCreated, RobotPage, RobotType, RobotUpdate, SessionCreated, SessionInfo, SessionList,
+    SessionMetadata, SessionOptions, SessionStatus, Voice, DEFAULT_TOKEN_TTL_SECONDS,
 };
 pub use robots::{RobotIter, Robots, DEFAULT_PAGE_SIZE};
 pub use room_key::{is_container_internal, RoomKey, RoomKeyOptions, RoomKeys};

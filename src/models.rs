@@ -324,10 +324,7 @@ impl RobotUpdate {
 
     /// True when no field is set.
     pub fn is_empty(&self) -> bool {
-        self.name.is_none()
-            && self.language.is_none()
-            && self.voice.is_none()
-            && self.description.is_none()
+        self.name.is_none() && self.language.is_none() && self.voice.is_none() && self.description.is_none()
     }
 }
 
@@ -537,7 +534,10 @@ mod tests {
     #[test]
     fn created_robot_debug_hides_the_pin() {
         let robot: Robot = serde_json::from_str(&robot_json("")).unwrap();
-        let created = RobotCreated { robot, pin_code: Some("918273".into()) };
+        let created = RobotCreated {
+            robot,
+            pin_code: Some("918273".into()),
+        };
         assert!(!format!("{created:?}").contains("918273"));
     }
 }

@@ -48,7 +48,11 @@ pub(crate) fn is_retryable(method: &str, outcome: Outcome) -> bool {
 /// `jitter` is a uniform sample in `[0, 1)`; values outside are clamped.
 pub fn backoff_delay(n: u32, jitter: f64, retry_after: Option<Duration>) -> Duration {
     let exponential = BASE_DELAY.saturating_mul(2u32.saturating_pow(n.min(16)));
-    let jitter = if jitter.is_finite() { jitter.clamp(0.0, 1.0) } else { 0.0 };
+    let jitter = if jitter.is_finite() {
+        jitter.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
     let delay = exponential.saturating_add(MAX_JITTER.mul_f64(jitter));
     let delay = match retry_after {
         Some(asked) if asked > delay => asked,
@@ -61,7 +65,8 @@ pub fn backoff_delay(n: u32, jitter: f64, retry_after: Option<Duration>) -> Dura
 /// anything else unreadable are ignored: the computed backoff then applies.
 pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
     let seconds: f64 = value.trim().parse().ok()?;
-    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(MAX_DELAY.as_secs_f64())))
+    (seconds.is_finite() && seconds >= 0.0)
+        .then(|| Duration::from_secs_f64(seconds.min(MAX_DELAY.as_secs_f64())))
 }
 
 /// Whether a status may carry a `Retry-After` the client honours.
@@ -81,7 +86,11 @@ mod tests {
             "/v1/robots/rb_1/session/command",
             "/v1/robots/rb_1/session/participant-token",
         ] {
-            for outcome in [Outcome::TransportFailure, Outcome::Status(429), Outcome::Status(503)] {
+            for outcome in [
+                Outcome::TransportFailure,
+                Outcome::Status(429),
+                Outcome::Status(503),
+            ] {
                 assert!(!is_retryable("POST", outcome), "{path} {outcome:?}");
             }
         }
@@ -115,8 +124,14 @@ mod tests {
 
     #[test]
     fn retry_after_lengthens_but_never_shortens_or_exceeds_the_cap() {
-        assert_eq!(backoff_delay(0, 0.0, Some(Duration::from_secs(2))), Duration::from_secs(2));
-        assert_eq!(backoff_delay(3, 0.0, Some(Duration::from_millis(10))), Duration::from_secs(2));
+        assert_eq!(
+            backoff_delay(0, 0.0, Some(Duration::from_secs(2))),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            backoff_delay(3, 0.0, Some(Duration::from_millis(10))),
+            Duration::from_secs(2)
+        );
         assert_eq!(backoff_delay(0, 0.0, Some(Duration::from_secs(120))), MAX_DELAY);
     }
 

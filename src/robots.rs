@@ -27,7 +27,9 @@ impl<'c> Robots<'c> {
         if let Some(description) = &robot.description {
             check_length("description", description, 0, 1000)?;
         }
-        self.client.transport.json(Method::Post, "/v1/robots", Some(to_body(robot)?))
+        self.client
+            .transport
+            .json(Method::Post, "/v1/robots", Some(to_body(robot)?))
     }
 
     /// One page of robots (`GET /v1/robots`). Pass the page's `next_id` as `after_id` for
@@ -63,14 +65,19 @@ impl<'c> Robots<'c> {
 
     /// One robot (`GET /v1/robots/{id}`).
     pub fn get(&self, robot_id: &str) -> Result<Robot> {
-        self.client.transport.json(Method::Get, &robot_path(robot_id, "")?, None)
+        self.client
+            .transport
+            .json(Method::Get, &robot_path(robot_id, "")?, None)
     }
 
     /// Changes the fields set in `update` (`PATCH /v1/robots/{id}`). An update with no field
     /// set is refused before anything is sent.
     pub fn update(&self, robot_id: &str, update: &RobotUpdate) -> Result<Robot> {
         if update.is_empty() {
-            return Err(Error::invalid("update", "no field to change: set at least one of name, language, voice, description"));
+            return Err(Error::invalid(
+                "update",
+                "no field to change: set at least one of name, language, voice, description",
+            ));
         }
         if let Some(name) = &update.name {
             check_length("name", name, 1, 255)?;
@@ -79,37 +86,55 @@ impl<'c> Robots<'c> {
             check_length("description", description, 0, 1000)?;
         }
         let path = robot_path(robot_id, "")?;
-        self.client.transport.json(Method::Patch, &path, Some(to_body(update)?))
+        self.client
+            .transport
+            .json(Method::Patch, &path, Some(to_body(update)?))
     }
 
     /// Deletes a robot (`DELETE /v1/robots/{id}`).
     pub fn delete(&self, robot_id: &str) -> Result<()> {
-        self.client.transport.send(Method::Delete, &robot_path(robot_id, "")?, None).map(drop)
+        self.client
+            .transport
+            .send(Method::Delete, &robot_path(robot_id, "")?, None)
+            .map(drop)
     }
 
     /// Starts the robot's session (`POST /v1/robots/{id}/session`): the room, the caller's
     /// LiveKit token, and the slots to fill. Never retried.
     pub fn create_session(&self, robot_id: &str, options: &SessionOptions) -> Result<SessionCreated> {
         let path = robot_path(robot_id, "/session")?;
-        let body = if options.is_empty() { None } else { Some(to_body(options)?) };
+        let body = if options.is_empty() {
+            None
+        } else {
+            Some(to_body(options)?)
+        };
         self.client.transport.json(Method::Post, &path, body)
     }
 
     /// Ends the robot's session (`DELETE /v1/robots/{id}/session`).
     pub fn delete_session(&self, robot_id: &str) -> Result<()> {
-        self.client.transport.send(Method::Delete, &robot_path(robot_id, "/session")?, None).map(drop)
+        self.client
+            .transport
+            .send(Method::Delete, &robot_path(robot_id, "/session")?, None)
+            .map(drop)
     }
 
     /// Mints an extra room credential (`POST …/session/participant-token`); what room keys
     /// are built from. The server caps the TTL at 6 h. Never retried.
-    pub fn create_participant_token(&self, robot_id: &str, request: &ParticipantTokenRequest) -> Result<ParticipantToken> {
+    pub fn create_participant_token(
+        &self,
+        robot_id: &str,
+        request: &ParticipantTokenRequest,
+    ) -> Result<ParticipantToken> {
         check_length("participant_identity", &request.participant_identity, 1, 256)?;
         check_length("participant_name", &request.participant_name, 1, 256)?;
         if request.ttl_seconds == Some(0) {
             return Err(Error::invalid("ttl_seconds", "must be at least 1"));
         }
         let path = robot_path(robot_id, "/session/participant-token")?;
-        self.client.transport.json(Method::Post, &path, Some(to_body(request)?))
+        self.client
+            .transport
+            .json(Method::Post, &path, Some(to_body(request)?))
     }
 }
 
@@ -159,7 +184,10 @@ pub(crate) fn robot_path(robot_id: &str, suffix: &str) -> Result<String> {
 /// A robot id must be non-empty and not a path step.
 pub(crate) fn check_robot_id(robot_id: &str) -> Result<()> {
     if robot_id.trim().is_empty() || robot_id == "." || robot_id == ".." {
-        return Err(Error::invalid("robot_id", format!("expected a robot id such as rb_…, got {robot_id:?}")));
+        return Err(Error::invalid(
+            "robot_id",
+            format!("expected a robot id such as rb_…, got {robot_id:?}"),
+        ));
     }
     Ok(())
 }
@@ -167,7 +195,10 @@ pub(crate) fn check_robot_id(robot_id: &str) -> Result<()> {
 fn check_length(field: &str, value: &str, min: usize, max: usize) -> Result<()> {
     let length = value.chars().count();
     if length < min || length > max {
-        return Err(Error::invalid(field, format!("must be {min}..={max} characters, got {length}")));
+        return Err(Error::invalid(
+            field,
+            format!("must be {min}..={max} characters, got {length}"),
+        ));
     }
     Ok(())
 }

@@ -33,7 +33,10 @@ impl RoomKey {
         let livekit_url = livekit_url.into();
         check_livekit_url(&livekit_url)?;
         if token.expose().is_empty() || token.expose().contains('~') {
-            return Err(Error::invalid("participant token", "must be a non-empty JWT without '~'"));
+            return Err(Error::invalid(
+                "participant token",
+                "must be a non-empty JWT without '~'",
+            ));
         }
         Ok(RoomKey { livekit_url, token })
     }
@@ -60,7 +63,11 @@ impl RoomKey {
 
     /// The key string, `k1~…`. It is a credential: show it only to whom it is meant for.
     pub fn encode(&self) -> String {
-        format!("{PREFIX}{}~{}", URL_SAFE_NO_PAD.encode(&self.livekit_url), self.token.expose())
+        format!(
+            "{PREFIX}{}~{}",
+            URL_SAFE_NO_PAD.encode(&self.livekit_url),
+            self.token.expose()
+        )
     }
 
     /// The LiveKit server URL.
@@ -81,7 +88,11 @@ impl RoomKey {
 
     /// `{viewer_base}/?key={key}`.
     pub fn link(&self, viewer_base: &str) -> String {
-        format!("{}/?key={}", viewer_base.trim_end_matches('/'), encode_query_value(&self.encode()))
+        format!(
+            "{}/?key={}",
+            viewer_base.trim_end_matches('/'),
+            encode_query_value(&self.encode())
+        )
     }
 }
 
@@ -141,7 +152,9 @@ impl RoomKeys<'_> {
     /// A ready-to-open link `{viewer}/?key={key}`, the viewer being `MENLO_ROBOT_VIEWER_URL`
     /// or `https://sim.menlo.ai`.
     pub fn link(&self, robot_id: &str, options: &RoomKeyOptions) -> Result<String> {
-        Ok(self.generate_with(robot_id, options)?.link(self.client.viewer_url()))
+        Ok(self
+            .generate_with(robot_id, options)?
+            .link(self.client.viewer_url()))
     }
 
     /// The legacy long viewer link `{viewer}/?lk_url=…&lk_token=…&lk_room=…`.
@@ -162,7 +175,10 @@ impl RoomKeys<'_> {
         let request = ParticipantTokenRequest::new(format!("simplesim:{robot_id}"))
             .name(format!("SimpleSim Viewer ({robot_id})"))
             .ttl_seconds(ttl);
-        let token = self.client.robots().create_participant_token(robot_id, &request)?;
+        let token = self
+            .client
+            .robots()
+            .create_participant_token(robot_id, &request)?;
         let url = options
             .livekit_url
             .clone()
@@ -188,10 +204,15 @@ fn ttl_seconds(ttl: Duration) -> Result<u32> {
 
 fn check_livekit_url(url: &str) -> Result<()> {
     let lower = url.to_ascii_lowercase();
-    let host_part = lower.strip_prefix("wss://").or_else(|| lower.strip_prefix("ws://"));
+    let host_part = lower
+        .strip_prefix("wss://")
+        .or_else(|| lower.strip_prefix("ws://"));
     match host_part {
         Some(rest) if !rest.is_empty() => Ok(()),
-        _ => Err(Error::invalid("livekit_url", format!("expected a ws:// or wss:// URL, got {url:?}"))),
+        _ => Err(Error::invalid(
+            "livekit_url",
+            format!("expected a ws:// or wss:// URL, got {url:?}"),
+        )),
     }
 }
 
@@ -218,7 +239,8 @@ fn token_room(token: &Secret) -> Result<String> {
     let bytes = URL_SAFE_NO_PAD
         .decode(payload.trim_end_matches('='))
         .map_err(|_| invalid("the payload is not base64url"))?;
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| invalid("the payload is not JSON"))?;
+    let claims: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|_| invalid("the payload is not JSON"))?;
     claims
         .pointer("/video/room")
         .and_then(|room| room.as_str())
@@ -248,7 +270,14 @@ mod tests {
 
     #[test]
     fn malformed_keys_are_errors_that_do_not_echo_the_key() {
-        for bad in ["", "k1~", "k2~abc~x.y.z", "k1~!!!~a.b.c", "k1~d3M6Ly9h~notajwt", "k1~aHR0cDovL2E~a.b.c"] {
+        for bad in [
+            "",
+            "k1~",
+            "k2~abc~x.y.z",
+            "k1~!!!~a.b.c",
+            "k1~d3M6Ly9h~notajwt",
+            "k1~aHR0cDovL2E~a.b.c",
+        ] {
             let err = RoomKey::parse(bad).unwrap_err();
             assert!(matches!(err, Error::InvalidInput { .. }), "{bad}: {err}");
         }

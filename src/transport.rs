@@ -48,7 +48,9 @@ pub(crate) struct Transport {
 
 impl fmt::Debug for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Transport").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Transport")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -108,7 +110,8 @@ impl Transport {
     /// Sends a request and decodes a JSON answer.
     pub fn json<T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<T> {
         let reply = self.send(method, path, body)?;
-        serde_json::from_slice(&reply).map_err(|err| Error::decode(format!("{} {path} response", method.as_str()), &err))
+        serde_json::from_slice(&reply)
+            .map_err(|err| Error::decode(format!("{} {path} response", method.as_str()), &err))
     }
 
     /// Sends a request, retrying as CONTRACT §4 says, and returns the body of the success.
@@ -123,18 +126,22 @@ impl Transport {
                 Err(err) => Failure::NoAnswer(err),
             };
             if retries < self.config.max_retries && retry::is_retryable(method.as_str(), failure.outcome()) {
-                (self.sleep)(retry::backoff_delay(retries, (self.jitter)(), failure.retry_after()));
+                (self.sleep)(retry::backoff_delay(
+                    retries,
+                    (self.jitter)(),
+                    failure.retry_after(),
+                ));
                 retries += 1;
                 continue;
             }
-            return Err(self.into_error(method, url, failure));
+            return Err(self.error_for(method, url, failure));
         }
     }
 
-    fn into_error(&self, method: Method, url: String, failure: Failure) -> Error {
+    fn error_for(&self, method: Method, url: String, failure: Failure) -> Error {
         match failure {
             Failure::Status(answer) => {
-                Error::Api(ApiError::from_response(answer.status, &answer.body, reason_phrase(answer.status)))
+                ApiError::from_response(answer.status, &answer.body, reason_phrase(answer.status)).into()
             }
             Failure::NoAnswer(AttemptError::Timeout) => Error::Timeout {
                 operation: format!("{} {url}", method.as_str()),
@@ -153,8 +160,16 @@ impl Transport {
     fn attempt(&self, method: Method, url: &str, body: Option<&[u8]>) -> Result<Answer, AttemptError> {
         let request = self.build_request(method, url, body.is_some())?;
         let result = match body {
-            Some(bytes) => self.agent.run(request.body(bytes).map_err(|e| AttemptError::Transport(e.to_string()))?),
-            None => self.agent.run(request.body(()).map_err(|e| AttemptError::Transport(e.to_string()))?),
+            Some(bytes) => self.agent.run(
+                request
+                    .body(bytes)
+                    .map_err(|e| AttemptError::Transport(e.to_string()))?,
+            ),
+            None => self.agent.run(
+                request
+                    .body(())
+                    .map_err(|e| AttemptError::Transport(e.to_string()))?,
+            ),
         };
         let outcome = result.map_err(classify).and_then(|mut response| {
             let status = response.status().as_u16();
@@ -165,13 +180,22 @@ impl Transport {
                 .filter(|_| retry::honours_retry_after(status))
                 .and_then(retry::parse_retry_after);
             let body = response.body_mut().read_to_vec().map_err(classify)?;
-            Ok(Answer { status, body, retry_after })
+            Ok(Answer {
+                status,
+                body,
+                retry_after,
+            })
         });
         self.log(method, url, &outcome);
         outcome
     }
 
-    fn build_request(&self, method: Method, url: &str, has_body: bool) -> Result<http::request::Builder, AttemptError> {
+    fn build_request(
+        &self,
+        method: Method,
+        url: &str,
+        has_body: bool,
+    ) -> Result<http::request::Builder, AttemptError> {
         let mut request = http::Request::builder()
             .method(method.as_str())
             .uri(url)
@@ -191,9 +215,15 @@ impl Transport {
             return;
         }
         match outcome {
-            Ok(answer) => log::debug!(target: "menlo_robot_sdk", "{} {url} -> {}", method.as_str(), answer.status),
-            Err(AttemptError::Timeout) => log::debug!(target: "menlo_robot_sdk", "{} {url} -> timeout", method.as_str()),
-            Err(AttemptError::Transport(_)) => log::debug!(target: "menlo_robot_sdk", "{} {url} -> transport error", method.as_str()),
+            Ok(answer) => {
+                log::debug!(target: "menlo_robot_sdk", "{} {url} -> {}", method.as_str(), answer.status)
+            }
+            Err(AttemptError::Timeout) => {
+                log::debug!(target: "menlo_robot_sdk", "{} {url} -> timeout", method.as_str())
+            }
+            Err(AttemptError::Transport(_)) => {
+                log::debug!(target: "menlo_robot_sdk", "{} {url} -> transport error", method.as_str())
+            }
         }
     }
 }
@@ -215,13 +245,17 @@ fn reason_phrase(status: u16) -> &'static str {
 
 /// Percent-encodes one path segment (a robot id, say) so it cannot change the path.
 pub(crate) fn encode_segment(segment: &str) -> String {
-    encode(segment, |b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'))
+    encode(segment, |b| {
+        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
+    })
 }
 
 /// Form-urlencodes a query value or a form field (`application/x-www-form-urlencoded`).
 pub(crate) fn encode_query_value(value: &str) -> String {
-    encode(value, |b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'*'))
-        .replace("%20", "+")
+    encode(value, |b| {
+        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'*')
+    })
+    .replace("%20", "+")
 }
 
 fn encode(value: &str, keep: impl Fn(u8) -> bool) -> String {

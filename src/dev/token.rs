@@ -1,0 +1,218 @@
+//! LiveKit access tokens (HS256 JWTs) and small time/random helpers for the emulator.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use serde_json::{json, Map, Value};
+use sha2::Sha256;
+
+use super::LiveKitSettings;
+
+/// Optional extras for [`mint_livekit_token`].
+///
+/// The default mints a standard participant with no attributes and no metadata.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TokenOptions {
+    /// Participant kind claim (`"standard"`, `"agent"`, …); omitted when `None`.
+    pub kind: Option<String>,
+    /// Participant attributes (`attributes` claim), e.g. `lk.agent.name`; omitted when empty.
+    pub attributes: BTreeMap<String, String>,
+    /// Participant metadata (`metadata` claim); omitted when `None`.
+    pub metadata: Option<String>,
+}
+
+/// Mints a LiveKit access token: an HS256 JWT signed with `settings.api_secret`.
+///
+/// Claims: `iss` = `settings.api_key`, `sub` and `jti` = `identity`, `name`, `nbf` = now,
+/// `exp` = now + `ttl` (seconds, at least 1), and a video grant
+/// `{"roomJoin":true,"room":room,"canPublish":true,"canSubscribe":true,"canPublishData":true}`,
+/// plus `kind`, `attributes` and `metadata` from `options` when set. This is the format
+/// `livekit-server` verifies (e.g. `livekit-server --dev` with `devkey`/`secret`).
+pub fn mint_livekit_token(
+    settings: &LiveKitSettings,
+    room: &str,
+    identity: &str,
+    name: &str,
+    ttl: Duration,
+    options: &TokenOptions,
+) -> String {
+    let now = unix_now().as_secs();
+    let exp = now.saturating_add(ttl.as_secs().max(1));
+    let mut claims = Map::new();
+    claims.insert("iss".into(), json!(settings.api_key));
+    claims.insert("sub".into(), json!(identity));
+    claims.insert("jti".into(), json!(identity));
+    claims.insert("name".into(), json!(name));
+    claims.insert("nbf".into(), json!(now));
+    claims.insert("exp".into(), json!(exp));
+    claims.insert(
+        "video".into(),
+        json!({
+            "roomJoin": true,
+            "room": room,
+            "canPublish": true,
+            "canSubscribe": true,
+            "canPublishData": true,
+        }),
+    );
+    if let Some(kind) = &options.kind {
+        claims.insert("kind".into(), json!(kind));
+    }
+    if !options.attributes.is_empty() {
+        claims.insert("attributes".into(), json!(options.attributes));
+    }
+    if let Some(metadata) = &options.metadata {
+        claims.insert("metadata".into(), json!(metadata));
+    }
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let payload = URL_SAFE_NO_PAD.encode(Value::Object(claims).to_string());
+    let signing_input = format!("{header}.{payload}");
+    let signature = hs256(settings.api_secret.as_bytes(), signing_input.as_bytes());
+    format!("{signing_input}.{signature}")
+}
+
+/// HMAC-SHA256 of `input`, base64url without padding (the JWS HS256 signature).
+fn hs256(secret: &[u8], input: &[u8]) -> String {
+    // HMAC accepts keys of any length; `new_from_slice` cannot fail for Hmac<Sha256>.
+    let mut mac = match Hmac::<Sha256>::new_from_slice(secret) {
+        Ok(mac) => mac,
+        Err(_) => unreachable!("HMAC accepts keys of any length"),
+    };
+    mac.update(input);
+    URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+}
+
+/// Time since the Unix epoch (zero if the clock is before 1970).
+pub(crate) fn unix_now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+}
+
+/// Formats a time since the Unix epoch as RFC 3339 UTC with microseconds,
+/// e.g. `2023-11-14T22:13:20.000000Z` (what pydantic emits for UTC datetimes).
+pub(crate) fn rfc3339(since_epoch: Duration) -> String {
+    let secs = since_epoch.as_secs();
+    let micros = since_epoch.subsec_micros();
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// RFC 3339 "now".
+pub(crate) fn now_rfc3339() -> String {
+    rfc3339(unix_now())
+}
+
+/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar
+/// (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// `n` random lowercase hex digits.
+pub(crate) fn random_hex(n: usize) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    (0..n).map(|_| HEX[fastrand::usize(..16)] as char).collect()
+}
+
+/// `n` random ASCII alphanumerics.
+pub(crate) fn random_alnum(n: usize) -> String {
+    (0..n).map(|_| fastrand::alphanumeric()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    #[test]
+    fn hs256_matches_the_jwt_io_vector() {
+        let input = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ";
+        assert_eq!(
+            hs256(b"your-256-bit-secret", input.as_bytes()),
+            "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"
+        );
+    }
+
+    #[test]
+    fn rfc3339_formats_known_instants() {
+        assert_eq!(rfc3339(Duration::ZERO), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(
+            rfc3339(Duration::from_secs(1_700_000_000)),
+            "2023-11-14T22:13:20.000000Z"
+        );
+        assert_eq!(
+            rfc3339(Duration::from_secs(951_782_400) + Duration::from_micros(5)),
+            "2000-02-29T00:00:00.000005Z"
+        );
+        assert_eq!(
+            rfc3339(Duration::from_secs(253_402_300_799)),
+            "9999-12-31T23:59:59.000000Z"
+        );
+    }
+
+    #[test]
+    fn token_has_livekit_claims() {
+        let settings = LiveKitSettings {
+            url: "ws://127.0.0.1:7880".into(),
+            api_key: "devkey".into(),
+            api_secret: "secret".into(),
+        };
+        let options = TokenOptions {
+            kind: Some("agent".into()),
+            attributes: [("lk.agent.name".to_owned(), "sim-worker".to_owned())].into(),
+            ..TokenOptions::default()
+        };
+        let token = mint_livekit_token(
+            &settings,
+            "rb_1",
+            "agent-1",
+            "Agent",
+            Duration::from_secs(60),
+            &options,
+        );
+        let parts: Vec<&str> = token.split('.').collect();
+        assert_eq!(parts.len(), 3);
+        let signing_input = format!("{}.{}", parts[0], parts[1]);
+        assert_eq!(hs256(b"secret", signing_input.as_bytes()), parts[2]);
+        let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+        assert_eq!(claims["iss"], "devkey");
+        assert_eq!(claims["sub"], "agent-1");
+        assert_eq!(claims["kind"], "agent");
+        assert_eq!(claims["attributes"]["lk.agent.name"], "sim-worker");
+        assert_eq!(claims["video"]["room"], "rb_1");
+        assert_eq!(claims["video"]["roomJoin"], true);
+        let exp = claims["exp"].as_u64().unwrap();
+        let nbf = claims["nbf"].as_u64().unwrap();
+        assert_eq!(exp - nbf, 60);
+    }
+
+    #[test]
+    fn random_helpers_have_the_right_shape() {
+        let h = random_hex(12);
+        assert_eq!(h.len(), 12);
+        assert!(h
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(random_alnum(20).chars().all(|c| c.is_ascii_alphanumeric()));
+    }
+}
