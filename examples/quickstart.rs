@@ -22,15 +22,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // SimpleSim: dispatch no worker; the browser viewer tab is the runtime.
-    let session = client.robots().create_session(&robot_id, &SessionOptions::new().no_workers())?;
+    let session = client
+        .robots()
+        .create_session(&robot_id, &SessionOptions::new().no_workers())?;
     println!("session in room {} on {}", session.room_name, session.livekit_url);
 
     let link = client.room_keys().link(&robot_id, &Default::default())?;
-    println!("viewer link minted ({} chars): open it in Chrome, one tab per robot", link.len());
+    println!(
+        "viewer link minted ({} chars): open it in Chrome, one tab per robot",
+        link.len()
+    );
 
     for robot in client.robots().iter(50) {
         let robot = robot?;
-        println!("  robot {} {:?} updated {}", robot.id, robot.name, robot.updated_at);
+        println!(
+            "  robot {} {:?} updated {}",
+            robot.id, robot.name, robot.updated_at
+        );
     }
 
     client.robots().delete_session(&robot_id)?;
@@ -57,7 +65,10 @@ fn embedded() -> Result<(Client, Platform), Box<dyn std::error::Error>> {
     use menlo_robot_sdk::dev::{ControlPlane, Principal};
     let platform = ControlPlane::start()?;
     let key = platform.create_api_key(&Principal::new("quickstart", "org_local", "team_local"));
-    println!("no MENLO_API_KEY: using the embedded platform at {}", platform.url());
+    println!(
+        "no MENLO_API_KEY: using the embedded platform at {}",
+        platform.url()
+    );
     let client = Client::builder().rcs_url(platform.url()).api_key(key).build()?;
     Ok((client, Some(platform)))
 }

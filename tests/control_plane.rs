@@ -25,7 +25,11 @@ fn robot_lifecycle() {
     let created = h
         .client
         .robots()
-        .create(&NewRobot::new("My bot", "asimov-v0").language(Language::Vi).description("test"))
+        .create(
+            &NewRobot::new("My bot", "asimov-v0")
+                .language(Language::Vi)
+                .description("test"),
+        )
         .unwrap();
     let robot = created.robot;
     assert!(robot.id.starts_with("rb_"), "{}", robot.id);
@@ -38,10 +42,19 @@ fn robot_lifecycle() {
     let fetched = h.client.robots().get(&robot.id).unwrap();
     assert_eq!(fetched.name, "My bot");
 
-    let updated = h.client.robots().update(&robot.id, &RobotUpdate::new().voice(Voice::Piper)).unwrap();
+    let updated = h
+        .client
+        .robots()
+        .update(&robot.id, &RobotUpdate::new().voice(Voice::Piper))
+        .unwrap();
     assert_eq!(updated.voice, Voice::Piper);
     assert_eq!(updated.name, "My bot", "fields not sent stay as they were");
-    let patch = h.platform.requests().into_iter().rfind(|r| r.method == "PATCH").unwrap();
+    let patch = h
+        .platform
+        .requests()
+        .into_iter()
+        .rfind(|r| r.method == "PATCH")
+        .unwrap();
     assert_eq!(patch.body.as_deref(), Some(r#"{"voice":"piper"}"#));
 
     h.client.robots().delete(&robot.id).unwrap();
@@ -55,7 +68,10 @@ fn robot_lifecycle() {
 #[test]
 fn requests_carry_the_contract_headers() {
     let h = harness();
-    h.client.robots().create(&NewRobot::new("a", "asimov-v0")).unwrap();
+    h.client
+        .robots()
+        .create(&NewRobot::new("a", "asimov-v0"))
+        .unwrap();
     h.client.robots().list(None, None).unwrap();
     let requests = h.platform.requests();
     for request in &requests {
@@ -71,11 +87,24 @@ fn requests_carry_the_contract_headers() {
 fn empty_update_and_bad_input_are_refused_before_sending() {
     let h = harness();
     let err = h.client.robots().update("rb_1", &RobotUpdate::new()).unwrap_err();
-    assert!(matches!(&err, Error::InvalidInput { field, .. } if field == "update"), "{err}");
-    let err = h.client.robots().create(&NewRobot::new("", "asimov-v0")).unwrap_err();
-    assert!(matches!(&err, Error::InvalidInput { field, .. } if field == "name"), "{err}");
+    assert!(
+        matches!(&err, Error::InvalidInput { field, .. } if field == "update"),
+        "{err}"
+    );
+    let err = h
+        .client
+        .robots()
+        .create(&NewRobot::new("", "asimov-v0"))
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidInput { field, .. } if field == "name"),
+        "{err}"
+    );
     let err = h.client.robots().get("").unwrap_err();
-    assert!(matches!(&err, Error::InvalidInput { field, .. } if field == "robot_id"), "{err}");
+    assert!(
+        matches!(&err, Error::InvalidInput { field, .. } if field == "robot_id"),
+        "{err}"
+    );
     assert!(h.platform.requests().is_empty(), "nothing reached the server");
 }
 
@@ -84,7 +113,14 @@ fn pagination_follows_next_id_lazily() {
     let h = harness();
     let mut ids = Vec::new();
     for i in 0..5 {
-        ids.push(h.client.robots().create(&NewRobot::new(format!("bot {i}"), "asimov-v0")).unwrap().robot.id);
+        ids.push(
+            h.client
+                .robots()
+                .create(&NewRobot::new(format!("bot {i}"), "asimov-v0"))
+                .unwrap()
+                .robot
+                .id,
+        );
     }
     let page = h.client.robots().list(Some(2), None).unwrap();
     assert_eq!(page.robots.len(), 2);
@@ -104,18 +140,31 @@ fn pagination_follows_next_id_lazily() {
 #[test]
 fn worker_names_cases_stay_distinct_on_the_wire() {
     let h = harness();
-    let id = h.client.robots().create(&NewRobot::new("a", "asimov-v0")).unwrap().robot.id;
+    let id = h
+        .client
+        .robots()
+        .create(&NewRobot::new("a", "asimov-v0"))
+        .unwrap()
+        .robot
+        .id;
     let cases = [
         (SessionOptions::new(), None),
         (SessionOptions::new().no_workers(), Some(r#"{"worker_names":[]}"#)),
         (
-            SessionOptions::new().worker_names(["sim-worker"]).scene_id("warehouse"),
+            SessionOptions::new()
+                .worker_names(["sim-worker"])
+                .scene_id("warehouse"),
             Some(r#"{"worker_names":["sim-worker"],"scene_id":"warehouse"}"#),
         ),
     ];
     for (options, expected_body) in cases {
         let session = h.client.robots().create_session(&id, &options).unwrap();
-        let post = h.platform.requests().into_iter().rfind(|r| r.method == "POST").unwrap();
+        let post = h
+            .platform
+            .requests()
+            .into_iter()
+            .rfind(|r| r.method == "POST")
+            .unwrap();
         assert_eq!(post.body.as_deref().filter(|b| !b.is_empty()), expected_body);
         assert_eq!(session.room_name, id);
         assert!(session.livekit_url.starts_with("ws"));
@@ -135,19 +184,39 @@ fn worker_names_cases_stay_distinct_on_the_wire() {
 #[allow(deprecated)]
 fn deprecated_workers_config_is_still_sent() {
     let h = harness();
-    let id = h.client.robots().create(&NewRobot::new("a", "asimov-v0")).unwrap().robot.id;
+    let id = h
+        .client
+        .robots()
+        .create(&NewRobot::new("a", "asimov-v0"))
+        .unwrap()
+        .robot
+        .id;
     let options = SessionOptions::new().workers(menlo_robot_sdk::WorkerConfig::for_rcs_stack());
     h.client.robots().create_session(&id, &options).unwrap();
-    let post = h.platform.requests().into_iter().rfind(|r| r.method == "POST").unwrap();
+    let post = h
+        .platform
+        .requests()
+        .into_iter()
+        .rfind(|r| r.method == "POST")
+        .unwrap();
     assert!(post.body.unwrap().contains(r#""workers":{"#));
 }
 
 #[test]
 fn session_discovery_and_deletion() {
     let h = harness();
-    let id = h.client.robots().create(&NewRobot::new("a", "asimov-v0")).unwrap().robot.id;
+    let id = h
+        .client
+        .robots()
+        .create(&NewRobot::new("a", "asimov-v0"))
+        .unwrap()
+        .robot
+        .id;
     assert_eq!(h.client.sessions().get(&id).unwrap(), None, "no session yet");
-    h.client.robots().create_session(&id, &SessionOptions::new().scene_id("s1")).unwrap();
+    h.client
+        .robots()
+        .create_session(&id, &SessionOptions::new().scene_id("s1"))
+        .unwrap();
     let info = h.client.sessions().get(&id).unwrap().expect("a live session");
     assert_eq!(info.robot_id, id);
     assert_eq!(h.client.sessions().list(None).unwrap().len(), 1);
@@ -162,11 +231,20 @@ fn session_discovery_and_deletion() {
 #[test]
 fn participant_tokens_and_room_keys() {
     let h = harness();
-    let id = h.client.robots().create(&NewRobot::new("a", "asimov-v0")).unwrap().robot.id;
+    let id = h
+        .client
+        .robots()
+        .create(&NewRobot::new("a", "asimov-v0"))
+        .unwrap()
+        .robot
+        .id;
     let token = h
         .client
         .robots()
-        .create_participant_token(&id, &ParticipantTokenRequest::new("viewer-1").ttl_seconds(100_000))
+        .create_participant_token(
+            &id,
+            &ParticipantTokenRequest::new("viewer-1").ttl_seconds(100_000),
+        )
         .unwrap();
     assert_eq!(token.room_name, id);
     let claims = jwt_claims(token.participant_token.expose());
@@ -174,14 +252,20 @@ fn participant_tokens_and_room_keys() {
     assert_eq!(claims["video"]["room"], id.as_str());
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
     let lifetime = claims["exp"].as_i64().unwrap() - now;
-    assert!((21_500..=21_600).contains(&lifetime), "TTL capped at 6 h, got {lifetime}");
+    assert!(
+        (21_500..=21_600).contains(&lifetime),
+        "TTL capped at 6 h, got {lifetime}"
+    );
 
     let key = h.client.room_keys().generate(&id).unwrap();
     let parsed = RoomKey::parse(&key.encode()).unwrap();
     assert_eq!(parsed.room_name().unwrap(), id);
     assert_eq!(parsed.livekit_url(), h.platform.livekit().url);
     let body = h.platform.requests().last().unwrap().body.clone().unwrap();
-    assert!(body.contains(&format!(r#""participant_identity":"simplesim:{id}""#)), "{body}");
+    assert!(
+        body.contains(&format!(r#""participant_identity":"simplesim:{id}""#)),
+        "{body}"
+    );
     assert!(body.contains(r#""ttl_seconds":14400"#), "{body}");
     let claims = jwt_claims(parsed.token().expose());
     assert_eq!(claims["sub"], format!("simplesim:{id}"));
@@ -191,16 +275,28 @@ fn participant_tokens_and_room_keys() {
     let legacy = h
         .client
         .room_keys()
-        .legacy_viewer_url(&id, &menlo_robot_sdk::RoomKeyOptions::new().livekit_url("wss://lk.example.com"))
+        .legacy_viewer_url(
+            &id,
+            &menlo_robot_sdk::RoomKeyOptions::new().livekit_url("wss://lk.example.com"),
+        )
         .unwrap();
-    assert!(legacy.contains("lk_url=wss%3A%2F%2Flk.example.com&lk_token="), "{legacy}");
+    assert!(
+        legacy.contains("lk_url=wss%3A%2F%2Flk.example.com&lk_token="),
+        "{legacy}"
+    );
     assert!(legacy.ends_with(&format!("&lk_room={id}")), "{legacy}");
 }
 
 #[test]
 fn identity_mode_and_team_isolation() {
     let h = harness();
-    let id = h.client.robots().create(&NewRobot::new("a", "asimov-v0")).unwrap().robot.id;
+    let id = h
+        .client
+        .robots()
+        .create(&NewRobot::new("a", "asimov-v0"))
+        .unwrap()
+        .robot
+        .id;
 
     let sleeps = Default::default();
     let same_team = builder(&h.platform, &sleeps)
@@ -221,7 +317,10 @@ fn identity_mode_and_team_isolation() {
 fn a_bad_key_reads_http_401_unauthorized() {
     let h = harness();
     let sleeps = Default::default();
-    let client = builder(&h.platform, &sleeps).api_key("sk_live_not_issued").build().unwrap();
+    let client = builder(&h.platform, &sleeps)
+        .api_key("sk_live_not_issued")
+        .build()
+        .unwrap();
     let err = client.robots().list(None, None).unwrap_err();
     assert_eq!(err.to_string(), "http.401: unauthorized");
     assert_eq!(h.seen("GET", "/v1/robots"), 1, "401 is not retried");
@@ -231,19 +330,32 @@ fn a_bad_key_reads_http_401_unauthorized() {
 fn every_error_body_shape_is_normalized() {
     let h = harness();
     let shapes: [(u16, &str, &str, &str); 5] = [
-        (409, r#"{"code":"robot.conflict","message":"taken","details":{"request_id":"req_9"}}"#, "robot.conflict", "taken"),
+        (
+            409,
+            r#"{"code":"robot.conflict","message":"taken","details":{"request_id":"req_9"}}"#,
+            "robot.conflict",
+            "taken",
+        ),
         (403, r#"{"error":"forbidden"}"#, "http.403", "forbidden"),
         (400, r#"{"detail":"bad thing"}"#, "http.400", "bad thing"),
         (418, "I am a teapot", "http.error", "I am a teapot"),
         (400, r#"{"unexpected":true}"#, "unknown.error", "Unknown error"),
     ];
     for (status, body, code, message) in shapes {
-        h.platform.inject_fault(Fault::status(status).with_body(body).times(1));
+        h.platform
+            .inject_fault(Fault::status(status).with_body(body).times(1));
         let err = h.client.robots().list(None, None).unwrap_err();
         let api = err.as_api().unwrap_or_else(|| panic!("{err}"));
-        assert_eq!((api.status, api.code.as_str(), api.message.as_str()), (status, code, message));
+        assert_eq!(
+            (api.status, api.code.as_str(), api.message.as_str()),
+            (status, code, message)
+        );
     }
-    let err = h.client.robots().create(&NewRobot::new("a", "asimov-v0").description("x".repeat(999))).map(drop);
+    let err = h
+        .client
+        .robots()
+        .create(&NewRobot::new("a", "asimov-v0").description("x".repeat(999)))
+        .map(drop);
     assert!(err.is_ok());
     // A real validation error from the server, in FastAPI's shape.
     let err = h.client.robots().list(Some(1000), None).unwrap_err();
@@ -256,10 +368,22 @@ fn every_error_body_shape_is_normalized() {
 fn call(h: &common::Harness, method: &str, robot_id: &str) -> Result<(), Error> {
     match method {
         "GET" => h.client.robots().get(robot_id).map(drop),
-        "PATCH" => h.client.robots().update(robot_id, &RobotUpdate::new().name("n")).map(drop),
+        "PATCH" => h
+            .client
+            .robots()
+            .update(robot_id, &RobotUpdate::new().name("n"))
+            .map(drop),
         "DELETE" => h.client.robots().delete_session(robot_id),
-        "POST robots" => h.client.robots().create(&NewRobot::new("r", "asimov-v0")).map(drop),
-        "POST session" => h.client.robots().create_session(robot_id, &SessionOptions::new()).map(drop),
+        "POST robots" => h
+            .client
+            .robots()
+            .create(&NewRobot::new("r", "asimov-v0"))
+            .map(drop),
+        "POST session" => h
+            .client
+            .robots()
+            .create_session(robot_id, &SessionOptions::new())
+            .map(drop),
         "POST token" => h
             .client
             .robots()
@@ -308,9 +432,18 @@ fn retry_matrix_counts_exact_attempts() {
         ("POST token", "500", 1),
     ];
     let h = harness();
-    let robot_id = h.client.robots().create(&NewRobot::new("a", "asimov-v0")).unwrap().robot.id;
+    let robot_id = h
+        .client
+        .robots()
+        .create(&NewRobot::new("a", "asimov-v0"))
+        .unwrap()
+        .robot
+        .id;
     for (method, fault, expected) in cases {
-        h.client.robots().create_session(&robot_id, &SessionOptions::new()).unwrap();
+        h.client
+            .robots()
+            .create_session(&robot_id, &SessionOptions::new())
+            .unwrap();
         let (verb, path) = fault_path(method, &robot_id);
         let injected = match fault {
             "drop" => Fault::drop_connection(),
@@ -318,21 +451,41 @@ fn retry_matrix_counts_exact_attempts() {
             status => Fault::status(status.parse().unwrap()),
         };
         // Exactly as many faults as attempts are expected: one attempt too many would succeed.
-        h.platform.inject_fault(injected.method(&verb).path(&path).times(expected as u32));
+        h.platform
+            .inject_fault(injected.method(&verb).path(&path).times(expected as u32));
         h.platform.clear_requests();
         h.sleeps.lock().unwrap().clear();
         let robots_before = h.client.robots().list(Some(100), None).unwrap().robots.len();
         h.platform.clear_requests();
 
         let result = call(&h, method, &robot_id);
-        let attempts = h.platform.requests().iter().filter(|r| r.method == verb && r.path == path).count();
-        assert!(result.is_err(), "{method} {fault}: the fault persists, so the call fails");
-        assert_eq!(attempts, expected, "{method} {fault}: attempts seen by the server");
-        assert_eq!(h.sleeps().len(), expected - 1, "{method} {fault}: one backoff per retry");
+        let attempts = h
+            .platform
+            .requests()
+            .iter()
+            .filter(|r| r.method == verb && r.path == path)
+            .count();
+        assert!(
+            result.is_err(),
+            "{method} {fault}: the fault persists, so the call fails"
+        );
+        assert_eq!(
+            attempts, expected,
+            "{method} {fault}: attempts seen by the server"
+        );
+        assert_eq!(
+            h.sleeps().len(),
+            expected - 1,
+            "{method} {fault}: one backoff per retry"
+        );
         if method == "POST robots" {
             let robots_after = h.client.robots().list(Some(100), None).unwrap().robots.len();
             let created = if fault == "lost" { 1 } else { 0 };
-            assert_eq!(robots_after, robots_before + created, "{fault}: a robot is created at most once");
+            assert_eq!(
+                robots_after,
+                robots_before + created,
+                "{fault}: a robot is created at most once"
+            );
         }
     }
 }
@@ -340,19 +493,49 @@ fn retry_matrix_counts_exact_attempts() {
 #[test]
 fn backoff_schedule_and_retry_after_are_exact() {
     let h = harness();
-    let id = h.client.robots().create(&NewRobot::new("a", "asimov-v0")).unwrap().robot.id;
+    let id = h
+        .client
+        .robots()
+        .create(&NewRobot::new("a", "asimov-v0"))
+        .unwrap()
+        .robot
+        .id;
     let path = format!("/v1/robots/{id}");
-    h.platform.inject_fault(Fault::status(503).method("GET").path(&path).times(2));
-    assert_eq!(h.client.robots().get(&id).unwrap().id, id, "succeeds on the third attempt");
-    assert_eq!(h.sleeps(), [Duration::from_millis(300), Duration::from_millis(550)]);
+    h.platform
+        .inject_fault(Fault::status(503).method("GET").path(&path).times(2));
+    assert_eq!(
+        h.client.robots().get(&id).unwrap().id,
+        id,
+        "succeeds on the third attempt"
+    );
+    assert_eq!(
+        h.sleeps(),
+        [Duration::from_millis(300), Duration::from_millis(550)]
+    );
 
     h.sleeps.lock().unwrap().clear();
-    h.platform.inject_fault(Fault::status(429).with_retry_after("7").method("GET").path(&path).times(1));
+    h.platform.inject_fault(
+        Fault::status(429)
+            .with_retry_after("7")
+            .method("GET")
+            .path(&path)
+            .times(1),
+    );
     h.client.robots().get(&id).unwrap();
-    assert_eq!(h.sleeps(), [Duration::from_secs(7)], "Retry-After lengthens the wait");
+    assert_eq!(
+        h.sleeps(),
+        [Duration::from_secs(7)],
+        "Retry-After lengthens the wait"
+    );
 
     h.sleeps.lock().unwrap().clear();
-    h.platform.inject_fault(Fault::status(429).with_retry_after("3600").method("GET").path(&path).times(1));
+    h.platform.inject_fault(
+        Fault::status(429)
+            .with_retry_after("3600")
+            .method("GET")
+            .path(&path)
+            .times(1),
+    );
     h.client.robots().get(&id).unwrap();
     assert_eq!(h.sleeps(), [Duration::from_secs(30)], "capped at 30 s");
 }
@@ -360,7 +543,13 @@ fn backoff_schedule_and_retry_after_are_exact() {
 #[test]
 fn a_slow_server_times_out_and_safe_requests_are_retried() {
     let h = harness();
-    let id = h.client.robots().create(&NewRobot::new("a", "asimov-v0")).unwrap().robot.id;
+    let id = h
+        .client
+        .robots()
+        .create(&NewRobot::new("a", "asimov-v0"))
+        .unwrap()
+        .robot
+        .id;
     let client = builder(&h.platform, &h.sleeps)
         .api_key(h.key.clone())
         .timeout(Duration::from_millis(200))
@@ -368,7 +557,12 @@ fn a_slow_server_times_out_and_safe_requests_are_retried() {
         .build()
         .unwrap();
     let path = format!("/v1/robots/{id}");
-    h.platform.inject_fault(Fault::delay(Duration::from_millis(800)).method("GET").path(&path).times(2));
+    h.platform.inject_fault(
+        Fault::delay(Duration::from_millis(800))
+            .method("GET")
+            .path(&path)
+            .times(2),
+    );
     let err = client.robots().get(&id).unwrap_err();
     assert!(err.is_timeout(), "{err}");
     assert_eq!(h.seen("GET", &path), 2, "one retry after the first timeout");
@@ -395,9 +589,19 @@ fn an_unreachable_server_is_a_transport_error() {
 #[test]
 fn the_emulator_serves_its_openapi_document() {
     let h = harness();
-    let body = ureq::get(format!("{}/openapi.json", h.platform.url())).call().unwrap().body_mut().read_to_string().unwrap();
+    let body = ureq::get(format!("{}/openapi.json", h.platform.url()))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
     let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
-    for path in ["/v1/robots", "/v1/robots/{robot_id}", "/v1/robots/{robot_id}/session", "/v1/sessions"] {
+    for path in [
+        "/v1/robots",
+        "/v1/robots/{robot_id}",
+        "/v1/robots/{robot_id}/session",
+        "/v1/sessions",
+    ] {
         assert!(doc["paths"].get(path).is_some(), "{path} documented");
     }
 }

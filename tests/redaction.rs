@@ -19,7 +19,9 @@ impl log::Log for Capture {
         true
     }
     fn log(&self, record: &log::Record<'_>) {
-        LOGS.lock().unwrap().push(format!("{} {}", record.target(), record.args()));
+        LOGS.lock()
+            .unwrap()
+            .push(format!("{} {}", record.target(), record.args()));
     }
     fn flush(&self) {}
 }
@@ -30,18 +32,32 @@ fn credentials_never_leak() {
     log::set_max_level(log::LevelFilter::Trace);
 
     let h = harness();
-    let client = builder(&h.platform, &h.sleeps).api_key(h.key.clone()).debug(true).build().unwrap();
+    let client = builder(&h.platform, &h.sleeps)
+        .api_key(h.key.clone())
+        .debug(true)
+        .build()
+        .unwrap();
     let identity = DevIdentity::new("user_secret_sub", "org_test", "team_a");
-    let identity_client = builder(&h.platform, &h.sleeps).identity(&identity).debug(true).build().unwrap();
+    let identity_client = builder(&h.platform, &h.sleeps)
+        .identity(&identity)
+        .debug(true)
+        .build()
+        .unwrap();
 
     let mut seen = Vec::new();
     let created = client.robots().create(&NewRobot::new("a", "asimov-v0")).unwrap();
     let id = created.robot.id.clone();
     let pin = created.pin_code.clone().unwrap();
     seen.push(format!("{created:?}"));
-    let session = client.robots().create_session(&id, &SessionOptions::new()).unwrap();
+    let session = client
+        .robots()
+        .create_session(&id, &SessionOptions::new())
+        .unwrap();
     seen.push(format!("{session:?}"));
-    let token = client.robots().create_participant_token(&id, &ParticipantTokenRequest::new("v")).unwrap();
+    let token = client
+        .robots()
+        .create_participant_token(&id, &ParticipantTokenRequest::new("v"))
+        .unwrap();
     seen.push(format!("{token:?}"));
     let key = client.room_keys().generate(&id).unwrap();
     seen.push(format!("{key:?}"));
@@ -51,17 +67,27 @@ fn credentials_never_leak() {
     seen.push(format!("{:?}", identity_client.robots().get(&id).unwrap()));
 
     // Error paths: a refused key, a server error echoing nothing, a transport failure.
-    let bad = builder(&h.platform, &h.sleeps).api_key("sk_live_wrong_secret").debug(true).build().unwrap();
+    let bad = builder(&h.platform, &h.sleeps)
+        .api_key("sk_live_wrong_secret")
+        .debug(true)
+        .build()
+        .unwrap();
     let err = bad.robots().get(&id).unwrap_err();
     seen.push(format!("{err} {err:?}"));
     h.platform.inject_fault(Fault::drop_connection().times(3));
     let err = client.robots().get(&id).unwrap_err();
     seen.push(format!("{err} {err:?}"));
-    let config_err = menlo_robot_sdk::Client::builder().identity_json("{\"sub\":\"leaky\"}").build().unwrap_err();
+    let config_err = menlo_robot_sdk::Client::builder()
+        .identity_json("{\"sub\":\"leaky\"}")
+        .build()
+        .unwrap_err();
     seen.push(format!("{config_err} {config_err:?}"));
 
     let logs = LOGS.lock().unwrap().clone();
-    assert!(logs.iter().any(|l| l.contains("GET") && l.contains("200")), "debug logging is on: {logs:?}");
+    assert!(
+        logs.iter().any(|l| l.contains("GET") && l.contains("200")),
+        "debug logging is on: {logs:?}"
+    );
     let secrets = [
         h.key.as_str(),
         "sk_live_wrong_secret",

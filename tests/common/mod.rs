@@ -33,8 +33,16 @@ pub fn harness() -> Harness {
     let platform = ControlPlane::start().expect("emulator starts");
     let key = platform.create_api_key(&principal("team_a"));
     let sleeps = Arc::new(Mutex::new(Vec::new()));
-    let client = builder(&platform, &sleeps).api_key(key.clone()).build().expect("client builds");
-    Harness { platform, client, key, sleeps }
+    let client = builder(&platform, &sleeps)
+        .api_key(key.clone())
+        .build()
+        .expect("client builds");
+    Harness {
+        platform,
+        client,
+        key,
+        sleeps,
+    }
 }
 
 impl Harness {
