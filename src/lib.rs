@@ -61,7 +61,13 @@ pub mod retry;
 #[cfg(feature = "dev")]
 pub mod dev;
 #[cfg(feature = "livekit")]
+mod live;
+#[cfg(feature = "livekit")]
 pub mod runtime;
+#[cfg(feature = "livekit")]
+mod runtime_host;
+#[cfg(feature = "livekit")]
+mod session;
 
 pub use client::{Client, ClientBuilder};
 pub use config::{
@@ -80,6 +86,21 @@ pub use room_key::{is_container_internal, RoomKey, RoomKeyOptions, RoomKeys};
 pub use secret::Secret;
 pub use sessions::Sessions;
 pub use transport::{JitterFn, SleepFn};
+
+#[cfg(feature = "livekit")]
+pub use crossbeam_channel;
+#[cfg(feature = "livekit")]
+pub use runtime::{
+    ActionResult, ActionStatus, CaptureOptions, Participant, ParticipantKind, RuntimeEvent, RuntimeState,
+    SceneState, StateReply, ToolDescriptor,
+};
+#[cfg(feature = "livekit")]
+pub use runtime_host::{OutgoingStream, RpcFailure, RuntimeCall, RuntimeHost};
+#[cfg(feature = "livekit")]
+pub use session::{
+    connect, ConnectCallbacks, ConnectOptions, PendingAction, Session, SessionEvent, StateReader,
+    DEFAULT_SESSION_READY_TIMEOUT, EVENT_QUEUE_CAPACITY,
+};
 
 /// The crate version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,240 @@
+//! Sans-IO tracking of the remote participants of a room.
+//!
+//! Fed with the `JoinResponse` and every `ParticipantUpdate`; yields joined / updated /
+//! left transitions. Keyed by identity; the SID disambiguates a participant that rejoined
+//! with the same identity.
+
+use livekit_protocol as proto;
+use std::collections::HashMap;
+
+/// Kind of a participant, as reported by the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ParticipantKind {
+    /// A regular client.
+    Standard,
+    /// An agent (e.g. a robot runtime).
+    Agent,
+    /// Ingress.
+    Ingress,
+    /// Egress.
+    Egress,
+    /// SIP.
+    Sip,
+    /// A connector.
+    Connector,
+    /// A kind this library does not know.
+    Other(i32),
+}
+
+impl ParticipantKind {
+    fn from_proto(v: i32) -> Self {
+        use proto::participant_info::Kind;
+        match Kind::try_from(v) {
+            Ok(Kind::Standard) => ParticipantKind::Standard,
+            Ok(Kind::Agent) => ParticipantKind::Agent,
+            Ok(Kind::Ingress) => ParticipantKind::Ingress,
+            Ok(Kind::Egress) => ParticipantKind::Egress,
+            Ok(Kind::Sip) => ParticipantKind::Sip,
+            Ok(Kind::Connector) => ParticipantKind::Connector,
+            _ => ParticipantKind::Other(v),
+        }
+    }
+}
+
+/// A remote participant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Participant {
+    /// Server-assigned participant SID.
+    pub sid: String,
+    /// Identity (from the token's `sub`).
+    pub identity: String,
+    /// Display name.
+    pub name: String,
+    /// Kind.
+    pub kind: ParticipantKind,
+    /// Attributes (key/value).
+    pub attributes: HashMap<String, String>,
+    /// Metadata string.
+    pub metadata: String,
+}
+
+impl Participant {
+    pub(crate) fn from_proto(p: &proto::ParticipantInfo) -> Self {
+        Participant {
+            sid: p.sid.clone(),
+            identity: p.identity.clone(),
+            name: p.name.clone(),
+            kind: ParticipantKind::from_proto(p.kind),
+            attributes: p.attributes.clone(),
+            metadata: p.metadata.clone(),
+        }
+    }
+}
+
+/// A change of the participant set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParticipantChange {
+    /// A participant joined.
+    Joined(Participant),
+    /// A participant's attributes / metadata / name changed.
+    Updated(Participant),
+    /// A participant left.
+    Left(Participant),
+}
+
+/// Tracks remote participants.
+#[derive(Debug, Default)]
+pub struct ParticipantTracker {
+    local_identity: String,
+    local_sid: String,
+    by_identity: HashMap<String, (Participant, u32)>,
+}
+
+impl ParticipantTracker {
+    /// Creates a tracker for the given local participant (which is never reported).
+    pub fn new(local_identity: &str, local_sid: &str) -> Self {
+        ParticipantTracker {
+            local_identity: local_identity.to_string(),
+            local_sid: local_sid.to_string(),
+            by_identity: HashMap::new(),
+        }
+    }
+
+    /// Applies the participant list of a `JoinResponse`.
+    pub fn apply_join(&mut self, others: &[proto::ParticipantInfo]) -> Vec<ParticipantChange> {
+        self.apply_update(others)
+    }
+
+    /// Applies a `ParticipantUpdate`.
+    pub fn apply_update(&mut self, infos: &[proto::ParticipantInfo]) -> Vec<ParticipantChange> {
+        let mut changes = Vec::new();
+        for info in infos {
+            if info.identity == self.local_identity || info.sid == self.local_sid {
+                continue;
+            }
+            let disconnected = info.state == proto::participant_info::State::Disconnected as i32;
+            if disconnected {
+                // Only remove when the SID matches (a stale leave of an older session
+                // must not remove a participant that already rejoined).
+                let matches = self
+                    .by_identity
+                    .get(&info.identity)
+                    .is_some_and(|(p, _)| p.sid == info.sid || info.sid.is_empty());
+                if matches {
+                    if let Some((p, _)) = self.by_identity.remove(&info.identity) {
+                        changes.push(ParticipantChange::Left(p));
+                    }
+                }
+                continue;
+            }
+            let new = Participant::from_proto(info);
+            match self.by_identity.get_mut(&info.identity) {
+                None => {
+                    self.by_identity
+                        .insert(info.identity.clone(), (new.clone(), info.version));
+                    changes.push(ParticipantChange::Joined(new));
+                }
+                Some((old, version)) => {
+                    if old.sid != new.sid {
+                        // Same identity, new session: report the old one as gone.
+                        let gone = std::mem::replace(old, new.clone());
+                        *version = info.version;
+                        changes.push(ParticipantChange::Left(gone));
+                        changes.push(ParticipantChange::Joined(new));
+                    } else if info.version >= *version || info.version == 0 {
+                        *version = info.version;
+                        if *old != new {
+                            *old = new.clone();
+                            changes.push(ParticipantChange::Updated(new));
+                        }
+                    }
+                }
+            }
+        }
+        changes
+    }
+
+    /// Removes everybody (our connection closed); returns them as `Left`.
+    pub fn clear(&mut self) -> Vec<ParticipantChange> {
+        self.by_identity
+            .drain()
+            .map(|(_, (p, _))| ParticipantChange::Left(p))
+            .collect()
+    }
+
+    /// Looks a participant up by identity.
+    pub fn get(&self, identity: &str) -> Option<&Participant> {
+        self.by_identity.get(identity).map(|(p, _)| p)
+    }
+
+    /// All current remote participants.
+    pub fn all(&self) -> Vec<Participant> {
+        self.by_identity.values().map(|(p, _)| p.clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(
+        identity: &str,
+        sid: &str,
+        version: u32,
+        state: proto::participant_info::State,
+    ) -> proto::ParticipantInfo {
+        proto::ParticipantInfo {
+            identity: identity.into(),
+            sid: sid.into(),
+            version,
+            state: state as i32,
+            kind: proto::participant_info::Kind::Agent as i32,
+            ..Default::default()
+        }
+    }
+    use proto::participant_info::State;
+
+    #[test]
+    fn join_update_leave() {
+        let mut t = ParticipantTracker::new("me", "PA_me");
+        let c = t.apply_join(&[
+            info("robot", "PA_1", 1, State::Active),
+            info("me", "PA_me", 1, State::Active),
+        ]);
+        assert_eq!(c.len(), 1);
+        assert!(
+            matches!(&c[0], ParticipantChange::Joined(p) if p.identity == "robot" && p.kind == ParticipantKind::Agent)
+        );
+        let mut upd = info("robot", "PA_1", 2, State::Active);
+        upd.attributes.insert("a".into(), "b".into());
+        let c = t.apply_update(&[upd]);
+        assert!(matches!(&c[0], ParticipantChange::Updated(p) if p.attributes["a"] == "b"));
+        // Stale version is ignored.
+        let c = t.apply_update(&[info("robot", "PA_1", 1, State::Active)]);
+        assert!(c.is_empty());
+        let c = t.apply_update(&[info("robot", "PA_1", 3, State::Disconnected)]);
+        assert!(matches!(&c[0], ParticipantChange::Left(p) if p.identity == "robot"));
+        assert!(t.get("robot").is_none());
+    }
+
+    #[test]
+    fn stale_leave_of_old_session_is_ignored() {
+        let mut t = ParticipantTracker::new("me", "PA_me");
+        t.apply_join(&[info("robot", "PA_2", 1, State::Active)]);
+        let c = t.apply_update(&[info("robot", "PA_1", 5, State::Disconnected)]);
+        assert!(c.is_empty());
+        assert!(t.get("robot").is_some());
+    }
+
+    #[test]
+    fn rejoin_with_new_sid_reports_left_then_joined() {
+        let mut t = ParticipantTracker::new("me", "PA_me");
+        t.apply_join(&[info("robot", "PA_1", 1, State::Active)]);
+        let c = t.apply_update(&[info("robot", "PA_2", 1, State::Joined)]);
+        assert_eq!(c.len(), 2);
+        assert!(matches!(&c[0], ParticipantChange::Left(p) if p.sid == "PA_1"));
+        assert!(matches!(&c[1], ParticipantChange::Joined(p) if p.sid == "PA_2"));
+        assert_eq!(t.clear().len(), 1);
+    }
+}

@@ -1,0 +1,362 @@
+//! The synchronous room handle.
+
+use crate::live::engine::{self, Command, Joined, RoomEvent, RpcReply, SessionConfig, SessionIo, Shared};
+use crate::live::error::{LiveError, RpcError};
+use crate::live::participants::Participant;
+use crate::live::rpc::{CallParams, Invocation};
+use crate::live::runtime::{self, SharedRuntime};
+use crate::live::streams::{ByteStream, OutgoingByteStream};
+use crossbeam_channel as cb;
+use livekit_protocol as proto;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Options of [`Room::connect`].
+#[derive(Debug, Clone)]
+pub struct RoomOptions {
+    /// Time allowed for signalling, ICE, DTLS and the data channel to come up.
+    pub connect_timeout: Duration,
+    /// Default ack timeout of outgoing RPCs.
+    pub rpc_ack_timeout: Duration,
+    /// Default response timeout of outgoing RPCs.
+    pub rpc_response_timeout: Duration,
+    /// How long a call to a participant that left may still be answered before failing.
+    pub rpc_disconnect_grace: Duration,
+    /// Largest incoming data stream accepted.
+    pub max_stream_bytes: usize,
+    /// Capacity of the event queue (events beyond it are dropped with a warning).
+    pub event_capacity: usize,
+    /// Capacity of the received byte stream queue.
+    pub stream_capacity: usize,
+}
+
+impl Default for RoomOptions {
+    fn default() -> Self {
+        RoomOptions {
+            connect_timeout: Duration::from_secs(10),
+            rpc_ack_timeout: crate::live::rpc::DEFAULT_ACK_TIMEOUT,
+            rpc_response_timeout: crate::live::rpc::DEFAULT_RESPONSE_TIMEOUT,
+            rpc_disconnect_grace: crate::live::rpc::DEFAULT_DISCONNECT_GRACE,
+            max_stream_bytes: crate::live::streams::DEFAULT_MAX_STREAM_BYTES,
+            event_capacity: 1024,
+            stream_capacity: 64,
+        }
+    }
+}
+
+/// A connected, data-only LiveKit participant.
+///
+/// All methods are blocking and may be called from any thread; the async machinery runs on
+/// a private runtime. Dropping the room leaves it and releases its sockets and tasks; the
+/// runtime stops when the last room is gone.
+pub struct Room {
+    commands: cb::Sender<Command>,
+    wake: Arc<tokio::sync::Notify>,
+    events: cb::Receiver<RoomEvent>,
+    streams: cb::Receiver<ByteStream>,
+    shared: Arc<Shared>,
+    done: cb::Receiver<()>,
+    joined: Joined,
+    options: RoomOptions,
+    // Last field: dropped after the session task has been waited for.
+    runtime: Option<Arc<SharedRuntime>>,
+}
+
+impl std::fmt::Debug for Room {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Room")
+            .field("room", &self.joined.room_name)
+            .field("identity", &self.joined.local_identity)
+            .field("connected", &self.is_connected())
+            .finish()
+    }
+}
+
+/// Description of a byte stream to send (see [`Room::send_bytes`]).
+#[derive(Debug, Clone, Default)]
+pub struct SendBytesOptions {
+    /// Topic.
+    pub topic: String,
+    /// Stream (file) name.
+    pub name: String,
+    /// MIME type (`application/octet-stream` if empty).
+    pub mime_type: String,
+    /// Attributes.
+    pub attributes: HashMap<String, String>,
+    /// Destination identities (everybody if empty).
+    pub destinations: Vec<String>,
+}
+
+impl Room {
+    /// Joins the room at `url` (e.g. `ws://127.0.0.1:7880`) with an access token and waits
+    /// until the data channel is usable. The token is sent as a bearer header and never logged.
+    pub fn connect(url: &str, token: &str, options: RoomOptions) -> Result<Room, LiveError> {
+        let rt = runtime::acquire()?;
+        let (cmd_tx, cmd_rx) = cb::unbounded();
+        let (ready_tx, ready_rx) = cb::bounded(1);
+        let (ev_tx, ev_rx) = cb::bounded(options.event_capacity.max(1));
+        let (st_tx, st_rx) = cb::bounded(options.stream_capacity.max(1));
+        let (done_tx, done_rx) = cb::bounded::<()>(0);
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let shared = Arc::new(Shared::default());
+        let cfg = SessionConfig {
+            url: url.to_string(),
+            token: token.to_string(),
+            connect_timeout: options.connect_timeout,
+            disconnect_grace: options.rpc_disconnect_grace,
+            max_stream_bytes: options.max_stream_bytes,
+        };
+        let io = SessionIo {
+            commands: cmd_rx,
+            wake: wake.clone(),
+            ready: ready_tx,
+            events: ev_tx,
+            streams: st_tx,
+            shared: shared.clone(),
+            _done: done_tx,
+        };
+        rt.handle().spawn(engine::run(cfg, io));
+        let wait = options.connect_timeout + Duration::from_secs(2);
+        let joined = match ready_rx.recv_timeout(wait) {
+            Ok(Ok(j)) => j,
+            Ok(Err(e)) => {
+                let _ = done_rx.recv_timeout(Duration::from_secs(2));
+                return Err(e);
+            }
+            Err(_) => {
+                let _ = cmd_tx.send(Command::Disconnect);
+                wake.notify_one();
+                let _ = done_rx.recv_timeout(Duration::from_secs(2));
+                return Err(LiveError::Timeout("connect"));
+            }
+        };
+        Ok(Room {
+            commands: cmd_tx,
+            wake,
+            events: ev_rx,
+            streams: st_rx,
+            shared,
+            done: done_rx,
+            joined,
+            options,
+            runtime: Some(rt),
+        })
+    }
+
+    fn try_send(&self, cmd: Command) -> Result<(), cb::SendError<Command>> {
+        let sent = self.commands.send(cmd);
+        self.wake.notify_one();
+        sent
+    }
+
+    fn send(&self, cmd: Command) -> bool {
+        let ok = self.commands.send(cmd).is_ok();
+        self.wake.notify_one();
+        ok
+    }
+
+    /// Our identity in the room.
+    pub fn local_identity(&self) -> &str {
+        &self.joined.local_identity
+    }
+
+    /// Our participant SID.
+    pub fn local_sid(&self) -> &str {
+        &self.joined.local_sid
+    }
+
+    /// Room name.
+    pub fn room_name(&self) -> &str {
+        &self.joined.room_name
+    }
+
+    /// Version reported by the server.
+    pub fn server_version(&self) -> &str {
+        &self.joined.server_version
+    }
+
+    /// Whether the room is still connected.
+    pub fn is_connected(&self) -> bool {
+        self.shared.connected.load(Ordering::SeqCst)
+    }
+
+    /// Snapshot of the remote participants.
+    pub fn participants(&self) -> Vec<Participant> {
+        self.shared
+            .participants
+            .lock()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// A remote participant by identity.
+    pub fn participant(&self, identity: &str) -> Option<Participant> {
+        self.shared
+            .participants
+            .lock()
+            .ok()
+            .and_then(|m| m.get(identity).cloned())
+    }
+
+    /// Blocks until `identity` is in the room (or the timeout passes / the room disconnects).
+    pub fn wait_for_participant(&self, identity: &str, timeout: Duration) -> Option<Participant> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(p) = self.participant(identity) {
+                return Some(p);
+            }
+            if Instant::now() >= deadline || !self.is_connected() {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Room events (participants joining / leaving, data, disconnection).
+    pub fn events(&self) -> &cb::Receiver<RoomEvent> {
+        &self.events
+    }
+
+    /// Completely received incoming data streams.
+    pub fn byte_streams(&self) -> &cb::Receiver<ByteStream> {
+        &self.streams
+    }
+
+    /// Calls `method` on `destination` with the room's default timeouts.
+    pub fn perform_rpc(&self, destination: &str, method: &str, payload: &str) -> Result<String, RpcError> {
+        let mut params = CallParams::new(destination, method, payload);
+        params.ack_timeout = self.options.rpc_ack_timeout;
+        params.response_timeout = self.options.rpc_response_timeout;
+        self.perform_rpc_with(params)
+    }
+
+    /// Calls a method with explicit parameters. Blocks until the response, an error or a timeout.
+    pub fn perform_rpc_with(&self, params: CallParams) -> Result<String, RpcError> {
+        let (tx, rx) = cb::bounded(1);
+        let wait = params.ack_timeout + params.response_timeout + Duration::from_secs(2);
+        if !self.send(Command::PerformRpc {
+            params,
+            reply: RpcReply::Channel(tx),
+        }) {
+            return Err(RpcError::built_in(RpcError::RECIPIENT_DISCONNECTED));
+        }
+        match rx.recv_timeout(wait) {
+            Ok(r) => r,
+            Err(cb::RecvTimeoutError::Timeout) => Err(RpcError::built_in(RpcError::RESPONSE_TIMEOUT)),
+            Err(cb::RecvTimeoutError::Disconnected) => {
+                Err(RpcError::built_in(RpcError::RECIPIENT_DISCONNECTED))
+            }
+        }
+    }
+
+    /// Starts a call without waiting; `on_done` runs on the engine with the outcome (exactly
+    /// once) and must not block.
+    pub fn start_rpc(
+        &self,
+        params: CallParams,
+        on_done: impl FnOnce(Result<String, RpcError>) + Send + 'static,
+    ) {
+        let reply = RpcReply::Callback(Box::new(on_done));
+        if let Err(cb::SendError(Command::PerformRpc { reply, .. })) =
+            self.try_send(Command::PerformRpc { params, reply })
+        {
+            reply.send(Err(RpcError::built_in(RpcError::RECIPIENT_DISCONNECTED)));
+        }
+    }
+
+    /// Leaves the room and waits for the engine task to end. Pending calls fail at once.
+    /// Idempotent; dropping the room does the same.
+    pub fn close(&self) {
+        self.send(Command::Disconnect);
+        let _ = self.done.recv_timeout(Duration::from_secs(3));
+    }
+
+    /// Registers (or replaces) the handler of `method`. Handlers run on the library's
+    /// blocking thread pool; a panicking handler answers `APPLICATION_ERROR`.
+    pub fn register_rpc_method<F>(&self, method: &str, handler: F)
+    where
+        F: Fn(Invocation) -> Result<String, RpcError> + Send + Sync + 'static,
+    {
+        self.send(Command::Register {
+            method: method.to_string(),
+            handler: Arc::new(handler),
+        });
+    }
+
+    /// Removes the handler of `method` (later calls get `UNSUPPORTED_METHOD`).
+    pub fn unregister_rpc_method(&self, method: &str) {
+        self.send(Command::Unregister {
+            method: method.to_string(),
+        });
+    }
+
+    /// Sends `data` as a byte stream. Returns once every packet is queued on the reliable
+    /// channel (delivery is then up to SCTP).
+    pub fn send_bytes(&self, data: Vec<u8>, options: SendBytesOptions) -> Result<(), LiveError> {
+        let desc = OutgoingByteStream {
+            id: String::new(),
+            topic: options.topic,
+            name: options.name,
+            mime_type: options.mime_type,
+            attributes: options.attributes,
+            destinations: options.destinations,
+        };
+        let (tx, rx) = cb::bounded(1);
+        if !self.send(Command::SendBytes {
+            desc,
+            data,
+            reply: tx,
+        }) {
+            return Err(LiveError::Disconnected("room closed".into()));
+        }
+        rx.recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| Err(LiveError::Disconnected("room closed".into())))
+    }
+
+    /// Publishes a user data packet.
+    pub fn publish_data(
+        &self,
+        payload: Vec<u8>,
+        topic: &str,
+        reliable: bool,
+        destinations: &[&str],
+    ) -> Result<(), LiveError> {
+        let packet = proto::DataPacket {
+            destination_identities: destinations.iter().map(|s| s.to_string()).collect(),
+            value: Some(proto::data_packet::Value::User(proto::UserPacket {
+                payload,
+                topic: if topic.is_empty() {
+                    None
+                } else {
+                    Some(topic.to_string())
+                },
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let (tx, rx) = cb::bounded(1);
+        if !self.send(Command::PublishData {
+            packet,
+            reliable,
+            reply: tx,
+        }) {
+            return Err(LiveError::Disconnected("room closed".into()));
+        }
+        rx.recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| Err(LiveError::Disconnected("room closed".into())))
+    }
+
+    /// Leaves the room (same as dropping it, but explicit).
+    pub fn disconnect(self) {}
+}
+
+impl Drop for Room {
+    fn drop(&mut self) {
+        self.send(Command::Disconnect);
+        // Wait for the session task to finish (it drops its end of `done`).
+        let _ = self.done.recv_timeout(Duration::from_secs(3));
+        drop(self.runtime.take());
+    }
+}

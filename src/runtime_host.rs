@@ -1,0 +1,162 @@
+//! The runtime side of the live transport: join a room as the robot runtime, answer
+//! `runtime.*` RPC, and send camera frames as byte streams.
+//!
+//! This is what a robot runtime, a simulator or a test peer builds on; a [`crate::Session`]
+//! is the other side. Handlers run on the SDK's blocking pool, never on an async task.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::live::{Invocation, Room, RoomOptions, RpcError, SendBytesOptions};
+use crate::runtime::resolve::Participant;
+use crate::session::live_error;
+
+/// One incoming RPC call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RuntimeCall {
+    /// Identity of the caller.
+    pub caller_identity: String,
+    /// Method, e.g. `runtime.tools_call`.
+    pub method: String,
+    /// The JSON payload text.
+    pub payload: String,
+    /// How long the caller waits for the reply.
+    pub response_timeout: Duration,
+}
+
+/// An RPC error reply: a LiveKit RPC error code and message (codes 1001–1999 are LiveKit's
+/// own; handlers may use any other).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RpcFailure {
+    /// Error code.
+    pub code: u32,
+    /// Message (at most 256 bytes on the wire).
+    pub message: String,
+}
+
+impl RpcFailure {
+    /// LiveKit's "application error" code, the default for a failed handler.
+    pub const APPLICATION_ERROR: u32 = RpcError::APPLICATION_ERROR;
+
+    /// An error reply.
+    pub fn new(code: u32, message: impl Into<String>) -> Self {
+        RpcFailure {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// A byte stream to send (a camera frame, say).
+#[derive(Clone, Debug, Default)]
+pub struct OutgoingStream {
+    /// Topic, e.g. `menlo.camera_capture`.
+    pub topic: String,
+    /// Stream name.
+    pub name: String,
+    /// MIME type, e.g. `image/jpeg`.
+    pub mime_type: String,
+    /// Attributes, e.g. `request_id`.
+    pub attributes: HashMap<String, String>,
+    /// Recipients by identity (everybody when empty).
+    pub destinations: Vec<String>,
+}
+
+/// A participant that serves `runtime.*` RPC in a robot's room.
+pub struct RuntimeHost {
+    room: Room,
+}
+
+impl RuntimeHost {
+    /// Joins the room at `livekit_url` with a participant token (whose identity the session
+    /// will look for, e.g. `simplesim:<robot_id>` or an agent with `lk.agent.name`).
+    pub fn connect(livekit_url: &str, token: &str, connect_timeout: Duration) -> Result<RuntimeHost> {
+        let options = RoomOptions {
+            connect_timeout,
+            ..RoomOptions::default()
+        };
+        let room = Room::connect(livekit_url, token, options).map_err(|e| live_error(&e))?;
+        Ok(RuntimeHost { room })
+    }
+
+    /// This participant's identity.
+    pub fn identity(&self) -> &str {
+        self.room.local_identity()
+    }
+
+    /// The room name.
+    pub fn room_name(&self) -> &str {
+        self.room.room_name()
+    }
+
+    /// Whether the room connection is up.
+    pub fn is_connected(&self) -> bool {
+        self.room.is_connected()
+    }
+
+    /// The other participants in the room now.
+    pub fn participants(&self) -> Vec<Participant> {
+        self.room
+            .participants()
+            .into_iter()
+            .map(crate::session::to_participant)
+            .collect()
+    }
+
+    /// Answers `method` with `handler` (replacing any earlier one). The handler returns the
+    /// reply payload (JSON text, at most 15 KiB) or an error reply. A panicking handler
+    /// answers `APPLICATION_ERROR`.
+    pub fn handle<F>(&self, method: &str, handler: F)
+    where
+        F: Fn(&RuntimeCall) -> std::result::Result<String, RpcFailure> + Send + Sync + 'static,
+    {
+        self.room
+            .register_rpc_method(method, move |invocation: Invocation| {
+                let call = RuntimeCall {
+                    caller_identity: invocation.caller_identity,
+                    method: invocation.method,
+                    payload: invocation.payload,
+                    response_timeout: invocation.response_timeout,
+                };
+                handler(&call).map_err(|failure| RpcError::new(failure.code, failure.message, None))
+            });
+    }
+
+    /// Stops answering `method` (callers then get `UNSUPPORTED_METHOD`).
+    pub fn remove_handler(&self, method: &str) {
+        self.room.unregister_rpc_method(method);
+    }
+
+    /// Sends `data` as a byte stream; returns once it is queued on the reliable channel.
+    pub fn send_bytes(&self, data: Vec<u8>, stream: OutgoingStream) -> Result<()> {
+        let options = SendBytesOptions {
+            topic: stream.topic,
+            name: stream.name,
+            mime_type: stream.mime_type,
+            attributes: stream.attributes,
+            destinations: stream.destinations,
+        };
+        self.room
+            .send_bytes(data, options)
+            .map_err(|e| Error::Disconnected {
+                reason: e.to_string(),
+            })
+    }
+
+    /// Leaves the room (dropping the host does the same).
+    pub fn disconnect(self) {
+        self.room.close();
+    }
+}
+
+impl fmt::Debug for RuntimeHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RuntimeHost")
+            .field("identity", &self.identity())
+            .field("room", &self.room_name())
+            .finish_non_exhaustive()
+    }
+}

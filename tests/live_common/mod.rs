@@ -1,0 +1,267 @@
+//! Test harness for the live layer: a real livekit-server on loopback, the control-plane
+//! emulator minting tokens for it, and runtime peers (Rust or the official Python client).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use menlo_robot_sdk::dev::{mint_livekit_token, ControlPlane, LiveKitSettings, Principal, TokenOptions};
+use menlo_robot_sdk::{Client, NewRobot, RuntimeHost};
+
+pub const KEY: &str = "devkey";
+pub const SECRET: &str = "secret";
+
+fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The livekit-server binary: `LIVEKIT_SERVER_BIN`, else `livekit-server` on PATH, else the
+/// place `.ci/setup` installs it. A missing server fails the test: `bash .ci/test` installs it.
+pub fn server_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("LIVEKIT_SERVER_BIN") {
+        return PathBuf::from(path);
+    }
+    let home = std::env::var("HOME").unwrap_or_default();
+    let installed = PathBuf::from(&home).join(".local/share/menlo-robot-sdk/bin/livekit-server");
+    if installed.exists() {
+        return installed;
+    }
+    PathBuf::from("livekit-server")
+}
+
+/// A livekit-server child process on loopback (`--dev`, keys devkey/secret), killed on drop.
+/// `LIVEKIT_URL` (with `LIVEKIT_API_KEY`/`LIVEKIT_API_SECRET`) points the tests at an external
+/// server instead.
+pub struct LiveKit {
+    child: Option<Child>,
+    pub url: String,
+    pub key: String,
+    pub secret: String,
+    dir: Option<PathBuf>,
+}
+
+impl LiveKit {
+    pub fn start() -> LiveKit {
+        if let Ok(url) = std::env::var("LIVEKIT_URL") {
+            return LiveKit {
+                child: None,
+                url,
+                key: std::env::var("LIVEKIT_API_KEY").unwrap_or_else(|_| KEY.into()),
+                secret: std::env::var("LIVEKIT_API_SECRET").unwrap_or_else(|_| SECRET.into()),
+                dir: None,
+            };
+        }
+        let port = free_tcp_port();
+        let udp = free_udp_port();
+        let dir = std::env::temp_dir().join(format!("menlo-lk-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("livekit.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "rtc:\n  udp_port: {udp}\n  node_ip: 127.0.0.1\n  use_external_ip: false\n  tcp_port: 0\n"
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("server.log")).unwrap();
+        let binary = server_binary();
+        let child = Command::new(&binary)
+            .args([
+                "--dev",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--config",
+            ])
+            .arg(&config)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {} ({e}); run `bash .ci/setup` to install it",
+                    binary.display()
+                )
+            });
+        let server = LiveKit {
+            child: Some(child),
+            url: format!("ws://127.0.0.1:{port}"),
+            key: KEY.into(),
+            secret: SECRET.into(),
+            dir: Some(dir),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "livekit-server did not start listening"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    pub fn settings(&self) -> LiveKitSettings {
+        LiveKitSettings {
+            url: self.url.clone(),
+            api_key: self.key.clone(),
+            api_secret: self.secret.clone(),
+        }
+    }
+
+    /// A token for `identity` in `room`, optionally as an agent with attributes.
+    pub fn token(&self, room: &str, identity: &str, agent: bool, attributes: &[(&str, &str)]) -> String {
+        let options = TokenOptions {
+            kind: agent.then(|| "agent".to_owned()),
+            attributes: attributes
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..TokenOptions::default()
+        };
+        mint_livekit_token(
+            &self.settings(),
+            room,
+            identity,
+            identity,
+            Duration::from_secs(600),
+            &options,
+        )
+    }
+
+    /// Kills the server now (for "server went away" tests).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for LiveKit {
+    fn drop(&mut self) {
+        self.kill();
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// A LiveKit server, an emulator minting tokens for it, a client, and a robot.
+pub struct Platform {
+    pub livekit: LiveKit,
+    pub rcs: ControlPlane,
+    pub client: Client,
+    pub robot_id: String,
+}
+
+impl Platform {
+    pub fn start() -> Platform {
+        let livekit = LiveKit::start();
+        let rcs = ControlPlane::builder()
+            .livekit(livekit.url.clone(), livekit.key.clone(), livekit.secret.clone())
+            .start()
+            .unwrap();
+        let key = rcs.create_api_key(&Principal::new("tester", "org_live", "team_live"));
+        let client = Client::builder().rcs_url(rcs.url()).api_key(key).build().unwrap();
+        let robot_id = client
+            .robots()
+            .create(&NewRobot::new("live", "asimov-v0"))
+            .unwrap()
+            .robot
+            .id;
+        Platform {
+            livekit,
+            rcs,
+            client,
+            robot_id,
+        }
+    }
+
+    /// A Rust runtime peer in the robot's room.
+    pub fn runtime(&self, identity: &str, agent: bool, attributes: &[(&str, &str)]) -> RuntimeHost {
+        let token = self.livekit.token(&self.robot_id, identity, agent, attributes);
+        RuntimeHost::connect(&self.livekit.url, &token, Duration::from_secs(15)).unwrap()
+    }
+}
+
+/// A Python program using the official LiveKit client (tests/peers/*.py); killed on drop.
+/// Its stdout is JSON lines with an "event" field.
+pub struct PyPeer {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl PyPeer {
+    pub fn spawn(script: &str, args: &[&str]) -> PyPeer {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/peers")
+            .join(script);
+        let mut child = Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
+            .arg(path)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn the Python peer (run `bash .ci/setup` to install the livekit package)");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        PyPeer { child, lines: rx }
+    }
+
+    /// Waits for the JSON line whose "event" is `event`.
+    pub fn wait_event(&self, event: &str, timeout: Duration) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("python peer: no {event:?} event within {timeout:?}"));
+            if let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) {
+                if value["event"] == event {
+                    return value;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for PyPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Number of threads of this process (Linux).
+pub fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
