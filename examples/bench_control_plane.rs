@@ -7,20 +7,10 @@
 
 use std::time::{Duration, Instant};
 
+use menlo_robot_sdk::dev::{ControlPlane, Principal};
+use menlo_robot_sdk::{Client, NewRobot};
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    run()
-}
-
-#[cfg(not(feature = "dev"))]
-fn run() -> Result<(), Box<dyn std::error::Error>> {
-    Err("this benchmark needs --features dev".into())
-}
-
-#[cfg(feature = "dev")]
-fn run() -> Result<(), Box<dyn std::error::Error>> {
-    use menlo_robot_sdk::dev::{ControlPlane, Principal};
-    use menlo_robot_sdk::{Client, NewRobot};
-
     let rounds: usize = std::env::var("BENCH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -111,19 +101,16 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-#[cfg(feature = "dev")]
 fn percentile(samples: &mut [Duration], pct: f64) -> Duration {
     samples.sort_unstable();
     let index = ((samples.len() as f64 - 1.0) * pct / 100.0).round() as usize;
     samples[index]
 }
 
-#[cfg(feature = "dev")]
 fn mean(samples: &[Duration]) -> Duration {
     samples.iter().sum::<Duration>() / samples.len() as u32
 }
 
-#[cfg(feature = "dev")]
 fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }

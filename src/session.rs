@@ -50,7 +50,7 @@ pub enum SessionEvent {
     /// A participant left.
     ParticipantLeft(Participant),
     /// An action started with [`Session::invoke`] or [`Session::start_invoke`] ended.
-    ActionResult(RuntimeEvent),
+    ActionResult(Box<RuntimeEvent>),
     /// The room connection ended; no event follows.
     Disconnected {
         /// Why.
@@ -521,7 +521,9 @@ impl Session {
         self.shared.room.start_rpc(params, move |reply| {
             let outcome = shared.action_outcome(&runtime, &id, timeout, reply);
             if let Ok(result) = &outcome {
-                shared.emit(SessionEvent::ActionResult(RuntimeEvent::from_result(result)));
+                shared.emit(SessionEvent::ActionResult(Box::new(RuntimeEvent::from_result(
+                    result,
+                ))));
             }
             let _ = tx.try_send(outcome);
         });

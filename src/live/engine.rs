@@ -62,12 +62,14 @@ pub(crate) enum RpcReply {
 }
 
 impl RpcReply {
-    pub(crate) fn send(self, result: Result<String, RpcError>) {
+    /// Delivers the outcome; false when the waiting caller is gone.
+    pub(crate) fn send(self, result: Result<String, RpcError>) -> bool {
         match self {
-            RpcReply::Channel(tx) => {
-                let _ = tx.send(result);
+            RpcReply::Channel(tx) => tx.send(result).is_ok(),
+            RpcReply::Callback(callback) => {
+                callback(result);
+                true
             }
-            RpcReply::Callback(callback) => callback(result),
         }
     }
 }

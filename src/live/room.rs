@@ -145,6 +145,8 @@ impl Room {
         })
     }
 
+    // The command comes back whole on failure so its reply can still be completed.
+    #[allow(clippy::result_large_err)]
     fn try_send(&self, cmd: Command) -> Result<(), cb::SendError<Command>> {
         let sent = self.commands.send(cmd);
         self.wake.notify_one();
@@ -262,7 +264,7 @@ impl Room {
         if let Err(cb::SendError(Command::PerformRpc { reply, .. })) =
             self.try_send(Command::PerformRpc { params, reply })
         {
-            reply.send(Err(RpcError::built_in(RpcError::RECIPIENT_DISCONNECTED)));
+            let _ = reply.send(Err(RpcError::built_in(RpcError::RECIPIENT_DISCONNECTED)));
         }
     }
 
