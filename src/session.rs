@@ -31,6 +31,9 @@ use crate::runtime::resolve::{
 pub const DEFAULT_SESSION_READY_TIMEOUT: Duration = resolve::DEFAULT_READY_TIMEOUT;
 /// How many events the events channel keeps when nobody reads it; the oldest go first.
 pub const EVENT_QUEUE_CAPACITY: usize = 1024;
+/// Bound of the identities waiting to be forgotten as the runtime (participants that left
+/// while a caller held the resolver).
+const MAX_FORGOTTEN: usize = 256;
 /// How long to wait for the camera frame after the capture was acknowledged.
 const CAPTURE_GRACE: Duration = calls::CAPTURE_STREAM_TIMEOUT;
 
@@ -277,7 +280,8 @@ pub fn connect(client: &Client, robot_id: &str, options: ConnectOptions) -> Resu
             connect_timeout: options.connect_timeout,
             ..RoomOptions::default()
         };
-        Room::connect(&url, created.participant_token.expose(), room_options).map_err(|e| live_error(&e))
+        Room::connect(&url, created.participant_token.expose(), room_options)
+            .map_err(|e| live_error(&e, options.connect_timeout))
     });
     let room = match joined {
         Ok(room) => room,
@@ -351,6 +355,11 @@ struct Shared {
     room: Room,
     hints: RuntimeHints,
     resolver: Mutex<Option<Resolver>>,
+    /// Identities to stop treating as the runtime, applied by the next [`Shared::runtime`].
+    /// Recorded here rather than in `resolver`, whose lock a caller searching for the
+    /// runtime holds for seconds: the pump and the engine (which completes started calls)
+    /// must never wait for it.
+    forgotten: Mutex<Vec<String>>,
     call_timeout: Option<Duration>,
     events_tx: cb::Sender<SessionEvent>,
     events_rx: cb::Receiver<SessionEvent>,
@@ -391,6 +400,7 @@ impl Session {
             room,
             hints,
             resolver: Mutex::new(resolver),
+            forgotten: Mutex::new(Vec::new()),
             call_timeout: options.runtime_call_timeout,
             events_tx,
             events_rx,
@@ -819,6 +829,11 @@ impl Shared {
                     reason: "the room connection ended".into(),
                 });
             }
+            for identity in std::mem::take(&mut *lock(&self.forgotten)) {
+                if resolver.cached() == Some(identity.as_str()) {
+                    resolver.invalidate();
+                }
+            }
             match resolver.poll(Instant::now(), &self.participants()) {
                 ResolveStep::Resolved(identity) => return Ok(identity),
                 ResolveStep::Failed(err) => return Err(err),
@@ -842,10 +857,23 @@ impl Shared {
         }
     }
 
+    /// Stops treating `identity` as the runtime (it left, or stopped answering). Never
+    /// blocks: runs on the pump and on the engine.
     fn forget_runtime(&self, identity: &str) {
-        if let Some(resolver) = lock(&self.resolver).as_mut() {
-            if resolver.cached() == Some(identity) {
-                resolver.invalidate();
+        match self.resolver.try_lock() {
+            Ok(mut resolver) => {
+                if let Some(resolver) = resolver.as_mut().filter(|r| r.cached() == Some(identity)) {
+                    resolver.invalidate();
+                }
+            }
+            Err(_) => {
+                let mut forgotten = lock(&self.forgotten);
+                if !forgotten.iter().any(|known| known == identity) {
+                    if forgotten.len() >= MAX_FORGOTTEN {
+                        forgotten.remove(0);
+                    }
+                    forgotten.push(identity.to_owned());
+                }
             }
         }
     }
@@ -1059,12 +1087,13 @@ fn rpc_code_name(code: u32) -> String {
     }
 }
 
-/// Maps an engine failure while joining onto the SDK's error type (never with the token).
-pub(crate) fn live_error(err: &LiveError) -> Error {
+/// Maps an engine failure while joining (bounded by `connect_timeout`) onto the SDK's error
+/// type (never with the token).
+pub(crate) fn live_error(err: &LiveError, connect_timeout: Duration) -> Error {
     match err {
         LiveError::Timeout(what) => Error::Timeout {
             operation: format!("joining the room ({what})"),
-            after: Duration::ZERO,
+            after: connect_timeout,
             may_still_be_running: false,
         },
         LiveError::InvalidUrl(_) | LiveError::InvalidArgument(_) => {

@@ -1,19 +1,47 @@
 //! The live Session against a real livekit-server, with a Rust runtime peer (RuntimeHost).
+//!
+//! Every test starts its own livekit-server on free loopback ports and its own control-plane
+//! emulator, so the tests run in parallel. Runtime handlers that block wait on channels the
+//! test drops at its end, so no handler outlives its test by more than an instant.
 #![cfg(all(feature = "livekit", feature = "dev"))]
 
 #[path = "live_common/mod.rs"]
 mod live_common;
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use live_common::Platform;
-use menlo_robot_sdk::{connect, ActionStatus, ConnectOptions, Error, RuntimeHost, SessionEvent, StateReply};
+use live_common::{free_tcp_port, wait_until, Platform};
+use menlo_robot_sdk::crossbeam_channel as cb;
+use menlo_robot_sdk::dev::Fault;
+use menlo_robot_sdk::runtime::ActionPhase;
+use menlo_robot_sdk::{
+    connect, ActionStatus, CaptureOptions, Client, ConnectCallbacks, ConnectOptions, Error, OutgoingStream,
+    ParticipantKind, RpcFailure, RuntimeCall, RuntimeHost, Session, SessionEvent, StateReply,
+};
 use serde_json::{json, Value};
 
+// ---------------------------------------------------------------------------------------------
+// Runtime-side helpers
+// ---------------------------------------------------------------------------------------------
+
+fn meta(action_id: &str) -> Value {
+    json!({"action_id": action_id, "started_at_ms": 1, "finished_at_ms": 2, "duration_ms": 1})
+}
+
 fn done_result(action_id: &str) -> String {
-    json!({"status":"done","result":{"ok":true},"meta":{"action_id":action_id,"started_at_ms":1,"finished_at_ms":2,"duration_ms":1}}).to_string()
+    json!({"status":"done","result":{"ok":true},"meta":meta(action_id)}).to_string()
+}
+
+fn cancelled_result(action_id: &str) -> String {
+    json!({
+        "status": "failed",
+        "error": {"code": "CANCELLED", "message": "cancelled by the caller"},
+        "meta": meta(action_id),
+    })
+    .to_string()
 }
 
 fn robot_status() -> String {
@@ -25,20 +53,47 @@ fn robot_status() -> String {
     .to_string()
 }
 
+fn payload(call: &RuntimeCall) -> Value {
+    serde_json::from_str(&call.payload).expect("the SDK sends JSON payloads")
+}
+
+fn action_id(call: &RuntimeCall) -> String {
+    payload(call)["options"]["action_id"]
+        .as_str()
+        .expect("tools_call carries options.action_id")
+        .to_owned()
+}
+
+fn tools_list_reply() -> String {
+    json!([{"name":"go_to","description":"go somewhere","input_schema":{"type":"object"}}]).to_string()
+}
+
 /// A runtime answering the basic methods; counts tool calls.
 fn serve_basics(host: &RuntimeHost, calls: Arc<AtomicUsize>) {
-    host.handle("runtime.tools_list", |_| {
-        Ok(
-            json!([{"name":"go_to","description":"go somewhere","input_schema":{"type":"object"}}])
-                .to_string(),
-        )
-    });
+    host.handle("runtime.tools_list", |_| Ok(tools_list_reply()));
     host.handle("runtime.tools_call", move |call| {
         calls.fetch_add(1, Ordering::SeqCst);
-        let request: Value = serde_json::from_str(&call.payload).unwrap();
-        Ok(done_result(request["options"]["action_id"].as_str().unwrap()))
+        Ok(done_result(&action_id(call)))
     });
     host.handle("runtime.state", |_| Ok(robot_status()));
+}
+
+/// A participant that answers everything (so it *could* be taken for the runtime) but counts
+/// every call it gets: the tests assert that the SDK never calls it.
+fn serve_counting_decoy(host: &RuntimeHost) -> Arc<AtomicUsize> {
+    let calls = Arc::new(AtomicUsize::new(0));
+    for method in ["runtime.tools_list", "runtime.tools_call", "runtime.state"] {
+        let calls = Arc::clone(&calls);
+        host.handle(method, move |call| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            match call.method.as_str() {
+                "runtime.tools_list" => Ok(tools_list_reply()),
+                "runtime.tools_call" => Ok(done_result(&action_id(call))),
+                _ => Ok(robot_status()),
+            }
+        });
+    }
+    calls
 }
 
 fn simplesim() -> ConnectOptions {
@@ -47,12 +102,60 @@ fn simplesim() -> ConnectOptions {
         .runtime_identity_prefix("simplesim")
 }
 
-#[test]
-fn connect_discover_invoke_read_and_disconnect() {
-    let p = Platform::start();
+/// The SimpleSim runtime of the platform's robot, with the basic handlers.
+fn simplesim_runtime(p: &Platform) -> (RuntimeHost, Arc<AtomicUsize>) {
     let runtime = p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]);
     let calls = Arc::new(AtomicUsize::new(0));
     serve_basics(&runtime, calls.clone());
+    (runtime, calls)
+}
+
+/// Waits up to `timeout` for the first event matching `pred`; the events before it are dropped.
+fn wait_event(session: &Session, timeout: Duration, pred: impl Fn(&SessionEvent) -> bool) -> SessionEvent {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match session.events().recv_timeout(left) {
+            Ok(event) if pred(&event) => return event,
+            Ok(_) => {}
+            Err(_) => panic!("no matching session event within {timeout:?}"),
+        }
+    }
+}
+
+/// A JPEG-looking frame: `FF D8 FF E0`, noise, `FF D9`.
+fn fake_jpeg(len: usize, seed: u64) -> Vec<u8> {
+    let mut bytes = vec![0xFF, 0xD8, 0xFF, 0xE0];
+    let mut x = seed;
+    while bytes.len() < len - 2 {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        bytes.push((x >> 33) as u8);
+    }
+    bytes.extend([0xFF, 0xD9]);
+    bytes
+}
+
+fn is_invalid(err: &Error, field: &str) -> bool {
+    matches!(err, Error::InvalidInput { field: f, .. } if f == field)
+}
+
+fn runtime_code(err: &Error) -> Option<&str> {
+    match err {
+        Error::Runtime { code, .. } => Some(code),
+        _ => None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Basic flow
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn connect_discover_invoke_read_and_disconnect() {
+    let p = Platform::start();
+    let (_runtime, calls) = simplesim_runtime(&p);
 
     let session = connect(&p.client, &p.robot_id, simplesim()).unwrap();
     let skills = session.discover_skills().unwrap();
@@ -93,4 +196,1374 @@ fn connect_discover_invoke_read_and_disconnect() {
     assert_eq!(disconnects, 1, "{events:?}");
     let err = session.state().get("robot_status").unwrap_err();
     assert!(matches!(err, Error::Disconnected { .. }), "{err}");
+}
+
+#[test]
+fn live_types_can_be_shared_between_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Session>();
+    send_sync::<RuntimeHost>();
+    send_sync::<ConnectOptions>();
+    send::<menlo_robot_sdk::PendingAction>();
+    send::<SessionEvent>();
+}
+
+#[test]
+fn joins_succeed_whatever_order_the_server_trickles_candidates_in() {
+    // LiveKit trickles one candidate per local address (e.g. `fd00::2` and `127.0.0.1`) in
+    // no fixed order; a join must not fail when the unusable one comes first (it did, for
+    // about one join in seven, before the engine ignored other-family candidates).
+    let p = Platform::start();
+    for i in 0..30 {
+        let token = p.livekit.token(&p.robot_id, &format!("joiner-{i}"), false, &[]);
+        let host = RuntimeHost::connect(&p.livekit.url, &token, Duration::from_secs(15))
+            .unwrap_or_else(|e| panic!("join {i} failed: {e}"));
+        assert!(host.is_connected());
+        host.disconnect();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Readiness
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn readiness_counts_only_the_dispatched_agent_name() {
+    let p = Platform::start();
+    let session = connect(
+        &p.client,
+        &p.robot_id,
+        ConnectOptions::new().worker_names(["sim-worker"]),
+    )
+    .unwrap();
+    assert!(session
+        .metadata()
+        .required_participants
+        .contains_key("sim-worker"));
+
+    let started = Instant::now();
+    let err = session.wait_until_ready(Duration::from_millis(300)).unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert!(err.to_string().contains("sim-worker (0/1)"), "{err}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "waited the timeout"
+    );
+
+    // Neither a human viewer nor an agent dispatched under another name fills the slot.
+    let _viewer = p.runtime("viewer-1", false, &[]);
+    let _other = p.runtime("agent-OTHER1", true, &[("lk.agent.name", "nav-worker")]);
+    wait_until(Duration::from_secs(10), "the viewer and the other agent", || {
+        (session.participants().len() == 2).then_some(())
+    });
+    let err = session.wait_until_ready(Duration::from_millis(300)).unwrap_err();
+    assert!(err.to_string().contains("sim-worker (0/1)"), "{err}");
+
+    // A dispatched agent: opaque identity, kind agent, lk.agent.name = the slot.
+    let _agent = p.runtime("agent-AJ_k3Xq9", true, &[("lk.agent.name", "sim-worker")]);
+    session.wait_until_ready(Duration::from_secs(10)).unwrap();
+    session.wait_until_ready(Duration::from_millis(1)).unwrap();
+
+    let agent = session
+        .participants()
+        .into_iter()
+        .find(|p| p.identity == "agent-AJ_k3Xq9")
+        .expect("the agent is listed");
+    assert_eq!(agent.kind, ParticipantKind::Agent);
+    assert_eq!(agent.agent_name(), Some("sim-worker"));
+
+    // Let the pump see the join too, then count: SessionReady exactly once.
+    std::thread::sleep(Duration::from_millis(300));
+    let events: Vec<SessionEvent> = session.events().try_iter().collect();
+    let ready = events
+        .iter()
+        .filter(|e| matches!(e, SessionEvent::SessionReady))
+        .count();
+    assert_eq!(ready, 1, "{events:?}");
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, SessionEvent::ParticipantJoined(p) if p.identity == "agent-AJ_k3Xq9")));
+    session.disconnect(true).unwrap();
+}
+
+#[test]
+fn connect_can_wait_for_readiness() {
+    let p = Platform::start();
+    let options = ConnectOptions::new()
+        .worker_names(["sim-worker"])
+        .wait_for_ready(true)
+        .session_ready_timeout(Duration::from_secs(15));
+    let started = Instant::now();
+    let (session, _agent) = std::thread::scope(|s| {
+        let joiner = s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(700));
+            p.runtime("agent-AJ_delayed", true, &[("lk.agent.name", "sim-worker")])
+        });
+        let session = connect(&p.client, &p.robot_id, options).unwrap();
+        (session, joiner.join().unwrap())
+    });
+    assert!(
+        started.elapsed() >= Duration::from_millis(650),
+        "connect returned before the agent joined"
+    );
+    assert!(
+        session
+            .participants()
+            .iter()
+            .any(|p| p.identity == "agent-AJ_delayed"),
+        "connect returned ready without the agent"
+    );
+    wait_event(&session, Duration::from_secs(5), |e| {
+        matches!(e, SessionEvent::SessionReady)
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !session
+            .events()
+            .try_iter()
+            .any(|e| matches!(e, SessionEvent::SessionReady)),
+        "SessionReady twice"
+    );
+    session.disconnect(true).unwrap();
+}
+
+#[test]
+fn a_participant_fills_only_its_longest_matching_slot() {
+    let p = Platform::start();
+    let session = connect(
+        &p.client,
+        &p.robot_id,
+        ConnectOptions::new().worker_names(["sim", "sim-worker"]),
+    )
+    .unwrap();
+    let _worker = p.runtime("sim-worker-1", false, &[]);
+    wait_until(Duration::from_secs(10), "the worker", || {
+        (!session.participants().is_empty()).then_some(())
+    });
+    // `sim-worker-1` matches both slots but counts toward `sim-worker` only.
+    let err = session.wait_until_ready(Duration::from_millis(300)).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("sim (0/1)"), "{text}");
+    assert!(!text.contains("sim-worker ("), "{text}");
+    let _sim = p.runtime("sim-2", false, &[]);
+    session.wait_until_ready(Duration::from_secs(10)).unwrap();
+    session.disconnect(true).unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Finding the runtime
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn resolves_the_prefixed_identity_before_any_agent_or_viewer() {
+    let p = Platform::start();
+    let (runtime, calls) = simplesim_runtime(&p);
+    let lists = Arc::new(AtomicUsize::new(0));
+    {
+        let lists = Arc::clone(&lists);
+        runtime.handle("runtime.tools_list", move |_| {
+            lists.fetch_add(1, Ordering::SeqCst);
+            Ok(tools_list_reply())
+        });
+    }
+    let agent = p.runtime("agent-AJ_zzz", true, &[]);
+    let agent_calls = serve_counting_decoy(&agent);
+    let viewer = p.runtime("viewer-1", false, &[]);
+    let viewer_calls = serve_counting_decoy(&viewer);
+
+    let session = connect(&p.client, &p.robot_id, simplesim()).unwrap();
+    wait_until(Duration::from_secs(10), "three participants", || {
+        (session.participants().len() == 3).then_some(())
+    });
+    for _ in 0..3 {
+        assert!(session.invoke("go_to", json!({}), None).unwrap().is_done());
+    }
+    assert!(matches!(
+        session.state().get("robot_status").unwrap(),
+        StateReply::RobotStatus(_)
+    ));
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    // One probe, then the runtime is cached for the session.
+    assert_eq!(lists.load(Ordering::SeqCst), 1, "the runtime was probed again");
+    assert_eq!(agent_calls.load(Ordering::SeqCst), 0, "the agent was called");
+    assert_eq!(viewer_calls.load(Ordering::SeqCst), 0, "the viewer was called");
+    session.disconnect(true).unwrap();
+}
+
+#[test]
+fn a_prefix_is_not_a_bare_string_prefix() {
+    let p = Platform::start();
+    // `simulated-human` answers everything, but `sim` must not match it.
+    let human = p.runtime("simulated-human", false, &[]);
+    let human_calls = serve_counting_decoy(&human);
+    let options = ConnectOptions::new()
+        .worker_names(Vec::<String>::new())
+        .runtime_identity_prefix("sim")
+        .session_ready_timeout(Duration::from_millis(1500));
+    let session = connect(&p.client, &p.robot_id, options).unwrap();
+    wait_until(Duration::from_secs(10), "the human", || {
+        (!session.participants().is_empty()).then_some(())
+    });
+
+    let started = Instant::now();
+    let err = session.discover_skills().unwrap_err();
+    assert_eq!(runtime_code(&err), Some("RUNTIME_NOT_FOUND"), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("sim") && text.contains("simulated-human"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(
+        human_calls.load(Ordering::SeqCst),
+        0,
+        "simulated-human was probed"
+    );
+
+    // `sim:<robot>` does match; resolution starts over on the next call.
+    let runtime = p.runtime(&format!("sim:{}", p.robot_id), false, &[]);
+    let calls = Arc::new(AtomicUsize::new(0));
+    serve_basics(&runtime, calls.clone());
+    wait_until(Duration::from_secs(10), "the runtime", || {
+        (session.participants().len() == 2).then_some(())
+    });
+    assert!(session.invoke("go_to", json!({}), None).unwrap().is_done());
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        human_calls.load(Ordering::SeqCst),
+        0,
+        "simulated-human was called"
+    );
+    session.disconnect(true).unwrap();
+}
+
+#[test]
+fn resolves_by_slot_name() {
+    let p = Platform::start();
+    let runtime = p.runtime("sim-worker-1", false, &[]);
+    let calls = Arc::new(AtomicUsize::new(0));
+    serve_basics(&runtime, calls.clone());
+    let viewer = p.runtime("viewer-1", false, &[]);
+    let viewer_calls = serve_counting_decoy(&viewer);
+
+    let session = connect(
+        &p.client,
+        &p.robot_id,
+        ConnectOptions::new()
+            .worker_names(["sim-worker"])
+            .wait_for_ready(true)
+            .session_ready_timeout(Duration::from_secs(10)),
+    )
+    .unwrap();
+    wait_until(Duration::from_secs(10), "both participants", || {
+        (session.participants().len() == 2).then_some(())
+    });
+    assert_eq!(session.discover_skills().unwrap()[0].name, "go_to");
+    assert!(session.invoke("go_to", json!({}), None).unwrap().is_done());
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(viewer_calls.load(Ordering::SeqCst), 0, "the viewer was called");
+    session.disconnect(true).unwrap();
+}
+
+#[test]
+fn falls_back_to_an_agent_when_no_hinted_participant_answers() {
+    let p = Platform::start();
+    // Matches the slot hint but is not the runtime: its probe gets no usable answer.
+    let hinted = p.runtime("sim-worker-stale", false, &[]);
+    let hinted_probes = Arc::new(AtomicUsize::new(0));
+    {
+        let probes = Arc::clone(&hinted_probes);
+        hinted.handle("runtime.tools_list", move |_| {
+            probes.fetch_add(1, Ordering::SeqCst);
+            Err(RpcFailure::new(1400, "Method not supported at destination"))
+        });
+    }
+    let hinted_calls = Arc::new(AtomicUsize::new(0));
+    {
+        let calls = Arc::clone(&hinted_calls);
+        hinted.handle("runtime.tools_call", move |call| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Ok(done_result(&action_id(call)))
+        });
+    }
+    // An agent without any hint: the fall-back.
+    let agent = p.runtime("agent-AJ_fallback", true, &[]);
+    let agent_calls = Arc::new(AtomicUsize::new(0));
+    serve_basics(&agent, agent_calls.clone());
+    // A human viewer that is not hinted: never probed.
+    let viewer = p.runtime("human-viewer", false, &[]);
+    let viewer_calls = serve_counting_decoy(&viewer);
+
+    let session = connect(
+        &p.client,
+        &p.robot_id,
+        ConnectOptions::new()
+            .worker_names(["sim-worker"])
+            .session_ready_timeout(Duration::from_secs(10)),
+    )
+    .unwrap();
+    wait_until(Duration::from_secs(10), "three participants", || {
+        (session.participants().len() == 3).then_some(())
+    });
+    assert!(session.invoke("go_to", json!({}), None).unwrap().is_done());
+    assert!(session.invoke("go_to", json!({}), None).unwrap().is_done());
+    assert_eq!(agent_calls.load(Ordering::SeqCst), 2);
+    assert!(
+        hinted_probes.load(Ordering::SeqCst) >= 1,
+        "the hinted participant is probed first"
+    );
+    assert_eq!(hinted_calls.load(Ordering::SeqCst), 0);
+    assert_eq!(
+        viewer_calls.load(Ordering::SeqCst),
+        0,
+        "a human viewer was probed"
+    );
+    session.disconnect(true).unwrap();
+}
+
+#[test]
+fn a_call_waits_for_a_runtime_that_joins_late() {
+    let p = Platform::start();
+    let session = connect(&p.client, &p.robot_id, simplesim()).unwrap();
+    let started = Instant::now();
+    let (skills, _runtime) = std::thread::scope(|s| {
+        let joiner = s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(800));
+            simplesim_runtime(&p)
+        });
+        let skills = session.discover_skills();
+        (skills, joiner.join().unwrap())
+    });
+    assert_eq!(skills.unwrap()[0].name, "go_to");
+    assert!(started.elapsed() >= Duration::from_millis(750));
+    assert!(started.elapsed() < Duration::from_secs(15));
+    session.disconnect(true).unwrap();
+}
+
+#[test]
+fn without_hint_or_runtime_slot_runtime_calls_fail_at_once() {
+    let p = Platform::start();
+    let agent = p.runtime("agent-AJ_any", true, &[]);
+    let agent_calls = serve_counting_decoy(&agent);
+    let session = connect(
+        &p.client,
+        &p.robot_id,
+        ConnectOptions::new().worker_names(Vec::<String>::new()),
+    )
+    .unwrap();
+    wait_until(Duration::from_secs(10), "the agent", || {
+        (!session.participants().is_empty()).then_some(())
+    });
+    let started = Instant::now();
+    let err = session.discover_skills().unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(1), "not at once");
+    assert_eq!(runtime_code(&err), Some("RUNTIME_NOT_FOUND"), "{err}");
+    assert!(err.to_string().contains("prefix"), "{err}");
+    let err = session.invoke("go_to", json!({}), None).unwrap_err();
+    assert_eq!(runtime_code(&err), Some("RUNTIME_NOT_FOUND"), "{err}");
+    assert_eq!(agent_calls.load(Ordering::SeqCst), 0);
+    session.disconnect(true).unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Guard envelopes, 4. unknown methods, 5. payload cap
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn guard_envelopes_become_failed_results_or_runtime_errors() {
+    let p = Platform::start();
+    let runtime = p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]);
+    let guard =
+        json!({"status":"failed","error":{"code":"NOT_READY","message":"the scene is loading"}}).to_string();
+    let seen_ids = Arc::new(Mutex::new(Vec::new()));
+    runtime.handle("runtime.tools_list", |_| Ok(tools_list_reply()));
+    {
+        let guard = guard.clone();
+        let seen_ids = Arc::clone(&seen_ids);
+        runtime.handle("runtime.tools_call", move |call| {
+            seen_ids.lock().unwrap().push(action_id(call));
+            Ok(guard.clone())
+        });
+    }
+    {
+        let guard = guard.clone();
+        runtime.handle("runtime.state", move |_| Ok(guard.clone()));
+    }
+    runtime.handle("runtime.scene_state", |_| {
+        Ok(json!({"status":"failed","error":{}}).to_string())
+    });
+
+    let session = connect(&p.client, &p.robot_id, simplesim()).unwrap();
+    let pending = session.start_invoke("go_to", json!({}), None).unwrap();
+    let id = pending.action_id().to_owned();
+    assert!(id.starts_with("act_") && id.len() == 16, "{id}");
+    let result = pending.wait(Duration::from_secs(30)).unwrap();
+    assert_eq!(result.status, ActionStatus::Failed);
+    assert_eq!(result.meta.action_id, id);
+    assert_eq!(result.meta.started_at_ms, 0);
+    let error = result.error.as_ref().expect("the guard's error");
+    assert_eq!(error.code, "NOT_READY");
+    assert_eq!(error.message, "the scene is loading");
+    assert_eq!(seen_ids.lock().unwrap().as_slice(), std::slice::from_ref(&id));
+    // The same through invoke.
+    let result = session.invoke("go_to", json!({}), None).unwrap();
+    assert_eq!(result.status, ActionStatus::Failed);
+    assert_eq!(seen_ids.lock().unwrap()[1], result.meta.action_id);
+
+    let err = session.state().get("robot_status").unwrap_err();
+    match &err {
+        Error::Runtime { code, message } => {
+            assert_eq!(code, "NOT_READY");
+            assert_eq!(message, "the scene is loading");
+        }
+        other => panic!("runtime error expected, got {other:?}"),
+    }
+    let err = session.state().robot_status().unwrap_err();
+    assert_eq!(runtime_code(&err), Some("NOT_READY"), "{err}");
+    // Missing code and message take the defaults.
+    let err = session.state().scene_state().unwrap_err();
+    match &err {
+        Error::Runtime { code, message } => {
+            assert_eq!(code, "RUNTIME_FAILED");
+            assert_eq!(message, "runtime call failed");
+        }
+        other => panic!("runtime error expected, got {other:?}"),
+    }
+    session.disconnect(true).unwrap();
+}
+
+#[test]
+fn unknown_methods_mean_no_capabilities_or_an_unsupported_method_error() {
+    let p = Platform::start();
+    let (runtime, _) = simplesim_runtime(&p);
+    let session = connect(&p.client, &p.robot_id, simplesim()).unwrap();
+
+    assert_eq!(session.get_capabilities().unwrap(), None);
+    let err = session.state().get("battery").unwrap_err();
+    assert_eq!(runtime_code(&err), Some("UNSUPPORTED_METHOD"), "{err}");
+
+    // Once the runtime answers them, the same calls return its replies.
+    runtime.handle("runtime.capabilities", |_| {
+        Ok(json!({"cameras":["pov","topdown"]}).to_string())
+    });
+    runtime.handle("runtime.battery", |_| Ok(json!({"percent": 87}).to_string()));
+    // Registration is asynchronous on the runtime side: retry briefly.
+    let caps = wait_until(Duration::from_secs(5), "the capabilities handler", || {
+        session.get_capabilities().unwrap()
+    });
+    assert_eq!(caps, json!({"cameras":["pov","topdown"]}));
+    match session.state().get("battery").unwrap() {
+        StateReply::Raw(value) => assert_eq!(value, json!({"percent": 87})),
+        other => panic!("raw reply expected, got {other:?}"),
+    }
+    // A METHOD_NOT_FOUND guard also means "no descriptor".
+    runtime.handle("runtime.capabilities", |_| {
+        Ok(json!({"status":"failed","error":{"code":"METHOD_NOT_FOUND","message":"no"}}).to_string())
+    });
+    wait_until(Duration::from_secs(5), "the guard", || {
+        session.get_capabilities().unwrap().is_none().then_some(())
+    });
+    session.disconnect(true).unwrap();
+}
+
+#[test]
+fn rpc_payloads_over_15_kib_are_refused_before_sending() {
+    let p = Platform::start();
+    let (_runtime, calls) = simplesim_runtime(&p);
+    let session = connect(&p.client, &p.robot_id, simplesim()).unwrap();
+
+    let err = session
+        .invoke("go_to", json!({"blob": "x".repeat(15_400)}), None)
+        .unwrap_err();
+    assert!(is_invalid(&err, "payload"), "{err:?}");
+    assert!(err.to_string().contains("15360"), "{err}");
+    let err = session
+        .start_invoke("go_to", json!({"blob": "x".repeat(16_000)}), None)
+        .unwrap_err();
+    assert!(is_invalid(&err, "payload"), "{err:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "the handler was called");
+
+    // Just under the cap goes through.
+    let result = session
+        .invoke("go_to", json!({"blob": "x".repeat(15_200)}), None)
+        .unwrap();
+    assert!(result.is_done());
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    session.disconnect(true).unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Camera capture
+// ---------------------------------------------------------------------------------------------
+
+/// How the capture handler answers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CaptureMode {
+    /// Stream with attribute `request_id`, ack `byte_stream`.
+    Stream,
+    /// Stream named after the request id without the attribute, ack `byte_stream`.
+    StreamByName,
+    /// JPEG inline in the ack.
+    Inline,
+    /// A failed ack without an error code.
+    Fail,
+}
+
+struct CameraRuntime {
+    host: Arc<RuntimeHost>,
+    mode: Arc<Mutex<CaptureMode>>,
+    requests: Arc<Mutex<Vec<Value>>>,
+    calls: Arc<AtomicUsize>,
+}
+
+fn camera_runtime(p: &Platform, frame: Vec<u8>, small: Vec<u8>) -> CameraRuntime {
+    let host = Arc::new(p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]));
+    let calls = Arc::new(AtomicUsize::new(0));
+    {
+        let calls = Arc::clone(&calls);
+        host.handle("runtime.tools_list", move |_| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Ok(tools_list_reply())
+        });
+    }
+    let mode = Arc::new(Mutex::new(CaptureMode::Stream));
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let weak = Arc::downgrade(&host);
+    let (mode2, requests2, calls2) = (Arc::clone(&mode), Arc::clone(&requests), Arc::clone(&calls));
+    host.handle("runtime.cameras_capture", move |call| {
+        calls2.fetch_add(1, Ordering::SeqCst);
+        let request = payload(call);
+        requests2.lock().unwrap().push(request.clone());
+        let id = request["stream"]["id"]
+            .as_str()
+            .ok_or_else(|| RpcFailure::new(1500, "no stream.id"))?
+            .to_owned();
+        let mode = *mode2.lock().unwrap();
+        let ack_meta = json!({"action_id": format!("cap-{id}"), "started_at_ms": 1, "finished_at_ms": 2, "duration_ms": 1});
+        match mode {
+            CaptureMode::Stream | CaptureMode::StreamByName => {
+                let host = weak.upgrade().ok_or_else(|| RpcFailure::new(1500, "gone"))?;
+                let mut attributes = HashMap::new();
+                let name = if mode == CaptureMode::Stream {
+                    attributes.insert("request_id".to_owned(), id.clone());
+                    "pov.jpg".to_owned()
+                } else {
+                    id.clone()
+                };
+                host.send_bytes(
+                    frame.clone(),
+                    OutgoingStream {
+                        topic: request["stream"]["topic"].as_str().unwrap_or_default().to_owned(),
+                        name,
+                        mime_type: "image/jpeg".into(),
+                        attributes,
+                        destinations: vec![call.caller_identity.clone()],
+                    },
+                )
+                .map_err(|e| RpcFailure::new(1500, e.to_string()))?;
+                Ok(json!({"status":"done","result":{"payload":{"kind":"byte_stream"}},"meta":ack_meta}).to_string())
+            }
+            CaptureMode::Inline => {
+                use base64::Engine as _;
+                let b64 = base64::engine::general_purpose::STANDARD.encode(&small);
+                Ok(json!({"status":"done","result":{"payload":{"kind":"inline_base64","base64":b64}},"meta":ack_meta}).to_string())
+            }
+            CaptureMode::Fail => Ok(json!({"status":"failed","error":{"message":"the camera is off"},"meta":ack_meta}).to_string()),
+        }
+    });
+    CameraRuntime {
+        host,
+        mode,
+        requests,
+        calls,
+    }
+}
+
+#[test]
+fn get_vision_receives_a_full_frame_over_the_byte_stream() {
+    let p = Platform::start();
+    let frame = fake_jpeg(1280 * 720 / 4, 7);
+    assert!(frame.len() >= 200_000);
+    let camera = camera_runtime(&p, frame.clone(), Vec::new());
+    let session = connect(&p.client, &p.robot_id, simplesim()).unwrap();
+
+    let jpeg = session.get_vision("pov", &CaptureOptions::new()).unwrap();
+    assert_eq!(jpeg.len(), frame.len());
+    assert!(jpeg == frame, "the frame's bytes differ");
+    assert_eq!(&jpeg[..3], &[0xFF, 0xD8, 0xFF]);
+
+    let request = camera.requests.lock().unwrap()[0].clone();
+    assert_eq!(request["selector"], json!({"kind":"id","id":"pov"}));
+    assert_eq!(request["options"]["width"], 1280);
+    assert_eq!(request["options"]["height"], 720);
+    assert_eq!(request["options"]["quality"], 0.7);
+    assert_eq!(request["stream"]["topic"], "menlo.camera_capture");
+    assert!(request["stream"]["id"].as_str().is_some_and(|id| !id.is_empty()));
+
+    // The stream's name stands in for a missing `request_id` attribute.
+    *camera.mode.lock().unwrap() = CaptureMode::StreamByName;
+    let options = CaptureOptions::new().width(640).height(480).quality(0.5);
+    let jpeg = session.get_vision("topdown", &options).unwrap();
+    assert!(jpeg == frame, "the frame's bytes differ");
+    let request = camera.requests.lock().unwrap()[1].clone();
+    assert_eq!(request["selector"]["id"], "topdown");
+    assert_eq!(request["options"]["width"], 640);
+    assert_ne!(
+        request["stream"]["id"],
+        camera.requests.lock().unwrap()[0]["stream"]["id"],
+        "each capture has its own request id"
+    );
+    session.disconnect(true).unwrap();
+    drop(camera.host);
+}
+
+#[test]
+fn get_vision_inline_fallback_failed_ack_and_invalid_options() {
+    let p = Platform::start();
+    let small = fake_jpeg(6_000, 3);
+    let camera = camera_runtime(&p, Vec::new(), small.clone());
+    let session = connect(&p.client, &p.robot_id, simplesim()).unwrap();
+
+    // Invalid options are refused before any RPC (not even the runtime probe).
+    let err = session
+        .get_vision("pov", &CaptureOptions::new().width(0))
+        .unwrap_err();
+    assert!(is_invalid(&err, "width"), "{err:?}");
+    let err = session
+        .get_vision("pov", &CaptureOptions::new().quality(1.5))
+        .unwrap_err();
+    assert!(is_invalid(&err, "quality"), "{err:?}");
+    let err = session.get_vision("", &CaptureOptions::new()).unwrap_err();
+    assert!(is_invalid(&err, "camera_id"), "{err:?}");
+    assert_eq!(camera.calls.load(Ordering::SeqCst), 0, "an RPC was sent");
+
+    *camera.mode.lock().unwrap() = CaptureMode::Inline;
+    let jpeg = session.get_vision("pov", &CaptureOptions::new()).unwrap();
+    assert!(jpeg == small, "the inline frame's bytes differ");
+
+    *camera.mode.lock().unwrap() = CaptureMode::Fail;
+    let started = Instant::now();
+    let err = session.get_vision("pov", &CaptureOptions::new()).unwrap_err();
+    match &err {
+        Error::Runtime { code, message } => {
+            assert_eq!(code, "CAPTURE_FAILED");
+            assert!(message.contains("the camera is off"), "{message}");
+        }
+        other => panic!("runtime error expected, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "a failed ack must not wait for the stream"
+    );
+    session.disconnect(true).unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. Cancel
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn cancel_ends_a_long_action_as_cancelled() {
+    let p = Platform::start();
+    let runtime = p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]);
+    runtime.handle("runtime.tools_list", |_| Ok(tools_list_reply()));
+    let (started_tx, started_rx) = cb::unbounded::<String>();
+    let (cancel_tx, cancel_rx) = cb::unbounded::<String>();
+    let active: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+    {
+        let active = Arc::clone(&active);
+        runtime.handle("runtime.tools_call", move |call| {
+            let id = action_id(call);
+            *active.lock().unwrap() = Some(id.clone());
+            let _ = started_tx.send(id.clone());
+            // Runs until cancelled (bounded, so a broken test cannot hang a handler thread).
+            match cancel_rx.recv_timeout(Duration::from_secs(25)) {
+                Ok(_) => Ok(cancelled_result(&id)),
+                Err(_) => Ok(done_result(&id)),
+            }
+        });
+    }
+    let cancel_requests = Arc::new(Mutex::new(Vec::new()));
+    {
+        let requests = Arc::clone(&cancel_requests);
+        let active = Arc::clone(&active);
+        runtime.handle("runtime.cancel", move |call| {
+            let request = payload(call);
+            requests.lock().unwrap().push(request.clone());
+            let wanted = request["options"]["action_id"].as_str().unwrap_or_default().to_owned();
+            let id = active.lock().unwrap().take();
+            match id {
+                Some(id) if wanted == "cancel-active" || wanted == id => {
+                    let _ = cancel_tx.send(id.clone());
+                    Ok(cancelled_result(&id))
+                }
+                _ => Ok(json!({"status":"failed","error":{"code":"NO_ACTIVE_ACTION","message":"nothing to cancel"}}).to_string()),
+            }
+        });
+    }
+
+    let session = connect(&p.client, &p.robot_id, simplesim()).unwrap();
+    let mut pending = session
+        .start_invoke(
+            "go_to",
+            json!({"target":{"kind":"entity","entity_id":"pad_B"}}),
+            Some(Duration::from_secs(60)),
+        )
+        .unwrap();
+    let id = pending.action_id().to_owned();
+    assert_eq!(started_rx.recv_timeout(Duration::from_secs(10)).unwrap(), id);
+    assert!(pending.poll().is_none(), "ended before the cancel");
+
+    let cancelled = session.cancel_action("cancel-active").unwrap();
+    assert!(cancelled.is_cancelled());
+    assert_eq!(cancelled.meta.action_id, id);
+    assert_eq!(
+        cancel_requests.lock().unwrap()[0],
+        json!({"options":{"action_id":"cancel-active"}})
+    );
+
+    wait_until(Duration::from_secs(10), "the pending action to end", || {
+        pending.poll().map(|_| ())
+    });
+    let result = pending.poll().unwrap().as_ref().unwrap().clone();
+    assert_eq!(result.status, ActionStatus::Failed);
+    assert_eq!(result.error.as_ref().unwrap().code, "CANCELLED");
+    assert_eq!(result.meta.action_id, id);
+    let event = wait_event(
+        &session,
+        Duration::from_secs(5),
+        |e| matches!(e, SessionEvent::ActionResult(r) if r.action_id == id),
+    );
+    match event {
+        SessionEvent::ActionResult(event) => assert_eq!(event.phase, ActionPhase::Cancelled),
+        _ => unreachable!(),
+    }
+    let again = pending.wait(Duration::from_secs(1)).unwrap();
+    assert_eq!(again, result);
+
+    // PendingAction::cancel names its own action.
+    let pending = session
+        .start_invoke("go_to", json!({}), Some(Duration::from_secs(60)))
+        .unwrap();
+    let id = pending.action_id().to_owned();
+    assert_eq!(started_rx.recv_timeout(Duration::from_secs(10)).unwrap(), id);
+    let cancelled = pending.cancel().unwrap();
+    assert_eq!(cancelled.meta.action_id, id);
+    assert_eq!(
+        cancel_requests.lock().unwrap()[1],
+        json!({"options":{"action_id": id.clone()}})
+    );
+    let result = pending.wait(Duration::from_secs(10)).unwrap();
+    assert!(result.is_cancelled());
+    assert_eq!(result.meta.action_id, id);
+
+    // Nothing left to cancel: the runtime's guard envelope is a runtime error.
+    let err = session.cancel_action("cancel-active").unwrap_err();
+    assert_eq!(runtime_code(&err), Some("NO_ACTIVE_ACTION"), "{err}");
+    session.disconnect(true).unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. Runtime leaving, 9. server killed
+// ---------------------------------------------------------------------------------------------
+
+/// A runtime whose `slow` tool runs until `release` is dropped; `started` reports each call.
+fn slow_runtime(host: &RuntimeHost, release: cb::Receiver<()>, started: cb::Sender<String>) {
+    host.handle("runtime.tools_list", |_| Ok(tools_list_reply()));
+    host.handle("runtime.tools_call", move |call| {
+        let id = action_id(call);
+        let _ = started.send(id.clone());
+        if payload(call)["name"] == "slow" {
+            let _ = release.recv_timeout(Duration::from_secs(25));
+        }
+        Ok(done_result(&id))
+    });
+}
+
+#[test]
+fn runtime_leaving_mid_invoke_fails_the_call_promptly() {
+    let p = Platform::start();
+    let identity = format!("simplesim:{}", p.robot_id);
+    let runtime = p.runtime(&identity, false, &[]);
+    let (release_tx, release_rx) = cb::bounded::<()>(0);
+    let (started_tx, started_rx) = cb::unbounded();
+    slow_runtime(&runtime, release_rx.clone(), started_tx.clone());
+    let session = connect(&p.client, &p.robot_id, simplesim()).unwrap();
+    session.discover_skills().unwrap();
+
+    let leaver = std::thread::spawn(move || {
+        started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        runtime.disconnect();
+        started_rx
+    });
+    let started = Instant::now();
+    let err = session
+        .invoke("slow", json!({}), Some(Duration::from_secs(60)))
+        .unwrap_err();
+    let elapsed = started.elapsed();
+    let started_rx = leaver.join().unwrap();
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+    assert!(!err.is_timeout(), "{err:?}");
+    assert!(
+        matches!(&err, Error::Runtime { code, .. } if code == "RECIPIENT_DISCONNECTED"),
+        "{err:?}"
+    );
+    assert!(session.is_connected());
+    wait_event(
+        &session,
+        Duration::from_secs(5),
+        |e| matches!(e, SessionEvent::ParticipantLeft(p) if p.identity == identity),
+    );
+
+    // A runtime that comes back is found again.
+    let runtime = p.runtime(&identity, false, &[]);
+    slow_runtime(&runtime, release_rx, started_tx);
+    let result = session.invoke("quick", json!({}), None).unwrap();
+    assert!(result.is_done());
+    assert_eq!(
+        started_rx.recv_timeout(Duration::from_secs(1)).unwrap(),
+        result.meta.action_id
+    );
+    drop(release_tx);
+    session.disconnect(true).unwrap();
+}
+
+#[test]
+fn a_failing_call_does_not_stall_a_concurrent_runtime_search() {
+    // An in-flight invoke fails because the runtime left while another thread is already
+    // searching for a new runtime: neither may wait for the other (the failing call's
+    // completion runs on the engine, the search holds the resolver for seconds).
+    let p = Platform::start();
+    let identity = format!("simplesim:{}", p.robot_id);
+    let runtime = p.runtime(&identity, false, &[]);
+    let (release_tx, release_rx) = cb::bounded::<()>(0);
+    let (started_tx, started_rx) = cb::unbounded();
+    slow_runtime(&runtime, release_rx.clone(), started_tx.clone());
+    let session = connect(
+        &p.client,
+        &p.robot_id,
+        simplesim().session_ready_timeout(Duration::from_secs(20)),
+    )
+    .unwrap();
+    session.discover_skills().unwrap();
+
+    let started = Instant::now();
+    let (invoke, search, _replacement) = std::thread::scope(|s| {
+        let invoke = s.spawn(|| {
+            let result = session.invoke("slow", json!({}), Some(Duration::from_secs(60)));
+            (result, started.elapsed())
+        });
+        started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        runtime.disconnect();
+        // As soon as the session saw the runtime go (the invoke fails ~0.5 s later), start
+        // a call that has to search for a new runtime.
+        wait_until(Duration::from_secs(10), "the runtime to leave", || {
+            (!session.participants().iter().any(|p| p.identity == identity)).then_some(())
+        });
+        let search = s.spawn(|| {
+            let result = session.discover_skills();
+            (result, started.elapsed())
+        });
+        std::thread::sleep(Duration::from_millis(1000));
+        let replacement = p.runtime(&identity, false, &[]);
+        slow_runtime(&replacement, release_rx.clone(), started_tx.clone());
+        (invoke.join().unwrap(), search.join().unwrap(), replacement)
+    });
+    let (invoke_result, invoke_elapsed) = invoke;
+    let err = invoke_result.unwrap_err();
+    assert!(
+        matches!(&err, Error::Runtime { code, .. } if code == "RECIPIENT_DISCONNECTED"),
+        "{err:?}"
+    );
+    assert!(
+        invoke_elapsed < Duration::from_secs(8),
+        "the invoke took {invoke_elapsed:?}"
+    );
+    let (search_result, search_elapsed) = search;
+    assert_eq!(search_result.unwrap()[0].name, "go_to");
+    assert!(
+        search_elapsed < Duration::from_secs(12),
+        "the search took {search_elapsed:?} (resolution timeout 20 s)"
+    );
+    drop(release_tx);
+    session.disconnect(true).unwrap();
+}
+
+#[test]
+fn a_reply_timeout_says_the_action_may_still_be_running() {
+    let p = Platform::start();
+    let runtime = p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]);
+    let (release_tx, release_rx) = cb::bounded::<()>(0);
+    let (started_tx, started_rx) = cb::unbounded();
+    slow_runtime(&runtime, release_rx, started_tx);
+    let session = connect(&p.client, &p.robot_id, simplesim()).unwrap();
+    session.discover_skills().unwrap();
+
+    let started = Instant::now();
+    let err = session
+        .invoke("slow", json!({}), Some(Duration::from_millis(1500)))
+        .unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(started_rx.try_recv().is_ok(), "the runtime got the call");
+    match &err {
+        Error::Timeout {
+            may_still_be_running, ..
+        } => assert!(*may_still_be_running),
+        other => panic!("timeout expected, got {other:?}"),
+    }
+    assert!(err.to_string().contains("may still be running"), "{err}");
+    assert!(
+        elapsed >= Duration::from_millis(1400) && elapsed < Duration::from_secs(8),
+        "took {elapsed:?}"
+    );
+    // The session is fine afterwards.
+    assert!(session.invoke("quick", json!({}), None).unwrap().is_done());
+    drop(release_tx);
+    session.disconnect(true).unwrap();
+}
+
+#[test]
+fn get_vision_takes_the_frame_even_when_the_ack_times_out() {
+    let p = Platform::start();
+    let frame = fake_jpeg(50_000, 11);
+    let host = Arc::new(p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]));
+    host.handle("runtime.tools_list", |_| Ok(tools_list_reply()));
+    let (release_tx, release_rx) = cb::bounded::<()>(0);
+    let weak = Arc::downgrade(&host);
+    {
+        let frame = frame.clone();
+        host.handle("runtime.cameras_capture", move |call| {
+            let request = payload(call);
+            let id = request["stream"]["id"].as_str().unwrap_or_default().to_owned();
+            let host = weak.upgrade().ok_or_else(|| RpcFailure::new(1500, "gone"))?;
+            host.send_bytes(
+                frame.clone(),
+                OutgoingStream {
+                    topic: "menlo.camera_capture".into(),
+                    name: "pov.jpg".into(),
+                    mime_type: "image/jpeg".into(),
+                    attributes: HashMap::from([("request_id".to_owned(), id.clone())]),
+                    destinations: vec![call.caller_identity.clone()],
+                },
+            )
+            .map_err(|e| RpcFailure::new(1500, e.to_string()))?;
+            // The ack is late (the render thread is busy, say).
+            let _ = release_rx.recv_timeout(Duration::from_secs(25));
+            Ok(
+                json!({"status":"done","result":{"payload":{"kind":"byte_stream"}},"meta":meta(&id)})
+                    .to_string(),
+            )
+        });
+    }
+    let session = connect(
+        &p.client,
+        &p.robot_id,
+        simplesim().runtime_call_timeout(Duration::from_millis(1500)),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let jpeg = session.get_vision("pov", &CaptureOptions::new()).unwrap();
+    assert!(jpeg == frame, "the frame's bytes differ");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    drop(release_tx);
+    session.disconnect(true).unwrap();
+}
+
+#[test]
+fn server_killed_mid_session_fails_calls_and_disconnects() {
+    let mut p = Platform::start();
+    let runtime = p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]);
+    let (release_tx, release_rx) = cb::bounded::<()>(0);
+    let (started_tx, started_rx) = cb::unbounded();
+    slow_runtime(&runtime, release_rx, started_tx);
+    let session = connect(&p.client, &p.robot_id, simplesim()).unwrap();
+    session.discover_skills().unwrap();
+
+    let pending = session
+        .start_invoke("slow", json!({}), Some(Duration::from_secs(60)))
+        .unwrap();
+    assert_eq!(
+        started_rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+        pending.action_id()
+    );
+    p.livekit.kill();
+    let started = Instant::now();
+    let err = pending.wait(Duration::from_secs(60)).unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+    assert!(matches!(err, Error::Disconnected { .. }), "{err:?}");
+
+    wait_event(&session, Duration::from_secs(10), |e| {
+        matches!(e, SessionEvent::Disconnected { .. })
+    });
+    assert!(!session.is_connected());
+    let err = session.discover_skills().unwrap_err();
+    assert!(matches!(err, Error::Disconnected { .. }), "{err:?}");
+    let err = session.invoke("go_to", json!({}), None).unwrap_err();
+    assert!(matches!(err, Error::Disconnected { .. }), "{err:?}");
+    let err = session.state().get("robot_status").unwrap_err();
+    assert!(matches!(err, Error::Disconnected { .. }), "{err:?}");
+    let err = session.get_vision("pov", &CaptureOptions::new()).unwrap_err();
+    assert!(matches!(err, Error::Disconnected { .. }), "{err:?}");
+    let err = session.cancel_action("cancel-active").unwrap_err();
+    assert!(matches!(err, Error::Disconnected { .. }), "{err:?}");
+
+    // The platform is still there: disconnect deletes the session; no second Disconnected.
+    session.disconnect(true).unwrap();
+    assert_eq!(p.client.sessions().get(&p.robot_id).unwrap(), None);
+    assert!(!session
+        .events()
+        .try_iter()
+        .any(|e| matches!(e, SessionEvent::Disconnected { .. })));
+    drop(release_tx);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 10. Connect rollback, 11. blocked features
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn connect_rolls_back_when_the_room_cannot_be_joined() {
+    let p = Platform::start();
+    let closed = format!("ws://127.0.0.1:{}", free_tcp_port());
+    let started = Instant::now();
+    let err = connect(&p.client, &p.robot_id, simplesim().livekit_url(closed)).unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert!(!matches!(err, Error::Api(_)), "{err:?}");
+    assert_eq!(
+        p.client.sessions().get(&p.robot_id).unwrap(),
+        None,
+        "leftover session"
+    );
+    let requests = p.rcs.requests();
+    let session_path = format!("/v1/robots/{}/session", p.robot_id);
+    assert!(requests
+        .iter()
+        .any(|r| r.method == "POST" && r.path == session_path));
+    assert!(requests
+        .iter()
+        .any(|r| r.method == "DELETE" && r.path == session_path));
+
+    // A URL that is not ws:// is refused before any request.
+    p.rcs.clear_requests();
+    let err = connect(
+        &p.client,
+        &p.robot_id,
+        simplesim().livekit_url("http://127.0.0.1:1"),
+    )
+    .unwrap_err();
+    assert!(is_invalid(&err, "livekit_url"), "{err:?}");
+    assert!(p.rcs.requests().is_empty());
+}
+
+#[test]
+fn connect_times_out_against_a_silent_server_and_rolls_back() {
+    let p = Platform::start();
+    // Accepts TCP connections but never answers the websocket handshake.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}", silent.local_addr().unwrap());
+    let started = Instant::now();
+    let err = connect(
+        &p.client,
+        &p.robot_id,
+        simplesim()
+            .livekit_url(url)
+            .connect_timeout(Duration::from_millis(800)),
+    )
+    .unwrap_err();
+    let elapsed = started.elapsed();
+    match &err {
+        Error::Timeout { after, .. } => assert_eq!(*after, Duration::from_millis(800)),
+        other => panic!("timeout expected, got {other:?}"),
+    }
+    assert!(
+        elapsed >= Duration::from_millis(700) && elapsed < Duration::from_secs(6),
+        "took {elapsed:?}"
+    );
+    assert_eq!(
+        p.client.sessions().get(&p.robot_id).unwrap(),
+        None,
+        "leftover session"
+    );
+    drop(silent);
+}
+
+#[test]
+fn connect_rolls_back_when_readiness_times_out() {
+    let p = Platform::start();
+    let viewer = p.runtime("viewer-1", false, &[]);
+    let options = ConnectOptions::new()
+        .worker_names(["sim-worker"])
+        .wait_for_ready(true)
+        .session_ready_timeout(Duration::from_millis(400));
+    let err = connect(&p.client, &p.robot_id, options).unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert!(err.to_string().contains("sim-worker (0/1)"), "{err}");
+    assert_eq!(
+        p.client.sessions().get(&p.robot_id).unwrap(),
+        None,
+        "leftover session"
+    );
+    // The SDK left the room too.
+    wait_until(Duration::from_secs(10), "the SDK to leave the room", || {
+        viewer.participants().is_empty().then_some(())
+    });
+}
+
+#[test]
+fn disconnect_is_idempotent_concurrent_and_retries_a_failed_delete() {
+    let p = Platform::start();
+    let (_runtime, _) = simplesim_runtime(&p);
+    let session_path = format!("/v1/robots/{}/session", p.robot_id);
+    let deletes = || {
+        p.rcs
+            .requests()
+            .iter()
+            .filter(|r| r.method == "DELETE" && r.path == session_path)
+            .count()
+    };
+    let disconnected_events = |session: &Session| {
+        session
+            .events()
+            .try_iter()
+            .filter(|e| matches!(e, SessionEvent::Disconnected { .. }))
+            .count()
+    };
+
+    // Several threads at once: one leave, one DELETE, one Disconnected event.
+    let session = connect(&p.client, &p.robot_id, simplesim()).unwrap();
+    let before = deletes();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4).map(|_| s.spawn(|| session.disconnect(true))).collect();
+        for handle in handles {
+            handle.join().unwrap().unwrap();
+        }
+    });
+    assert_eq!(deletes() - before, 1);
+    assert_eq!(disconnected_events(&session), 1);
+    assert_eq!(p.client.sessions().get(&p.robot_id).unwrap(), None);
+
+    // delete_session = false leaves the platform session running.
+    let session = connect(&p.client, &p.robot_id, simplesim()).unwrap();
+    session.disconnect(false).unwrap();
+    assert!(!session.is_connected());
+    assert!(p.client.sessions().get(&p.robot_id).unwrap().is_some());
+    // ... and a later disconnect(true) still deletes it.
+    session.disconnect(true).unwrap();
+    assert_eq!(p.client.sessions().get(&p.robot_id).unwrap(), None);
+
+    // A failed DELETE is returned, and retried by the next call.
+    let no_retries = Client::builder()
+        .rcs_url(p.rcs.url())
+        .api_key(p.api_key.clone())
+        .max_retries(0)
+        .build()
+        .unwrap();
+    let session = connect(&no_retries, &p.robot_id, simplesim()).unwrap();
+    p.rcs
+        .inject_fault(Fault::status(500).method("DELETE").path(session_path.clone()));
+    let err = session.disconnect(true).unwrap_err();
+    assert_eq!(err.status(), Some(500), "{err:?}");
+    assert!(p.client.sessions().get(&p.robot_id).unwrap().is_some());
+    session.disconnect(true).unwrap();
+    assert_eq!(p.client.sessions().get(&p.robot_id).unwrap(), None);
+    assert_eq!(disconnected_events(&session), 1);
+}
+
+#[test]
+fn disconnect_unblocks_calls_in_progress() {
+    let p = Platform::start();
+    // No runtime at first: a call waits for one to join.
+    let session = connect(
+        &p.client,
+        &p.robot_id,
+        simplesim().session_ready_timeout(Duration::from_secs(60)),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let waiting = std::thread::scope(|s| {
+        let waiter = s.spawn(|| session.discover_skills());
+        std::thread::sleep(Duration::from_millis(500));
+        session.disconnect(false).unwrap();
+        waiter.join().unwrap()
+    });
+    let err = waiting.unwrap_err();
+    assert!(matches!(err, Error::Disconnected { .. }), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    // An action in flight fails as soon as the application leaves.
+    let runtime = p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]);
+    let (release_tx, release_rx) = cb::bounded::<()>(0);
+    let (started_tx, started_rx) = cb::unbounded();
+    slow_runtime(&runtime, release_rx, started_tx);
+    let session = connect(&p.client, &p.robot_id, simplesim()).unwrap();
+    let pending = session
+        .start_invoke("slow", json!({}), Some(Duration::from_secs(60)))
+        .unwrap();
+    started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let started = Instant::now();
+    session.disconnect(true).unwrap();
+    let err = pending.wait(Duration::from_secs(30)).unwrap_err();
+    assert!(matches!(err, Error::Disconnected { .. }), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    drop(release_tx);
+}
+
+#[test]
+fn blocked_features_are_not_available() {
+    let p = Platform::start();
+    p.rcs.clear_requests();
+    let err = connect(&p.client, &p.robot_id, simplesim().environment_id("env_kitchen")).unwrap_err();
+    match &err {
+        Error::NotAvailable { feature, .. } => assert_eq!(feature, "environment_id"),
+        other => panic!("NotAvailable expected, got {other:?}"),
+    }
+    assert!(p.rcs.requests().is_empty(), "{:?}", p.rcs.requests());
+
+    let (_runtime, _) = simplesim_runtime(&p);
+    let session = connect(&p.client, &p.robot_id, simplesim()).unwrap();
+    let err = session.get_logs().unwrap_err();
+    assert!(
+        matches!(&err, Error::NotAvailable { feature, .. } if feature == "get_logs"),
+        "{err:?}"
+    );
+    session.disconnect(true).unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// 13. Concurrency, 14. callbacks
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn eight_threads_invoke_on_one_session() {
+    let p = Platform::start();
+    let runtime = p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]);
+    runtime.handle("runtime.tools_list", |_| Ok(tools_list_reply()));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let active = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    {
+        let (seen, active, most) = (Arc::clone(&seen), Arc::clone(&active), Arc::clone(&most));
+        runtime.handle("runtime.tools_call", move |call| {
+            let now = active.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(now, Ordering::SeqCst);
+            let request = payload(call);
+            let id = action_id(call);
+            seen.lock().unwrap().push(id.clone());
+            std::thread::sleep(Duration::from_millis(300));
+            active.fetch_sub(1, Ordering::SeqCst);
+            Ok(json!({"status":"done","result":{"n": request["input"]["n"]},"meta":meta(&id)}).to_string())
+        });
+    }
+    let session = connect(&p.client, &p.robot_id, simplesim()).unwrap();
+    let session_ref = &session;
+    let results: Vec<(u64, _)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8u64)
+            .map(|n| s.spawn(move || (n, session_ref.invoke("echo", json!({"n": n}), None))))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut ids = HashSet::new();
+    for (n, result) in results {
+        let result = result.unwrap_or_else(|e| panic!("invoke {n} failed: {e}"));
+        assert!(result.is_done());
+        assert_eq!(
+            result.result,
+            Some(json!({"n": n})),
+            "thread {n} got another's result"
+        );
+        ids.insert(result.meta.action_id.clone());
+    }
+    assert_eq!(ids.len(), 8, "action ids are not distinct");
+    let seen: HashSet<String> = seen.lock().unwrap().iter().cloned().collect();
+    assert_eq!(seen, ids);
+    assert!(
+        most.load(Ordering::SeqCst) >= 2,
+        "the calls were serialized: the runtime never had two at once"
+    );
+    session.disconnect(true).unwrap();
+}
+
+#[test]
+fn callbacks_run_on_an_sdk_thread_and_survive_a_panic() {
+    let p = Platform::start();
+    let (_runtime, _) = simplesim_runtime(&p);
+    let caller = std::thread::current().id();
+    let threads = Arc::new(Mutex::new(Vec::new()));
+    let joined = Arc::new(Mutex::new(Vec::<String>::new()));
+    let results = Arc::new(Mutex::new(Vec::<String>::new()));
+    let disconnects = Arc::new(AtomicUsize::new(0));
+    let callbacks = {
+        let (t1, t2, t3) = (Arc::clone(&threads), Arc::clone(&threads), Arc::clone(&threads));
+        let (joined, results, disconnects) = (
+            Arc::clone(&joined),
+            Arc::clone(&results),
+            Arc::clone(&disconnects),
+        );
+        ConnectCallbacks::new()
+            .on_participant_joined(move |participant| {
+                t1.lock().unwrap().push(std::thread::current().id());
+                let first = {
+                    let mut joined = joined.lock().unwrap();
+                    joined.push(participant.identity.clone());
+                    joined.len() == 1
+                };
+                if first {
+                    panic!("a deliberately panicking callback (expected in this test)");
+                }
+            })
+            .on_action_result(move |event| {
+                t2.lock().unwrap().push(std::thread::current().id());
+                results.lock().unwrap().push(event.action_id.clone());
+            })
+            .on_disconnected(move |_| {
+                t3.lock().unwrap().push(std::thread::current().id());
+                disconnects.fetch_add(1, Ordering::SeqCst);
+            })
+    };
+    let session = connect(&p.client, &p.robot_id, simplesim().callbacks(callbacks)).unwrap();
+    wait_until(Duration::from_secs(10), "the first join callback", || {
+        (!joined.lock().unwrap().is_empty()).then_some(())
+    });
+
+    // The session still works after the panic, and later callbacks still run.
+    let result = session.invoke("go_to", json!({}), None).unwrap();
+    wait_until(Duration::from_secs(5), "the action result callback", || {
+        results
+            .lock()
+            .unwrap()
+            .contains(&result.meta.action_id)
+            .then_some(())
+    });
+    let _viewer = p.runtime("viewer-2", false, &[]);
+    wait_until(Duration::from_secs(10), "the second join callback", || {
+        joined
+            .lock()
+            .unwrap()
+            .contains(&"viewer-2".to_owned())
+            .then_some(())
+    });
+    assert!(session.invoke("go_to", json!({}), None).unwrap().is_done());
+
+    session.disconnect(true).unwrap();
+    wait_until(Duration::from_secs(5), "the disconnected callback", || {
+        (disconnects.load(Ordering::SeqCst) == 1).then_some(())
+    });
+    session.disconnect(true).unwrap();
+    drop(session);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(disconnects.load(Ordering::SeqCst), 1, "disconnected fired twice");
+    let threads = threads.lock().unwrap();
+    assert!(threads.len() >= 4, "{threads:?}");
+    assert!(
+        threads.iter().all(|t| *t != caller),
+        "a callback ran on the caller's thread"
+    );
 }

@@ -20,7 +20,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::UdpSocket;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 
 /// A synchronous RPC method handler. Runs on the library's blocking thread pool.
@@ -176,29 +175,13 @@ pub(crate) async fn run(cfg: SessionConfig, io: SessionIo) {
 
 async fn connect_signal(cfg: &SessionConfig) -> Result<(Ws, proto::JoinResponse), LiveError> {
     let url = signal::join_url(&cfg.url, &signal::join_request(false))?;
-    let mut req = url
-        .as_str()
-        .into_client_request()
-        .map_err(|e| LiveError::InvalidUrl(e.to_string()))?;
     let bearer = format!("Bearer {}", cfg.token);
-    let value = tungstenite::http::HeaderValue::from_str(&bearer)
-        .map_err(|_| LiveError::InvalidArgument("token contains invalid characters".into()))?;
-    req.headers_mut().insert("Authorization", value);
-    let (mut ws, _) = match tokio_tungstenite::connect_async(req).await {
-        Ok(v) => v,
-        Err(tungstenite::Error::Http(resp)) => {
-            let body = resp
-                .body()
-                .as_deref()
-                .map(|b| String::from_utf8_lossy(&b[..b.len().min(256)]).into_owned());
-            return Err(LiveError::Refused {
-                status: resp.status().as_u16(),
-                message: body.unwrap_or_default(),
-            });
-        }
-        Err(tungstenite::Error::Io(e)) => return Err(LiveError::Io(e)),
-        Err(e) => return Err(LiveError::Signal(e.to_string())),
-    };
+    if tungstenite::http::HeaderValue::from_str(&bearer).is_err() {
+        return Err(LiveError::InvalidArgument(
+            "token contains invalid characters".into(),
+        ));
+    }
+    let mut ws = open_ws(&url, &bearer, &cfg.token).await?;
     loop {
         let Some(msg) = ws.next().await else {
             return Err(LiveError::Signal("closed before JoinResponse".into()));
@@ -218,6 +201,179 @@ async fn connect_signal(cfg: &SessionConfig) -> Result<(Ws, proto::JoinResponse)
             _ => {}
         }
     }
+}
+
+/// Opens the signalling websocket (`ws://` or `wss://`) with a handshake written here, not
+/// by tungstenite: tungstenite's client handshake logs the whole request at trace level,
+/// `Authorization` header (the participant token) included. The header value was validated
+/// by the caller (no CR/LF can be injected).
+async fn open_ws(url: &url::Url, authorization: &str, token: &str) -> Result<Ws, LiveError> {
+    let host = url
+        .host_str()
+        .ok_or_else(|| LiveError::InvalidUrl("missing host".into()))?;
+    let tls = url.scheme() == "wss";
+    let port = url.port_or_known_default().unwrap_or(if tls { 443 } else { 80 });
+    let bare_host = host.trim_start_matches('[').trim_end_matches(']');
+    let tcp = tokio::net::TcpStream::connect((bare_host, port)).await?;
+    let _ = tcp.set_nodelay(true);
+    let mut stream = if tls {
+        tokio_tungstenite::MaybeTlsStream::Rustls(tls_connect(bare_host, tcp).await?)
+    } else {
+        tokio_tungstenite::MaybeTlsStream::Plain(tcp)
+    };
+    let host_header = match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    };
+    let target = &url[url::Position::BeforePath..url::Position::AfterQuery];
+    let key = tungstenite::handshake::client::generate_key();
+    let request = format!(
+        "GET {target} HTTP/1.1\r\nHost: {host_header}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\nAuthorization: {authorization}\r\n\r\n"
+    );
+    let rest = upgrade(&mut stream, &request, &key, token).await?;
+    Ok(tokio_tungstenite::WebSocketStream::from_partially_read(
+        stream,
+        rest,
+        tungstenite::protocol::Role::Client,
+        None,
+    )
+    .await)
+}
+
+/// TLS to the signalling server, verified against the webpki roots, with the ring provider
+/// named explicitly (several rustls providers may be compiled into one program).
+async fn tls_connect(
+    host: &str,
+    tcp: tokio::net::TcpStream,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, LiveError> {
+    let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| LiveError::Signal(format!("TLS setup: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+        .map_err(|_| LiveError::InvalidUrl(format!("not a valid TLS server name: {host}")))?;
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| LiveError::Signal(format!("TLS handshake failed: {e}")))
+}
+
+/// Sends the upgrade request and reads the answer; returns the bytes read past the response
+/// head (the first websocket frames). A refusal keeps a credential-free body excerpt.
+async fn upgrade<S>(stream: &mut S, request: &str, key: &str, token: &str) -> Result<Vec<u8>, LiveError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const MAX_HEAD_BYTES: usize = 16 * 1024;
+    const MAX_BODY_BYTES: usize = 4 * 1024;
+
+    stream.write_all(request.as_bytes()).await?;
+    stream.flush().await?;
+    let mut buf = Vec::with_capacity(1024);
+    let head_len = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if buf.len() > MAX_HEAD_BYTES {
+            return Err(LiveError::Signal("websocket handshake response too large".into()));
+        }
+        let mut chunk = [0u8; 2048];
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(LiveError::Signal(
+                "connection closed during the websocket handshake".into(),
+            ));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let rest = buf.split_off(head_len);
+    let head = String::from_utf8_lossy(&buf).into_owned();
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| LiveError::Signal("malformed websocket handshake response".into()))?;
+    let header = |name: &str| {
+        head.split("\r\n").skip(1).find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| value.trim().to_owned())
+        })
+    };
+    if status != 101 {
+        let wanted = header("content-length")
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(MAX_BODY_BYTES)
+            .min(MAX_BODY_BYTES);
+        let mut body = rest;
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while body.len() < wanted {
+                let mut chunk = [0u8; 1024];
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => body.extend_from_slice(&chunk[..n]),
+                }
+            }
+        })
+        .await;
+        return Err(LiveError::Refused {
+            status,
+            message: refusal_excerpt(&String::from_utf8_lossy(&body), token),
+        });
+    }
+    let expected = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    if header("sec-websocket-accept").as_deref() != Some(expected.as_str()) {
+        return Err(LiveError::Signal(
+            "websocket handshake: wrong Sec-WebSocket-Accept".into(),
+        ));
+    }
+    Ok(rest)
+}
+
+/// Longest excerpt of a refusal body kept in [`LiveError::Refused`].
+const REFUSAL_EXCERPT_BYTES: usize = 256;
+
+/// The server's refusal text, credential-free and cut to [`REFUSAL_EXCERPT_BYTES`].
+///
+/// LiveKit echoes the token it rejects (`invalid token: <jwt>, error: …`), so the token
+/// itself, and any other JWT-looking word (base64 of `{"` starts `eyJ`), is replaced before
+/// the text goes into an error (which applications log).
+fn refusal_excerpt(body: &str, token: &str) -> String {
+    const REDACTED: &str = "<redacted>";
+    let body = if token.is_empty() {
+        body.to_owned()
+    } else {
+        body.replace(token, REDACTED)
+    };
+    let is_separator = |c: char| c.is_whitespace() || matches!(c, ',' | ';' | '"' | '\'' | '(' | ')');
+    let mut out = String::with_capacity(body.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        out.push_str(if word.contains("eyJ") { REDACTED } else { word });
+        word.clear();
+    };
+    for c in body.chars() {
+        if is_separator(c) {
+            flush(&mut word, &mut out);
+            out.push(c);
+        } else {
+            word.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    let mut end = out.len().min(REFUSAL_EXCERPT_BYTES);
+    while !out.is_char_boundary(end) {
+        end -= 1;
+    }
+    out.truncate(end);
+    out
 }
 
 fn variant_name(m: &Resp) -> &'static str {
@@ -782,5 +938,23 @@ mod tests {
         assert_eq!(a.len(), 36);
         assert_ne!(a, b);
         assert_eq!(&a[14..15], "4");
+    }
+
+    #[test]
+    fn refusal_excerpts_never_carry_the_token() {
+        let token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
+        let body =
+            format!("invalid token: {token}, error: go-jose/go-jose: error in cryptographic primitive\n");
+        let excerpt = super::refusal_excerpt(&body, token);
+        assert_eq!(
+            excerpt,
+            "invalid token: <redacted>, error: go-jose/go-jose: error in cryptographic primitive\n"
+        );
+        // Another JWT (or a truncated one) is scrubbed too, and the excerpt stays short.
+        let other = format!("invalid token: {}", "eyJ".repeat(200));
+        let excerpt = super::refusal_excerpt(&other, token);
+        assert_eq!(excerpt, "invalid token: <redacted>");
+        let long = format!("{} é", "x".repeat(255));
+        assert!(super::refusal_excerpt(&long, token).len() <= 256);
     }
 }

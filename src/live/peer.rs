@@ -130,6 +130,15 @@ impl Peer {
         if cand.proto() != Protocol::Udp {
             return Ok(());
         }
+        // Our only local candidate is `self.local`: a remote candidate of the other address
+        // family can never pair with it. Handing it to str0m anyway is harmful: when it is the
+        // first remote candidate (LiveKit trickles e.g. `fd00::2` and `127.0.0.1` in either
+        // order), the ICE agent has candidates but no pairs and reports `Disconnected`, which
+        // would end the connection before the usable candidate arrives.
+        if cand.addr().is_ipv4() != self.local.is_ipv4() {
+            log::debug!("ignoring a remote candidate of another address family");
+            return Ok(());
+        }
         self.rtc.add_remote_candidate(cand);
         Ok(())
     }

@@ -15,7 +15,8 @@ use menlo_robot_sdk::{Client, NewRobot, RuntimeHost};
 pub const KEY: &str = "devkey";
 pub const SECRET: &str = "secret";
 
-fn free_tcp_port() -> u16 {
+/// A loopback TCP port nobody listens on (bound and released).
+pub fn free_tcp_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -23,12 +24,25 @@ fn free_tcp_port() -> u16 {
         .port()
 }
 
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A port for a server to listen on, free for both TCP and UDP on loopback, picked below
+/// Linux's ephemeral range (32768+): an ephemeral port released here could be handed to any
+/// socket the parallel tests open before the server binds it (a LiveKit server that lost its
+/// UDP port keeps running but cannot carry WebRTC). Never the same port twice per process.
+fn server_port() -> u16 {
+    static PICKED: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut picked = PICKED.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let port = fastrand::u16(20_000..32_000);
+        if picked.contains(&port) {
+            continue;
+        }
+        let free =
+            TcpListener::bind(("127.0.0.1", port)).is_ok() && UdpSocket::bind(("127.0.0.1", port)).is_ok();
+        if free {
+            picked.push(port);
+            return port;
+        }
+    }
 }
 
 /// The livekit-server binary: `LIVEKIT_SERVER_BIN`, else `livekit-server` on PATH, else the
@@ -58,6 +72,15 @@ pub struct LiveKit {
 
 impl LiveKit {
     pub fn start() -> LiveKit {
+        Self::start_with(None)
+    }
+
+    /// A server accepting only the key pair `key`/`secret` (instead of devkey/secret).
+    pub fn start_with_keys(key: &str, secret: &str) -> LiveKit {
+        Self::start_with(Some((key, secret)))
+    }
+
+    fn start_with(keys: Option<(&str, &str)>) -> LiveKit {
         if let Ok(url) = std::env::var("LIVEKIT_URL") {
             return LiveKit {
                 child: None,
@@ -67,8 +90,8 @@ impl LiveKit {
                 dir: None,
             };
         }
-        let port = free_tcp_port();
-        let udp = free_udp_port();
+        let port = server_port();
+        let udp = server_port();
         let dir = std::env::temp_dir().join(format!("menlo-lk-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("livekit.yaml");
@@ -81,7 +104,11 @@ impl LiveKit {
         .unwrap();
         let log = std::fs::File::create(dir.join("server.log")).unwrap();
         let binary = server_binary();
-        let child = Command::new(&binary)
+        let mut command = Command::new(&binary);
+        if let Some((key, secret)) = keys {
+            command.arg("--keys").arg(format!("{key}: {secret}"));
+        }
+        let child = command
             .args([
                 "--dev",
                 "--bind",
@@ -103,8 +130,8 @@ impl LiveKit {
         let server = LiveKit {
             child: Some(child),
             url: format!("ws://127.0.0.1:{port}"),
-            key: KEY.into(),
-            secret: SECRET.into(),
+            key: keys.map_or(KEY, |k| k.0).into(),
+            secret: keys.map_or(SECRET, |k| k.1).into(),
             dir: Some(dir),
         };
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -169,18 +196,32 @@ pub struct Platform {
     pub livekit: LiveKit,
     pub rcs: ControlPlane,
     pub client: Client,
+    /// The API key `client` uses (for redaction checks).
+    pub api_key: String,
     pub robot_id: String,
 }
 
 impl Platform {
     pub fn start() -> Platform {
-        let livekit = LiveKit::start();
+        Self::on(LiveKit::start())
+    }
+
+    /// A platform on a LiveKit server with its own key pair.
+    pub fn start_with_livekit_keys(key: &str, secret: &str) -> Platform {
+        Self::on(LiveKit::start_with_keys(key, secret))
+    }
+
+    fn on(livekit: LiveKit) -> Platform {
         let rcs = ControlPlane::builder()
             .livekit(livekit.url.clone(), livekit.key.clone(), livekit.secret.clone())
             .start()
             .unwrap();
         let key = rcs.create_api_key(&Principal::new("tester", "org_live", "team_live"));
-        let client = Client::builder().rcs_url(rcs.url()).api_key(key).build().unwrap();
+        let client = Client::builder()
+            .rcs_url(rcs.url())
+            .api_key(key.clone())
+            .build()
+            .unwrap();
         let robot_id = client
             .robots()
             .create(&NewRobot::new("live", "asimov-v0"))
@@ -191,6 +232,7 @@ impl Platform {
             livekit,
             rcs,
             client,
+            api_key: key,
             robot_id,
         }
     }
@@ -264,4 +306,24 @@ pub fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task")
         .map(|d| d.count())
         .unwrap_or(0)
+}
+
+/// Number of open file descriptors of this process (Linux).
+pub fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+}
+
+/// Polls `check` every 10 ms until it returns `Some`, or panics after `timeout` naming `what`.
+pub fn wait_until<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

@@ -1,0 +1,99 @@
+//! Connect/disconnect cycles leak no threads and no sockets. Its own test binary, so that no
+//! other test creates or ends threads while this one counts them.
+#![cfg(all(feature = "livekit", feature = "dev"))]
+
+#[path = "live_common/mod.rs"]
+mod live_common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use live_common::{fd_count, thread_count, Platform};
+use menlo_robot_sdk::{connect, ConnectOptions, RuntimeHost};
+use serde_json::json;
+
+/// Threads (and file descriptors) allowed above the baseline: tokio's blocking pool may keep
+/// an idle handler thread or two alive for a while. A leak of one per cycle is 100.
+const SLACK: usize = 4;
+
+fn serve(host: &RuntimeHost, calls: Arc<AtomicUsize>) {
+    host.handle("runtime.tools_list", |_| {
+        Ok(json!([{"name":"go_to","description":"d","input_schema":{"type":"object"}}]).to_string())
+    });
+    host.handle("runtime.tools_call", move |call| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        let request: serde_json::Value = serde_json::from_str(&call.payload).unwrap();
+        let id = request["options"]["action_id"].as_str().unwrap();
+        Ok(json!({"status":"done","meta":{"action_id":id,"started_at_ms":1,"finished_at_ms":2,"duration_ms":1}}).to_string())
+    });
+}
+
+fn options() -> ConnectOptions {
+    ConnectOptions::new()
+        .worker_names(Vec::<String>::new())
+        .runtime_identity_prefix("simplesim")
+}
+
+/// Waits (up to 10 s) for the thread and fd counts to come back near the baseline.
+fn settle(threads_before: usize, fds_before: usize, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (threads, fds) = (thread_count(), fd_count());
+        if threads <= threads_before + SLACK && fds <= fds_before + SLACK {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: threads {threads_before} -> {threads}, fds {fds_before} -> {fds}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn connect_disconnect_cycles_and_drops_leak_nothing() {
+    let p = Platform::start();
+    let runtime = p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]);
+    let calls = Arc::new(AtomicUsize::new(0));
+    serve(&runtime, calls.clone());
+
+    // Warm up: the private runtime, the handler pool, the HTTP connection pool.
+    for _ in 0..3 {
+        let session = connect(&p.client, &p.robot_id, options()).unwrap();
+        session.invoke("go_to", json!({}), None).unwrap();
+        session.disconnect(true).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let threads_before = thread_count();
+    let fds_before = fd_count();
+    assert!(threads_before > 1, "cannot count threads");
+
+    let started = Instant::now();
+    for i in 0..100 {
+        let session = connect(&p.client, &p.robot_id, options()).unwrap();
+        if i % 10 == 0 {
+            assert!(session.invoke("go_to", json!({}), None).unwrap().is_done());
+        }
+        session.disconnect(true).unwrap();
+    }
+    assert_eq!(p.client.sessions().get(&p.robot_id).unwrap(), None);
+    settle(threads_before, fds_before, "100 connect/disconnect cycles");
+
+    // Dropping a session without disconnecting leaves the room and stops its threads too
+    // (the platform session stays, as documented).
+    for i in 0..20 {
+        let session = connect(&p.client, &p.robot_id, options()).unwrap();
+        if i % 5 == 0 {
+            assert!(session.invoke("go_to", json!({}), None).unwrap().is_done());
+        }
+        drop(session);
+    }
+    settle(threads_before, fds_before, "20 dropped sessions");
+    // The runtime saw the SDK participants leave.
+    live_common::wait_until(Duration::from_secs(10), "the SDK participants to leave", || {
+        runtime.participants().is_empty().then_some(())
+    });
+    assert_eq!(calls.load(Ordering::SeqCst), 3 + 10 + 4);
+    eprintln!("120 cycles in {:?}", started.elapsed());
+}

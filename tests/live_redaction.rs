@@ -1,0 +1,144 @@
+//! No credential (participant tokens, the LiveKit API secret, the API key) appears in the
+//! Debug output of the live types, in their errors, or in any log record (the engine's
+//! included). Its own test binary, because it installs the global logger.
+#![cfg(all(feature = "livekit", feature = "dev"))]
+
+#[path = "live_common/mod.rs"]
+mod live_common;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use live_common::{free_tcp_port, Platform};
+use menlo_robot_sdk::dev::{mint_livekit_token, LiveKitSettings, TokenOptions};
+use menlo_robot_sdk::{connect, CaptureOptions, ConnectOptions, RuntimeHost};
+use serde_json::json;
+
+static LOGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+struct Capture;
+
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        let line = format!("{} {} {}", record.level(), record.target(), record.args());
+        LOGS.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+    }
+    fn flush(&self) {}
+}
+
+/// Every JWT starts with the base64 of `{"` — `eyJ`.
+const JWT_PREFIX: &str = "eyJ";
+
+fn assert_clean(what: &str, text: &str, secrets: &[&str]) {
+    assert!(!text.contains(JWT_PREFIX), "{what} contains a JWT: {text}");
+    for secret in secrets {
+        assert!(!text.contains(secret), "{what} contains a secret: {text}");
+    }
+}
+
+#[test]
+fn tokens_and_secrets_never_appear_in_debug_errors_or_logs() {
+    log::set_logger(&Capture).unwrap();
+    log::set_max_level(log::LevelFilter::Trace);
+
+    let livekit_secret = format!("lk-secret-{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+    let p = Platform::start_with_livekit_keys("APIredaction", &livekit_secret);
+    let runtime_token = p
+        .livekit
+        .token(&p.robot_id, &format!("simplesim:{}", p.robot_id), false, &[]);
+    let runtime = RuntimeHost::connect(&p.livekit.url, &runtime_token, Duration::from_secs(15)).unwrap();
+    runtime.handle("runtime.tools_list", |_| {
+        Ok(json!([{"name":"go_to","description":"d","input_schema":{"type":"object"}}]).to_string())
+    });
+    runtime.handle("runtime.tools_call", |call| {
+        let request: serde_json::Value = serde_json::from_str(&call.payload).unwrap();
+        let id = request["options"]["action_id"].as_str().unwrap();
+        Ok(json!({"status":"done","meta":{"action_id":id,"started_at_ms":1,"finished_at_ms":2,"duration_ms":1}}).to_string())
+    });
+    runtime.handle("runtime.cameras_capture", |_| {
+        Ok(json!({"status":"failed","error":{"code":"CAMERA_OFF","message":"off"},"meta":{"action_id":"c","started_at_ms":1,"finished_at_ms":2,"duration_ms":1}}).to_string())
+    });
+
+    let options = ConnectOptions::new()
+        .worker_names(Vec::<String>::new())
+        .runtime_identity_prefix("simplesim");
+    let session = connect(&p.client, &p.robot_id, options.clone()).unwrap();
+    session.discover_skills().unwrap();
+    session.invoke("go_to", json!({}), None).unwrap();
+    let capture_err = session.get_vision("pov", &CaptureOptions::new()).unwrap_err();
+    let state_err = session.state().get("battery").unwrap_err();
+    let events: Vec<_> = session.events().try_iter().collect();
+    let debug_texts = vec![
+        ("Session", format!("{session:?}")),
+        ("RuntimeHost", format!("{runtime:?}")),
+        ("ConnectOptions", format!("{options:?}")),
+        ("participants", format!("{:?}", session.participants())),
+        ("events", format!("{events:?}")),
+        ("capture error", format!("{capture_err:?} {capture_err}")),
+        ("state error", format!("{state_err:?} {state_err}")),
+    ];
+    session.disconnect(true).unwrap();
+
+    // A join the server refuses: a token signed with the wrong secret.
+    let wrong = LiveKitSettings {
+        url: p.livekit.url.clone(),
+        api_key: p.livekit.key.clone(),
+        api_secret: "not-the-secret-0123456789abcdef0123".into(),
+    };
+    let bad_token = mint_livekit_token(
+        &wrong,
+        &p.robot_id,
+        "intruder",
+        "intruder",
+        Duration::from_secs(60),
+        &TokenOptions::default(),
+    );
+    let refused = RuntimeHost::connect(&p.livekit.url, &bad_token, Duration::from_secs(5)).unwrap_err();
+    assert!(refused.to_string().contains("401"), "{refused}");
+    // A join that cannot reach the server.
+    let unreachable = connect(
+        &p.client,
+        &p.robot_id,
+        options.livekit_url(format!("ws://127.0.0.1:{}", free_tcp_port())),
+    )
+    .unwrap_err();
+    runtime.disconnect();
+
+    let secrets = [
+        runtime_token.as_str(),
+        bad_token.as_str(),
+        livekit_secret.as_str(),
+        p.api_key.as_str(),
+    ];
+    for (what, text) in &debug_texts {
+        assert_clean(what, text, &secrets);
+    }
+    assert_clean("refused join", &format!("{refused:?} {refused}"), &secrets);
+    assert_clean(
+        "unreachable join",
+        &format!("{unreachable:?} {unreachable}"),
+        &secrets,
+    );
+
+    let logs = LOGS.lock().unwrap().clone();
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("menlo_robot_sdk::live") && l.contains("joined room")),
+        "the engine's logs were not captured"
+    );
+    for line in &logs {
+        // ureq (the control-plane HTTP client, not the live engine) hex-dumps response
+        // bodies at trace level, 16 bytes a line: a JWT prefix shows up there in pieces.
+        // Whole secrets must not appear anywhere; JWT fragments nowhere else.
+        if line.contains(" ureq") {
+            for secret in &secrets {
+                assert!(!line.contains(secret), "a log record contains a secret: {line}");
+            }
+        } else {
+            assert_clean("a log record", line, &secrets);
+        }
+    }
+}
