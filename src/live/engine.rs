@@ -6,8 +6,9 @@ use crate::live::error::{LiveError, RpcError};
 use crate::live::participants::{Participant, ParticipantChange, ParticipantTracker};
 use crate::live::peer::{Peer, PeerOutput};
 use crate::live::rpc::{self, CallParams, Invocation, RpcClient};
-use crate::live::signal;
+use crate::live::signal::{self, SignalPath};
 use crate::live::streams::{self, ByteStream, OutgoingByteStream, StreamEvent, StreamReassembler};
+use crate::live::ws::Ws;
 use crossbeam_channel as cb;
 use futures_util::{SinkExt, StreamExt};
 use livekit_protocol as proto;
@@ -20,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::UdpSocket;
-use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::tungstenite::Message;
 
 /// A synchronous RPC method handler. Runs on the library's blocking thread pool.
 pub type RpcHandler = Arc<dyn Fn(Invocation) -> Result<String, RpcError> + Send + Sync + 'static>;
@@ -82,9 +83,11 @@ pub(crate) enum Command {
     Register {
         method: String,
         handler: RpcHandler,
+        done: cb::Sender<()>,
     },
     Unregister {
         method: String,
+        done: cb::Sender<()>,
     },
     SendBytes {
         desc: OutgoingByteStream,
@@ -100,10 +103,22 @@ pub(crate) enum Command {
 }
 
 /// State shared with the handle (read-mostly snapshots).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Shared {
     pub connected: AtomicBool,
+    /// Last signalling round trip measured by ping/pong, in ms (-1 before the first pong).
+    pub signal_rtt_ms: std::sync::atomic::AtomicI64,
     pub participants: Mutex<HashMap<String, Participant>>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            connected: AtomicBool::new(false),
+            signal_rtt_ms: std::sync::atomic::AtomicI64::new(-1),
+            participants: Mutex::new(HashMap::new()),
+        }
+    }
 }
 
 /// Result of the connect phase.
@@ -123,6 +138,10 @@ pub(crate) struct SessionConfig {
     pub connect_timeout: Duration,
     pub disconnect_grace: Duration,
     pub max_stream_bytes: usize,
+    /// Extra trust anchors (DER) for `wss://`, on top of the webpki roots.
+    pub extra_roots_der: Vec<Vec<u8>>,
+    /// Signalling path / peer connection layout.
+    pub signal_path: SignalPath,
 }
 
 pub(crate) struct SessionIo {
@@ -130,13 +149,15 @@ pub(crate) struct SessionIo {
     pub wake: Arc<tokio::sync::Notify>,
     pub ready: cb::Sender<Result<Joined, LiveError>>,
     pub events: cb::Sender<RoomEvent>,
+    /// Clone of the handle's receiver, used to drop the oldest event when the queue is full.
+    pub events_overflow: cb::Receiver<RoomEvent>,
     pub streams: cb::Sender<ByteStream>,
+    /// Clone of the handle's receiver, used to drop the oldest stream when the queue is full.
+    pub streams_overflow: cb::Receiver<ByteStream>,
     pub shared: Arc<Shared>,
     /// Dropped when the task ends; the handle waits for that on drop.
     pub _done: cb::Sender<()>,
 }
-
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -149,7 +170,7 @@ fn now_ms() -> i64 {
 pub(crate) async fn run(cfg: SessionConfig, io: SessionIo) {
     let deadline = tokio::time::Instant::now() + cfg.connect_timeout;
     let connected = tokio::time::timeout_at(deadline, connect_signal(&cfg)).await;
-    let (ws, join) = match connected {
+    let (ws, join, dual) = match connected {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => {
             let _ = io.ready.send(Err(e));
@@ -162,7 +183,7 @@ pub(crate) async fn run(cfg: SessionConfig, io: SessionIo) {
             return;
         }
     };
-    let mut s = match Session::new(cfg, io, ws, join).await {
+    let mut s = match Session::new(cfg, io, ws, join, dual).await {
         Ok(s) => s,
         Err((io, e)) => {
             let _ = io.ready.send(Err(e));
@@ -173,15 +194,34 @@ pub(crate) async fn run(cfg: SessionConfig, io: SessionIo) {
     s.shutdown(reason).await;
 }
 
-async fn connect_signal(cfg: &SessionConfig) -> Result<(Ws, proto::JoinResponse), LiveError> {
-    let url = signal::join_url(&cfg.url, &signal::join_request(false))?;
-    let bearer = format!("Bearer {}", cfg.token);
-    if tungstenite::http::HeaderValue::from_str(&bearer).is_err() {
-        return Err(LiveError::InvalidArgument(
-            "token contains invalid characters".into(),
-        ));
+/// Opens the signalling websocket on the configured path; returns it, the JoinResponse and
+/// whether the dual peer connection layout (`/rtc`) is in use.
+async fn connect_signal(cfg: &SessionConfig) -> Result<(Ws, proto::JoinResponse, bool), LiveError> {
+    let v1 = || signal::join_url(&cfg.url, &signal::join_request(false));
+    match cfg.signal_path {
+        SignalPath::SinglePc => open_signal(cfg, v1()?).await.map(|(w, j)| (w, j, false)),
+        SignalPath::DualPc => open_signal(cfg, signal::join_url_v0(&cfg.url)?)
+            .await
+            .map(|(w, j)| (w, j, true)),
+        SignalPath::Auto => match open_signal(cfg, v1()?).await {
+            Err(LiveError::Refused { status: 404, .. }) => {
+                log::info!("server has no /rtc/v1; falling back to /rtc with two peer connections");
+                open_signal(cfg, signal::join_url_v0(&cfg.url)?)
+                    .await
+                    .map(|(w, j)| (w, j, true))
+            }
+            other => other.map(|(w, j)| (w, j, false)),
+        },
     }
-    let mut ws = open_ws(&url, &bearer, &cfg.token).await?;
+}
+
+async fn open_signal(cfg: &SessionConfig, url: url::Url) -> Result<(Ws, proto::JoinResponse), LiveError> {
+    let tls = if url.scheme() == "wss" {
+        Some(tls_config(&cfg.extra_roots_der)?)
+    } else {
+        None
+    };
+    let mut ws = crate::live::ws::connect(&url, &cfg.token, tls).await?;
     loop {
         let Some(msg) = ws.next().await else {
             return Err(LiveError::Signal("closed before JoinResponse".into()));
@@ -203,177 +243,24 @@ async fn connect_signal(cfg: &SessionConfig) -> Result<(Ws, proto::JoinResponse)
     }
 }
 
-/// Opens the signalling websocket (`ws://` or `wss://`) with a handshake written here, not
-/// by tungstenite: tungstenite's client handshake logs the whole request at trace level,
-/// `Authorization` header (the participant token) included. The header value was validated
-/// by the caller (no CR/LF can be injected).
-async fn open_ws(url: &url::Url, authorization: &str, token: &str) -> Result<Ws, LiveError> {
-    let host = url
-        .host_str()
-        .ok_or_else(|| LiveError::InvalidUrl("missing host".into()))?;
-    let tls = url.scheme() == "wss";
-    let port = url.port_or_known_default().unwrap_or(if tls { 443 } else { 80 });
-    let bare_host = host.trim_start_matches('[').trim_end_matches(']');
-    let tcp = tokio::net::TcpStream::connect((bare_host, port)).await?;
-    let _ = tcp.set_nodelay(true);
-    let mut stream = if tls {
-        tokio_tungstenite::MaybeTlsStream::Rustls(tls_connect(bare_host, tcp).await?)
-    } else {
-        tokio_tungstenite::MaybeTlsStream::Plain(tcp)
+/// rustls client config with an explicit provider (ring), webpki roots plus `extra_roots_der`.
+/// Explicit, so that it works whichever rustls crypto features other crates enable.
+fn tls_config(extra_roots_der: &[Vec<u8>]) -> Result<Arc<rustls::ClientConfig>, LiveError> {
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
-    let host_header = match url.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_owned(),
-    };
-    let target = &url[url::Position::BeforePath..url::Position::AfterQuery];
-    let key = tungstenite::handshake::client::generate_key();
-    let request = format!(
-        "GET {target} HTTP/1.1\r\nHost: {host_header}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\nAuthorization: {authorization}\r\n\r\n"
-    );
-    let rest = upgrade(&mut stream, &request, &key, token).await?;
-    Ok(tokio_tungstenite::WebSocketStream::from_partially_read(
-        stream,
-        rest,
-        tungstenite::protocol::Role::Client,
-        None,
-    )
-    .await)
-}
-
-/// TLS to the signalling server, verified against the webpki roots, with the ring provider
-/// named explicitly (several rustls providers may be compiled into one program).
-async fn tls_connect(
-    host: &str,
-    tcp: tokio::net::TcpStream,
-) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, LiveError> {
-    let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| LiveError::Signal(format!("TLS setup: {e}")))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
-        .map_err(|_| LiveError::InvalidUrl(format!("not a valid TLS server name: {host}")))?;
-    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .map_err(|e| LiveError::Signal(format!("TLS handshake failed: {e}")))
-}
-
-/// Sends the upgrade request and reads the answer; returns the bytes read past the response
-/// head (the first websocket frames). A refusal keeps a credential-free body excerpt.
-async fn upgrade<S>(stream: &mut S, request: &str, key: &str, token: &str) -> Result<Vec<u8>, LiveError>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    const MAX_HEAD_BYTES: usize = 16 * 1024;
-    const MAX_BODY_BYTES: usize = 4 * 1024;
-
-    stream.write_all(request.as_bytes()).await?;
-    stream.flush().await?;
-    let mut buf = Vec::with_capacity(1024);
-    let head_len = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        if buf.len() > MAX_HEAD_BYTES {
-            return Err(LiveError::Signal("websocket handshake response too large".into()));
-        }
-        let mut chunk = [0u8; 2048];
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Err(LiveError::Signal(
-                "connection closed during the websocket handshake".into(),
-            ));
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let rest = buf.split_off(head_len);
-    let head = String::from_utf8_lossy(&buf).into_owned();
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| LiveError::Signal("malformed websocket handshake response".into()))?;
-    let header = |name: &str| {
-        head.split("\r\n").skip(1).find_map(|line| {
-            let (key, value) = line.split_once(':')?;
-            key.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| value.trim().to_owned())
-        })
-    };
-    if status != 101 {
-        let wanted = header("content-length")
-            .and_then(|v| v.parse::<usize>().ok())
-            .unwrap_or(MAX_BODY_BYTES)
-            .min(MAX_BODY_BYTES);
-        let mut body = rest;
-        let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            while body.len() < wanted {
-                let mut chunk = [0u8; 1024];
-                match stream.read(&mut chunk).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => body.extend_from_slice(&chunk[..n]),
-                }
-            }
-        })
-        .await;
-        return Err(LiveError::Refused {
-            status,
-            message: refusal_excerpt(&String::from_utf8_lossy(&body), token),
-        });
+    for der in extra_roots_der {
+        roots
+            .add(rustls::pki_types::CertificateDer::from(der.clone()))
+            .map_err(|e| LiveError::InvalidArgument(format!("bad root certificate: {e}")))?;
     }
-    let expected = tungstenite::handshake::derive_accept_key(key.as_bytes());
-    if header("sec-websocket-accept").as_deref() != Some(expected.as_str()) {
-        return Err(LiveError::Signal(
-            "websocket handshake: wrong Sec-WebSocket-Accept".into(),
-        ));
-    }
-    Ok(rest)
-}
-
-/// Longest excerpt of a refusal body kept in [`LiveError::Refused`].
-const REFUSAL_EXCERPT_BYTES: usize = 256;
-
-/// The server's refusal text, credential-free and cut to [`REFUSAL_EXCERPT_BYTES`].
-///
-/// LiveKit echoes the token it rejects (`invalid token: <jwt>, error: …`), so the token
-/// itself, and any other JWT-looking word (base64 of `{"` starts `eyJ`), is replaced before
-/// the text goes into an error (which applications log).
-fn refusal_excerpt(body: &str, token: &str) -> String {
-    const REDACTED: &str = "<redacted>";
-    let body = if token.is_empty() {
-        body.to_owned()
-    } else {
-        body.replace(token, REDACTED)
-    };
-    let is_separator = |c: char| c.is_whitespace() || matches!(c, ',' | ';' | '"' | '\'' | '(' | ')');
-    let mut out = String::with_capacity(body.len());
-    let mut word = String::new();
-    let flush = |word: &mut String, out: &mut String| {
-        out.push_str(if word.contains("eyJ") { REDACTED } else { word });
-        word.clear();
-    };
-    for c in body.chars() {
-        if is_separator(c) {
-            flush(&mut word, &mut out);
-            out.push(c);
-        } else {
-            word.push(c);
-        }
-    }
-    flush(&mut word, &mut out);
-    let mut end = out.len().min(REFUSAL_EXCERPT_BYTES);
-    while !out.is_char_boundary(end) {
-        end -= 1;
-    }
-    out.truncate(end);
-    out
+    let config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| LiveError::Signal(format!("tls setup: {e}")))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 fn variant_name(m: &Resp) -> &'static str {
@@ -416,7 +303,18 @@ struct Session {
     io: SessionIo,
     ws: Ws,
     socket: UdpSocket,
+    /// Publisher peer: our channels; in single-PC mode also the receive path.
     peer: Peer,
+    /// Dual-PC mode: the subscriber peer (created on the server's offer) and its socket.
+    dual: bool,
+    sub: Option<Peer>,
+    sub_socket: Option<UdpSocket>,
+    /// Subscriber candidates trickled before the subscriber offer.
+    early_sub_candidates: Vec<String>,
+    pub_open: bool,
+    sub_open: bool,
+    /// Signal frames produced by synchronous handlers, sent by the loop.
+    pending_signal: Vec<Vec<u8>>,
     join: Joined,
     tracker: ParticipantTracker,
     rpc: RpcClient<RpcReply>,
@@ -440,6 +338,7 @@ impl Session {
         io: SessionIo,
         mut ws: Ws,
         join: proto::JoinResponse,
+        dual: bool,
     ) -> Result<Session, (SessionIo, LiveError)> {
         let local = join.participant.clone().unwrap_or_default();
         let joined = Joined {
@@ -449,12 +348,14 @@ impl Session {
             server_version: join.server_version.clone(),
         };
         log::info!(
-            "joined room {} as {} (server {}, protocol {}, subscriber_primary {})",
+            "joined room {} as {} (server {}, protocol {}, subscriber_primary {}, ping {}s/{}s)",
             joined.room_name,
             joined.local_identity,
             joined.server_version,
             join.server_info.as_ref().map(|s| s.protocol).unwrap_or_default(),
-            join.subscriber_primary
+            join.subscriber_primary,
+            join.ping_interval,
+            join.ping_timeout
         );
         let socket = match bind_udp_towards(&cfg.url).await {
             Ok(s) => s,
@@ -463,6 +364,14 @@ impl Session {
         let local_addr = match socket.local_addr() {
             Ok(a) => a,
             Err(e) => return Err((io, e.into())),
+        };
+        let sub_socket = if dual {
+            match bind_udp_towards(&cfg.url).await {
+                Ok(s) => Some(s),
+                Err(e) => return Err((io, e)),
+            }
+        } else {
+            None
         };
         let now = Instant::now();
         let (peer, offer) = match Peer::new(now, local_addr) {
@@ -490,6 +399,13 @@ impl Session {
             ws,
             socket,
             peer,
+            dual,
+            sub: None,
+            sub_socket,
+            early_sub_candidates: Vec::new(),
+            pub_open: false,
+            sub_open: false,
+            pending_signal: Vec::new(),
             join: joined,
             tracker,
             rpc: RpcClient::new(cfg.disconnect_grace),
@@ -513,10 +429,10 @@ impl Session {
         Ok(s)
     }
 
+    /// Queues an event; when the queue is full the *oldest* event is dropped, so the latest
+    /// state (e.g. `Disconnected`) always gets through.
     fn emit(&self, ev: RoomEvent) {
-        if let Err(cb::TrySendError::Full(ev)) = self.io.events.try_send(ev) {
-            log::warn!("room event queue full, dropping {ev:?}");
-        }
+        push_drop_oldest(&self.io.events, &self.io.events_overflow, ev, "room event");
     }
 
     fn apply_changes(&mut self, now: Instant, changes: Vec<ParticipantChange>) {
@@ -554,13 +470,7 @@ impl Session {
     fn stream_event(&self, ev: StreamEvent) {
         match ev {
             StreamEvent::Complete(s) => {
-                if let Err(cb::TrySendError::Full(s)) = self.io.streams.try_send(s) {
-                    log::warn!(
-                        "byte stream queue full, dropping stream {} ({} bytes)",
-                        s.id,
-                        s.data.len()
-                    );
-                }
+                push_drop_oldest(&self.io.streams, &self.io.streams_overflow, s, "byte stream");
             }
             StreamEvent::Failed(f) => {
                 log::warn!(
@@ -580,8 +490,15 @@ impl Session {
 
     /// Main loop; returns the disconnect reason.
     async fn run_loop(&mut self, connect_deadline: Instant) -> String {
-        let mut buf = vec![0u8; 2048];
+        // Datagrams are MTU-sized; a larger buffer only guards against truncation.
+        let mut buf = vec![0u8; 65_536];
+        let mut sub_buf = vec![0u8; if self.dual { 65_536 } else { 0 }];
         loop {
+            for frame in std::mem::take(&mut self.pending_signal) {
+                if let Err(e) = self.ws.send(Message::Binary(frame.into())).await {
+                    return format!("signal send failed: {e}");
+                }
+            }
             // Drain the peer: transmit datagrams, handle events.
             let peer_timeout = match self.drive_peer().await {
                 Ok(t) => t,
@@ -619,10 +536,21 @@ impl Session {
                     match r {
                         Ok((n, from)) => {
                             if let Err(e) = self.peer.handle_receive(Instant::now(), from, &buf[..n]) {
-                                log::warn!("webrtc input error: {e}");
+                                log::debug!("webrtc input error: {e}");
                             }
                         }
                         Err(e) => log::debug!("udp recv error: {e}"),
+                    }
+                }
+                r = recv_opt(self.sub_socket.as_ref(), &mut sub_buf) => {
+                    match (r, self.sub.as_mut()) {
+                        (Ok((n, from)), Some(sub)) => {
+                            if let Err(e) = sub.handle_receive(Instant::now(), from, &sub_buf[..n]) {
+                                log::debug!("webrtc input error (subscriber): {e}");
+                            }
+                        }
+                        (Ok(_), None) => log::trace!("datagram before the subscriber offer"),
+                        (Err(e), _) => log::debug!("udp recv error: {e}"),
                     }
                 }
                 _ = self.io.wake.notified() => {}
@@ -637,6 +565,11 @@ impl Session {
             let now = Instant::now();
             if let Err(e) = self.peer.handle_timeout(now) {
                 return format!("webrtc failure: {e}");
+            }
+            if let Some(sub) = self.sub.as_mut() {
+                if let Err(e) = sub.handle_timeout(now) {
+                    return format!("webrtc failure (subscriber): {e}");
+                }
             }
             if let Some(reason) = self.drain_commands() {
                 return reason;
@@ -668,27 +601,66 @@ impl Session {
         }
     }
 
-    /// Sends everything str0m wants to send; handles its events. Returns its next timeout.
+    /// Sends everything the peers want to send; handles their events. Returns the earliest
+    /// peer timeout.
     async fn drive_peer(&mut self) -> Result<Instant, String> {
-        loop {
-            match self.peer.poll() {
+        let pub_timeout = loop {
+            let out = self.peer.poll();
+            match out {
                 PeerOutput::Transmit(dest, data) => {
                     if let Err(e) = self.socket.send_to(&data, dest).await {
                         log::debug!("udp send to {dest} failed: {e}");
                     }
                 }
-                PeerOutput::Timeout(t) => return Ok(t),
-                PeerOutput::Open => {
-                    if !self.ready_sent {
-                        self.ready_sent = true;
-                        self.io.shared.connected.store(true, Ordering::SeqCst);
-                        let _ = self.io.ready.send(Ok(self.join.clone()));
+                PeerOutput::Timeout(t) => break t,
+                other => self.on_peer_output(false, other)?,
+            }
+        };
+        let mut timeout = pub_timeout;
+        while let Some(sub) = self.sub.as_mut() {
+            match sub.poll() {
+                PeerOutput::Transmit(dest, data) => {
+                    if let Some(sock) = &self.sub_socket {
+                        if let Err(e) = sock.send_to(&data, dest).await {
+                            log::debug!("udp send to {dest} failed: {e}");
+                        }
                     }
                 }
-                PeerOutput::Data(d) => self.on_data(&d),
-                PeerOutput::Closed(reason) => return Err(reason),
+                PeerOutput::Timeout(t) => {
+                    timeout = timeout.min(t);
+                    break;
+                }
+                other => self.on_peer_output(true, other)?,
             }
         }
+        Ok(timeout)
+    }
+
+    fn on_peer_output(&mut self, subscriber: bool, out: PeerOutput) -> Result<(), String> {
+        match out {
+            PeerOutput::Open => {
+                if subscriber {
+                    self.sub_open = true;
+                } else {
+                    self.pub_open = true;
+                }
+                if !self.ready_sent && self.pub_open && (!self.dual || self.sub_open) {
+                    self.ready_sent = true;
+                    self.io.shared.connected.store(true, Ordering::SeqCst);
+                    let _ = self.io.ready.send(Ok(self.join.clone()));
+                }
+            }
+            PeerOutput::Data(d) => self.on_data(&d),
+            PeerOutput::Closed(reason) => {
+                return Err(if subscriber {
+                    format!("{reason} (subscriber)")
+                } else {
+                    reason
+                })
+            }
+            PeerOutput::Transmit(..) | PeerOutput::Timeout(_) => {}
+        }
+        Ok(())
     }
 
     fn on_signal(&mut self, m: Resp) -> Option<String> {
@@ -701,7 +673,16 @@ impl Session {
             }
             Resp::Trickle(t) => match signal::parse_candidate_init(&t.candidate_init) {
                 Ok(c) => {
-                    if let Err(e) = self.peer.add_remote_candidate(&c.candidate) {
+                    let to_sub = self.dual && t.target == proto::SignalTarget::Subscriber as i32;
+                    let res = match (to_sub, self.sub.as_mut()) {
+                        (false, _) => self.peer.add_remote_candidate(&c.candidate),
+                        (true, Some(sub)) => sub.add_remote_candidate(&c.candidate),
+                        (true, None) => {
+                            self.early_sub_candidates.push(c.candidate);
+                            Ok(())
+                        }
+                    };
+                    if let Err(e) = res {
                         log::warn!("ignoring remote candidate: {e}");
                     }
                 }
@@ -722,9 +703,45 @@ impl Session {
                 return Some(format!("server asked to leave (reason {})", l.reason));
             }
             Resp::PongResp(p) => {
-                self.rtt_ms = now_ms().saturating_sub(p.last_ping_timestamp);
+                self.rtt_ms = now_ms().saturating_sub(p.last_ping_timestamp).max(0);
+                self.io.shared.signal_rtt_ms.store(self.rtt_ms, Ordering::Relaxed);
             }
-            Resp::Offer(_) => log::warn!("unexpected offer from server in single-PC mode; ignoring"),
+            Resp::Offer(o) => {
+                if !self.dual {
+                    log::warn!("unexpected offer from server in single-PC mode; ignoring");
+                    return None;
+                }
+                let answer = match self.sub.as_mut() {
+                    Some(sub) => sub.accept_offer(&o.sdp),
+                    None => {
+                        let local = match self.sub_socket.as_ref().map(|s| s.local_addr()) {
+                            Some(Ok(a)) => a,
+                            _ => return Some("subscriber socket unavailable".into()),
+                        };
+                        Peer::new_subscriber(now, local, &o.sdp).map(|(mut sub, answer)| {
+                            for c in self.early_sub_candidates.drain(..) {
+                                if let Err(e) = sub.add_remote_candidate(&c) {
+                                    log::warn!("ignoring remote candidate: {e}");
+                                }
+                            }
+                            self.sub = Some(sub);
+                            answer
+                        })
+                    }
+                };
+                match answer {
+                    Ok(sdp) => {
+                        let msg = proto::signal_request::Message::Answer(proto::SessionDescription {
+                            r#type: "answer".into(),
+                            sdp,
+                            id: o.id,
+                            ..Default::default()
+                        });
+                        self.pending_signal.push(signal::encode_request(msg));
+                    }
+                    Err(e) => return Some(format!("subscriber offer rejected: {e}")),
+                }
+            }
             other => log::debug!("ignoring signal message {}", variant_name(&other)),
         }
         None
@@ -811,10 +828,8 @@ impl Session {
                         let _ = reply.send(Err(RpcError::built_in(RpcError::SEND_FAILED)));
                         continue;
                     }
-                    if self.tracker.get(&params.destination).is_none() {
-                        let _ = reply.send(Err(RpcError::built_in(RpcError::RECIPIENT_NOT_FOUND)));
-                        continue;
-                    }
+                    // No "recipient not found" pre-check: livekit-server announces data-only
+                    // participants in batches (up to 3 s late) but routes to them at once.
                     self.next_request += 1;
                     let id = new_request_id(self.next_request);
                     match self.rpc.start_call(Instant::now(), reply, id.clone(), params) {
@@ -834,11 +849,17 @@ impl Session {
                         }
                     }
                 }
-                Command::Register { method, handler } => {
+                Command::Register {
+                    method,
+                    handler,
+                    done,
+                } => {
                     self.handlers.insert(method, handler);
+                    let _ = done.send(());
                 }
-                Command::Unregister { method } => {
+                Command::Unregister { method, done } => {
                     self.handlers.remove(&method);
+                    let _ = done.send(());
                 }
                 Command::SendBytes {
                     mut desc,
@@ -882,6 +903,9 @@ impl Session {
         })
         .await;
         self.peer.close();
+        if let Some(sub) = self.sub.as_mut() {
+            sub.close();
+        }
         // Let str0m flush its close packets (best effort, non-blocking sends).
         while let PeerOutput::Transmit(dest, data) = self.peer.poll() {
             let _ = self.socket.try_send_to(&data, dest);
@@ -915,6 +939,29 @@ impl Session {
     }
 }
 
+/// Receives on an optional socket; pends forever without one.
+async fn recv_opt(sock: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+    match sock {
+        Some(s) => s.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends on a bounded channel, dropping the oldest queued item while it is full.
+fn push_drop_oldest<T>(tx: &cb::Sender<T>, rx: &cb::Receiver<T>, mut item: T, what: &str) {
+    loop {
+        match tx.try_send(item) {
+            Ok(()) | Err(cb::TrySendError::Disconnected(_)) => return,
+            Err(cb::TrySendError::Full(back)) => {
+                item = back;
+                if rx.try_recv().is_ok() {
+                    log::warn!("{what} queue full: dropped the oldest entry");
+                }
+            }
+        }
+    }
+}
+
 /// Request / stream ids: random 64-bit prefix plus a counter, formatted like a UUID v4.
 fn new_request_id(counter: u64) -> String {
     let a = fastrand::u64(..);
@@ -932,29 +979,21 @@ fn new_request_id(counter: u64) -> String {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn full_queue_drops_oldest() {
+        let (tx, rx) = crossbeam_channel::bounded(2);
+        let overflow = rx.clone();
+        for i in 0..5 {
+            super::push_drop_oldest(&tx, &overflow, i, "test");
+        }
+        assert_eq!(rx.try_iter().collect::<Vec<_>>(), vec![3, 4]);
+    }
+
+    #[test]
     fn request_ids_look_like_uuids_and_differ() {
         let a = super::new_request_id(1);
         let b = super::new_request_id(2);
         assert_eq!(a.len(), 36);
         assert_ne!(a, b);
         assert_eq!(&a[14..15], "4");
-    }
-
-    #[test]
-    fn refusal_excerpts_never_carry_the_token() {
-        let token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
-        let body =
-            format!("invalid token: {token}, error: go-jose/go-jose: error in cryptographic primitive\n");
-        let excerpt = super::refusal_excerpt(&body, token);
-        assert_eq!(
-            excerpt,
-            "invalid token: <redacted>, error: go-jose/go-jose: error in cryptographic primitive\n"
-        );
-        // Another JWT (or a truncated one) is scrubbed too, and the excerpt stays short.
-        let other = format!("invalid token: {}", "eyJ".repeat(200));
-        let excerpt = super::refusal_excerpt(&other, token);
-        assert_eq!(excerpt, "invalid token: <redacted>");
-        let long = format!("{} é", "x".repeat(255));
-        assert!(super::refusal_excerpt(&long, token).len() <= 256);
     }
 }

@@ -1,10 +1,11 @@
 //! The private live engine: a data-only LiveKit participant (feature `livekit`).
 //!
-//! Signaling over LiveKit's single-peer-connection protocol (`/rtc/v1`), WebRTC data
-//! channels over str0m (pure Rust, so no prebuilt libwebrtc), LiveKit RPC and byte streams.
-//! Every async task runs on one runtime the SDK owns; [`Room`] is the only door in, with
-//! blocking methods and crossbeam channels. Protocol logic (participants, RPC bookkeeping,
-//! stream reassembly, signaling) lives in sans-IO state machines tested without sockets.
+//! Signaling over LiveKit's single-peer-connection protocol (`/rtc/v1`, falling back to the
+//! two-connection `/rtc`), WebRTC data channels over str0m (pure Rust, so no prebuilt
+//! libwebrtc), LiveKit RPC and byte streams. Every async task runs on one runtime the SDK owns;
+//! [`Room`] is the only door in, with blocking methods and crossbeam channels. Protocol logic
+//! (participants, RPC bookkeeping, stream reassembly, signaling, the websocket upgrade) lives
+//! in sans-IO state machines tested without sockets.
 #![allow(dead_code, unreachable_pub)]
 
 pub(crate) mod engine;
@@ -16,6 +17,7 @@ pub(crate) mod rpc;
 pub(crate) mod runtime;
 pub(crate) mod signal;
 pub(crate) mod streams;
+pub(crate) mod ws;
 
 pub(crate) use engine::RoomEvent;
 pub(crate) use error::{LiveError, RpcError};
@@ -23,3 +25,87 @@ pub(crate) use participants::{Participant, ParticipantKind};
 pub(crate) use room::{Room, RoomOptions, SendBytesOptions};
 pub(crate) use rpc::{CallParams, Invocation};
 pub(crate) use streams::ByteStream;
+
+#[cfg(test)]
+mod robustness {
+    //! Garbage from the network must produce errors, never panics.
+    use livekit_protocol as proto;
+    use prost::Message as _;
+    use std::time::{Duration, Instant};
+
+    fn random_bytes(rng: &mut fastrand::Rng, max: usize) -> Vec<u8> {
+        let n = rng.usize(..max);
+        (0..n).map(|_| rng.u8(..)).collect()
+    }
+
+    #[test]
+    fn handle_types_are_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<crate::live::Room>();
+        check::<crate::live::RoomEvent>();
+        check::<crate::live::ByteStream>();
+        check::<crate::live::RpcError>();
+        check::<crate::live::LiveError>();
+    }
+
+    #[test]
+    fn random_frames_do_not_panic_decoders_or_state_machines() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let now = Instant::now();
+        let mut re = crate::live::streams::StreamReassembler::new(1 << 16, 4, Duration::from_secs(1));
+        let mut rpc = crate::live::rpc::RpcClient::<u32>::new(Duration::from_millis(1));
+        let mut tracker = crate::live::participants::ParticipantTracker::new("me", "PA_me");
+        for i in 0..20_000 {
+            let bytes = random_bytes(&mut rng, 256);
+            let _ = crate::live::signal::decode_response(&bytes);
+            let _ = crate::live::signal::parse_candidate_init(&String::from_utf8_lossy(&bytes));
+            if let Ok(p) = proto::DataPacket::decode(bytes.as_slice()) {
+                match p.value {
+                    Some(proto::data_packet::Value::StreamHeader(h)) => drop(re.handle_header(now, "x", h)),
+                    Some(proto::data_packet::Value::StreamChunk(c)) => drop(re.handle_chunk(now, "x", c)),
+                    Some(proto::data_packet::Value::StreamTrailer(t)) => drop(re.handle_trailer("x", t)),
+                    Some(proto::data_packet::Value::RpcAck(a)) => rpc.handle_ack(now, &a.request_id),
+                    Some(proto::data_packet::Value::RpcResponse(r)) => drop(rpc.handle_response(r)),
+                    Some(proto::data_packet::Value::RpcRequest(r)) => {
+                        drop(crate::live::rpc::handle_request("x", r, |_| true))
+                    }
+                    _ => {}
+                }
+            }
+            if let Ok(u) = proto::ParticipantUpdate::decode(bytes.as_slice()) {
+                tracker.apply_update(&u.participants);
+            }
+            if i % 100 == 0 {
+                let _ = rpc.start_call(
+                    now,
+                    i,
+                    format!("id{i}"),
+                    crate::live::rpc::CallParams::new("x", "m", ""),
+                );
+                re.handle_timeout(now + Duration::from_secs(2));
+                rpc.handle_timeout(now + Duration::from_secs(60));
+            }
+        }
+    }
+
+    #[test]
+    fn random_datagrams_and_sdp_do_not_panic_the_peer() {
+        let mut rng = fastrand::Rng::with_seed(11);
+        let now = Instant::now();
+        let local = "127.0.0.1:40000".parse().unwrap();
+        let (mut peer, offer) = crate::live::peer::Peer::new(now, local).unwrap();
+        assert!(offer.contains("webrtc-datachannel"));
+        assert!(peer.accept_answer("v=0\r\ngarbage").is_err());
+        assert!(peer.add_remote_candidate("candidate:garbage").is_err());
+        let from = "127.0.0.1:50000".parse().unwrap();
+        for _ in 0..5_000 {
+            let mut d = random_bytes(&mut rng, 300);
+            // Bias towards the STUN / DTLS / RTP demux ranges.
+            if let Some(b) = d.first_mut() {
+                *b = [0u8, 1, 20, 22, 23, 128, 129][rng.usize(..7)];
+            }
+            let _ = peer.handle_receive(now, from, &d);
+            while let crate::live::peer::PeerOutput::Transmit(..) = peer.poll() {}
+        }
+    }
+}

@@ -5,6 +5,7 @@ use crate::live::error::{LiveError, RpcError};
 use crate::live::participants::Participant;
 use crate::live::rpc::{CallParams, Invocation};
 use crate::live::runtime::{self, SharedRuntime};
+use crate::live::signal::SignalPath;
 use crate::live::streams::{ByteStream, OutgoingByteStream};
 use crossbeam_channel as cb;
 use livekit_protocol as proto;
@@ -26,10 +27,15 @@ pub struct RoomOptions {
     pub rpc_disconnect_grace: Duration,
     /// Largest incoming data stream accepted.
     pub max_stream_bytes: usize,
-    /// Capacity of the event queue (events beyond it are dropped with a warning).
+    /// Capacity of the event queue (when full, the oldest event is dropped with a warning).
     pub event_capacity: usize,
-    /// Capacity of the received byte stream queue.
+    /// Capacity of the received byte stream queue (when full, the oldest stream is dropped).
     pub stream_capacity: usize,
+    /// Extra trusted root certificates (DER) for `wss://` servers, e.g. a private CA.
+    pub extra_root_certs_der: Vec<Vec<u8>>,
+    /// Signalling path: `/rtc/v1` single peer connection (default, with fallback to `/rtc` and
+    /// two peer connections on servers without it).
+    pub signal_path: SignalPath,
 }
 
 impl Default for RoomOptions {
@@ -42,6 +48,8 @@ impl Default for RoomOptions {
             max_stream_bytes: crate::live::streams::DEFAULT_MAX_STREAM_BYTES,
             event_capacity: 1024,
             stream_capacity: 64,
+            extra_root_certs_der: Vec::new(),
+            signal_path: SignalPath::Auto,
         }
     }
 }
@@ -107,13 +115,17 @@ impl Room {
             connect_timeout: options.connect_timeout,
             disconnect_grace: options.rpc_disconnect_grace,
             max_stream_bytes: options.max_stream_bytes,
+            extra_roots_der: options.extra_root_certs_der.clone(),
+            signal_path: options.signal_path,
         };
         let io = SessionIo {
             commands: cmd_rx,
             wake: wake.clone(),
             ready: ready_tx,
             events: ev_tx,
+            events_overflow: ev_rx.clone(),
             streams: st_tx,
+            streams_overflow: st_rx.clone(),
             shared: shared.clone(),
             _done: done_tx,
         };
@@ -182,6 +194,12 @@ impl Room {
     /// Whether the room is still connected.
     pub fn is_connected(&self) -> bool {
         self.shared.connected.load(Ordering::SeqCst)
+    }
+
+    /// Round trip of the last signalling ping/pong (keepalive), if one completed yet.
+    pub fn signal_rtt(&self) -> Option<Duration> {
+        let ms = self.shared.signal_rtt_ms.load(Ordering::Relaxed);
+        u64::try_from(ms).ok().map(Duration::from_millis)
     }
 
     /// Snapshot of the remote participants.
@@ -275,23 +293,32 @@ impl Room {
         let _ = self.done.recv_timeout(Duration::from_secs(3));
     }
 
-    /// Registers (or replaces) the handler of `method`. Handlers run on the library's
-    /// blocking thread pool; a panicking handler answers `APPLICATION_ERROR`.
+    /// Registers (or replaces) the handler of `method`; effective for every request that
+    /// arrives after this returns. Handlers run on the library's blocking thread pool
+    /// (at most 8 at once); a panicking handler answers `APPLICATION_ERROR`.
     pub fn register_rpc_method<F>(&self, method: &str, handler: F)
     where
         F: Fn(Invocation) -> Result<String, RpcError> + Send + Sync + 'static,
     {
-        self.send(Command::Register {
+        let (done, wait) = cb::bounded(1);
+        if self.send(Command::Register {
             method: method.to_string(),
             handler: Arc::new(handler),
-        });
+            done,
+        }) {
+            let _ = wait.recv_timeout(Duration::from_secs(5));
+        }
     }
 
     /// Removes the handler of `method` (later calls get `UNSUPPORTED_METHOD`).
     pub fn unregister_rpc_method(&self, method: &str) {
-        self.send(Command::Unregister {
+        let (done, wait) = cb::bounded(1);
+        if self.send(Command::Unregister {
             method: method.to_string(),
-        });
+            done,
+        }) {
+            let _ = wait.recv_timeout(Duration::from_secs(5));
+        }
     }
 
     /// Sends `data` as a byte stream. Returns once every packet is queued on the reliable

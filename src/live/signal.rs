@@ -19,11 +19,20 @@ pub const PROTOCOL_VERSION: i32 = 16;
 /// classic uncompressed data streams", which is exactly what this crate implements.
 pub const CLIENT_PROTOCOL: i32 = 0;
 
-/// Builds the websocket URL of the single-peer-connection join path.
-///
-/// `base` may use `ws`, `wss`, `http` or `https`. The token is NOT put in the URL; send it
-/// as an `Authorization: Bearer` header.
-pub fn join_url(base: &str, join: &proto::JoinRequest) -> Result<url::Url, LiveError> {
+/// Which signalling path / peer-connection layout to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SignalPath {
+    /// `/rtc/v1` (single peer connection), falling back to `/rtc` when the server answers 404.
+    #[default]
+    Auto,
+    /// `/rtc/v1` only: one peer connection, we offer, data both ways on our channels.
+    SinglePc,
+    /// `/rtc` (v0): a publisher PC we offer (we send on its channels) and a subscriber PC the
+    /// server offers (it sends on channels it opens there).
+    DualPc,
+}
+
+fn base_ws_url(base: &str) -> Result<url::Url, LiveError> {
     let mut url = url::Url::parse(base).map_err(|e| LiveError::InvalidUrl(e.to_string()))?;
     let scheme = match url.scheme() {
         "http" | "ws" => "ws",
@@ -35,6 +44,16 @@ pub fn join_url(base: &str, join: &proto::JoinRequest) -> Result<url::Url, LiveE
     }
     url.set_scheme(scheme)
         .map_err(|_| LiveError::InvalidUrl("cannot set scheme".into()))?;
+    url.set_query(None);
+    Ok(url)
+}
+
+/// Builds the websocket URL of the single-peer-connection join path (`/rtc/v1`).
+///
+/// `base` may use `ws`, `wss`, `http` or `https`. The token is NOT put in the URL; send it
+/// as an `Authorization: Bearer` header.
+pub fn join_url(base: &str, join: &proto::JoinRequest) -> Result<url::Url, LiveError> {
+    let mut url = base_ws_url(base)?;
     {
         let mut segs = url
             .path_segments_mut()
@@ -45,9 +64,29 @@ pub fn join_url(base: &str, join: &proto::JoinRequest) -> Result<url::Url, LiveE
         compression: proto::wrapped_join_request::Compression::None as i32,
         join_request: join.encode_to_vec(),
     };
-    url.set_query(None);
     url.query_pairs_mut()
         .append_pair("join_request", &URL_SAFE.encode(wrapped.encode_to_vec()));
+    Ok(url)
+}
+
+/// Builds the websocket URL of the classic join path (`/rtc`, two peer connections), with the
+/// client information as query parameters.
+pub fn join_url_v0(base: &str) -> Result<url::Url, LiveError> {
+    let mut url = base_ws_url(base)?;
+    {
+        let mut segs = url
+            .path_segments_mut()
+            .map_err(|_| LiveError::InvalidUrl("cannot be a base".into()))?;
+        segs.pop_if_empty().push("rtc");
+    }
+    url.query_pairs_mut()
+        .append_pair("sdk", "rust")
+        .append_pair("version", env!("CARGO_PKG_VERSION"))
+        .append_pair("os", std::env::consts::OS)
+        .append_pair("protocol", &PROTOCOL_VERSION.to_string())
+        .append_pair("client_protocol", &CLIENT_PROTOCOL.to_string())
+        .append_pair("auto_subscribe", "0")
+        .append_pair("adaptive_stream", "0");
     Ok(url)
 }
 
@@ -106,7 +145,7 @@ pub fn parse_candidate_init(json: &str) -> Result<CandidateInit, LiveError> {
 }
 
 /// Builds a trickle request for one of our candidates.
-pub fn trickle_request(candidate: &str, sdp_mid: &str) -> Req {
+pub fn trickle_request(candidate: &str, sdp_mid: &str, target: proto::SignalTarget) -> Req {
     let init = CandidateInit {
         candidate: candidate.to_string(),
         sdp_mid: Some(sdp_mid.to_string()),
@@ -115,7 +154,7 @@ pub fn trickle_request(candidate: &str, sdp_mid: &str) -> Req {
     };
     Req::Trickle(proto::TrickleRequest {
         candidate_init: serde_json::to_string(&init).unwrap_or_default(),
-        target: proto::SignalTarget::Publisher as i32,
+        target: target as i32,
         r#final: false,
     })
 }
@@ -160,6 +199,11 @@ mod tests {
         );
         assert!(join_url("ftp://h", &join_request(true)).is_err());
         assert!(join_url("not a url", &join_request(true)).is_err());
+        let v0 = join_url_v0("https://h:1/x").unwrap();
+        assert_eq!((v0.scheme(), v0.path()), ("wss", "/x/rtc"));
+        assert!(v0
+            .query_pairs()
+            .any(|(k, v)| k == "protocol" && v == PROTOCOL_VERSION.to_string()));
     }
 
     #[test]
@@ -176,7 +220,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.sdp_mid.as_deref(), Some("0"));
         assert!(parse_candidate_init("{").is_err());
-        let Req::Trickle(t) = trickle_request("candidate:x", "0") else {
+        let Req::Trickle(t) = trickle_request("candidate:x", "0", proto::SignalTarget::Publisher) else {
             panic!()
         };
         assert_eq!(
