@@ -163,6 +163,7 @@ pub struct ConnectOptions {
     wait_for_ready: bool,
     runtime_call_timeout: Option<Duration>,
     connect_timeout: Duration,
+    root_certificates: Vec<Vec<u8>>,
     callbacks: ConnectCallbacks,
 }
 
@@ -177,6 +178,7 @@ impl Default for ConnectOptions {
             wait_for_ready: false,
             runtime_call_timeout: None,
             connect_timeout: Duration::from_secs(15),
+            root_certificates: Vec::new(),
             callbacks: ConnectCallbacks::new(),
         }
     }
@@ -249,6 +251,13 @@ impl ConnectOptions {
         self
     }
 
+    /// Trusts this CA certificate (DER) for a `wss://` LiveKit server, besides the built-in
+    /// web roots: for self-hosted servers behind a private CA.
+    pub fn add_root_certificate(mut self, der: impl Into<Vec<u8>>) -> Self {
+        self.root_certificates.push(der.into());
+        self
+    }
+
     /// Lifecycle callbacks.
     pub fn callbacks(mut self, callbacks: ConnectCallbacks) -> Self {
         self.callbacks = callbacks;
@@ -278,6 +287,7 @@ pub fn connect(client: &Client, robot_id: &str, options: ConnectOptions) -> Resu
     let joined = check_ws_url(&url).and_then(|()| {
         let room_options = RoomOptions {
             connect_timeout: options.connect_timeout,
+            extra_root_certs_der: options.root_certificates.clone(),
             ..RoomOptions::default()
         };
         Room::connect(&url, created.participant_token.expose(), room_options)
