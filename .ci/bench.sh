@@ -2,7 +2,11 @@
 # Benchmarks and size figures. Printed for the record; nothing here is asserted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo run --quiet --release --example bench_control_plane --features dev
+cargo build --quiet --release --example bench_control_plane --features dev
+# One core for client and emulator alike: cross-core wake-ups on a busy 2-core machine are
+# bimodal (14 µs or 75 µs a request) and would drown the difference being measured.
+pin=""; command -v taskset >/dev/null 2>&1 && pin="taskset -c 0"
+$pin target/release/examples/bench_control_plane
 cargo build --quiet --release --example quickstart
 size=$(stat -c %s target/release/examples/quickstart)
 echo "release size of examples/quickstart (default features): $size bytes ($((size / 1024)) KiB)"
