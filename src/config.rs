@@ -332,9 +332,12 @@ fn url_setting(raw: Option<&Sourced<String>>, default: &str, schemes: &[&str]) -
         return Ok(default.to_owned());
     };
     let url = raw.value.trim().trim_end_matches('/');
-    let scheme_ok = schemes
-        .iter()
-        .any(|scheme| url.len() > scheme.len() && url[..scheme.len()].eq_ignore_ascii_case(scheme));
+    let scheme_ok = schemes.iter().any(|scheme| {
+        url.len() > scheme.len()
+            && url
+                .get(..scheme.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(scheme))
+    });
     if !scheme_ok {
         return Err(Error::config(
             raw.source,
@@ -420,6 +423,18 @@ mod tests {
             let err = settings(&[("MENLO_API_KEY", "k"), (name, value)]).unwrap_err();
             assert!(err.to_string().contains(name), "{name}: {err}");
         }
+    }
+
+    #[test]
+    fn non_ascii_urls_are_refused_not_panicked_on() {
+        let err = settings(&[
+            ("MENLO_API_KEY", "k"),
+            ("MENLO_RCS_URL", "{\"sub\u{fffd}\u{fffd}x"),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("MENLO_RCS_URL"), "{err}");
+        let err = settings(&[("MENLO_API_KEY", "k"), ("MENLO_RCS_URL", "ht\u{e9}ps://x")]).unwrap_err();
+        assert!(err.to_string().contains("MENLO_RCS_URL"), "{err}");
     }
 
     #[test]
