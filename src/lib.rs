@@ -62,6 +62,9 @@ pub mod retry;
 pub mod dev;
 #[cfg(feature = "livekit")]
 mod live;
+#[cfg(all(fuzzing, feature = "livekit"))]
+#[doc(hidden)]
+pub use live::fuzzing as __fuzzing;
 #[cfg(feature = "livekit")]
 pub mod runtime;
 #[cfg(feature = "livekit")]

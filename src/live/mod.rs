@@ -10,6 +10,8 @@
 
 pub(crate) mod engine;
 pub(crate) mod error;
+#[cfg(fuzzing)]
+pub mod fuzzing;
 pub(crate) mod participants;
 pub(crate) mod peer;
 pub(crate) mod room;
