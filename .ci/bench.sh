@@ -13,3 +13,4 @@ echo "release size of examples/quickstart (default features): $size bytes ($((si
 stripped=$(mktemp) && strip -o "$stripped" target/release/examples/quickstart && echo "  stripped: $(stat -c %s "$stripped") bytes" && rm -f "$stripped"
 crates=$(cargo tree -e normal --prefix none --no-dedupe 2>/dev/null | sed 's/ (\*)//' | sort -u | wc -l)
 echo "crates in cargo tree -e normal (default features, incl. this one): $crates"
+LIVEKIT_SERVER_BIN="${LIVEKIT_SERVER_BIN:-${MENLO_TOOLS_DIR:-$HOME/.local/share/menlo-robot-sdk/bin}/livekit-server}" cargo run --quiet --release --example bench_live --features livekit,dev

@@ -201,7 +201,7 @@ async def main():
     lp.register_rpc_method("runtime.tools_call", runtime.tools_call)
     lp.register_rpc_method("runtime.state", runtime.runtime_state)
     lp.register_rpc_method("runtime.cameras_capture", runtime.cameras_capture)
-    out({"event": "ready", "identity": lp.identity, "room": room.name})
+    out({"event": "ready", "identity": lp.identity, "room": room.name, "sdk": f"livekit {rtc.__version__}"})
     try:
         await stop.wait()
     finally:
