@@ -78,7 +78,8 @@ impl RuntimeHost {
             connect_timeout,
             ..RoomOptions::default()
         };
-        let room = Room::connect(livekit_url, token, options).map_err(|e| live_error(&e, connect_timeout))?;
+        let room = Room::connect(livekit_url, token, options)
+            .map_err(|e| live_error(&e, livekit_url, connect_timeout))?;
         Ok(RuntimeHost { room })
     }
 

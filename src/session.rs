@@ -291,7 +291,7 @@ pub fn connect(client: &Client, robot_id: &str, options: ConnectOptions) -> Resu
             ..RoomOptions::default()
         };
         Room::connect(&url, created.participant_token.expose(), room_options)
-            .map_err(|e| live_error(&e, options.connect_timeout))
+            .map_err(|e| live_error(&e, &url, options.connect_timeout))
     });
     let room = match joined {
         Ok(room) => room,
@@ -1097,10 +1097,15 @@ fn rpc_code_name(code: u32) -> String {
     }
 }
 
-/// Maps an engine failure while joining (bounded by `connect_timeout`) onto the SDK's error
-/// type (never with the token).
-pub(crate) fn live_error(err: &LiveError, connect_timeout: Duration) -> Error {
+/// Maps an engine failure while joining `url` (bounded by `connect_timeout`) onto the SDK's
+/// error type (never with the token).
+pub(crate) fn live_error(err: &LiveError, url: &str, connect_timeout: Duration) -> Error {
     match err {
+        LiveError::Io(io) => Error::Transport {
+            method: "CONNECT".into(),
+            url: url.to_owned(),
+            reason: io.to_string(),
+        },
         LiveError::Timeout(what) => Error::Timeout {
             operation: format!("joining the room ({what})"),
             after: connect_timeout,

@@ -1228,7 +1228,10 @@ fn connect_rolls_back_when_the_room_cannot_be_joined() {
     let started = Instant::now();
     let err = connect(&p.client, &p.robot_id, simplesim().livekit_url(closed)).unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(20));
-    assert!(!matches!(err, Error::Api(_)), "{err:?}");
+    assert!(
+        matches!(err, Error::Transport { .. }),
+        "a refused connection is a transport error: {err:?}"
+    );
     assert_eq!(
         p.client.sessions().get(&p.robot_id).unwrap(),
         None,
