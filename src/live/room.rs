@@ -295,7 +295,7 @@ impl Room {
 
     /// Registers (or replaces) the handler of `method`; effective for every request that
     /// arrives after this returns. Handlers run on the library's blocking thread pool
-    /// (at most 8 at once); a panicking handler answers `APPLICATION_ERROR`.
+    /// (at most `MAX_HANDLER_THREADS` at once); a panicking handler answers `APPLICATION_ERROR`.
     pub fn register_rpc_method<F>(&self, method: &str, handler: F)
     where
         F: Fn(Invocation) -> Result<String, RpcError> + Send + Sync + 'static,

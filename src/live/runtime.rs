@@ -6,8 +6,10 @@ use std::time::Duration;
 
 /// Worker threads of the private runtime.
 pub const WORKER_THREADS: usize = 2;
-/// Upper bound on threads running RPC handlers (tokio's blocking pool).
-pub const MAX_HANDLER_THREADS: usize = 8;
+/// Upper bound on threads running RPC handlers (tokio's blocking pool). Threads start on
+/// demand and end after 10 s idle; the bound is high so that long-running tool-call handlers
+/// in one room cannot starve probes, reads and cancels of another.
+pub const MAX_HANDLER_THREADS: usize = 64;
 
 static RUNTIME: Mutex<Weak<SharedRuntime>> = Mutex::new(Weak::new());
 
