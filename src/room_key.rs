@@ -202,7 +202,8 @@ fn ttl_seconds(ttl: Duration) -> Result<u32> {
     }
 }
 
-fn check_livekit_url(url: &str) -> Result<()> {
+/// Checks a LiveKit URL is `ws://` or `wss://` with something after the scheme.
+pub(crate) fn check_livekit_url(url: &str) -> Result<()> {
     let lower = url.to_ascii_lowercase();
     let host_part = lower
         .strip_prefix("wss://")

@@ -21,6 +21,7 @@ use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::live::{ByteStream, CallParams, LiveError, Room, RoomEvent, RoomOptions, RpcError};
 use crate::models::{SessionMetadata, SessionOptions};
+use crate::room_key::check_livekit_url;
 use crate::runtime::calls::{self, CapabilitiesOutcome, CaptureAck, CaptureOptions, RpcRequest, StateReply};
 use crate::runtime::models::{ActionResult, RuntimeEvent, RuntimeState, SceneState, ToolDescriptor};
 use crate::runtime::resolve::{
@@ -277,14 +278,14 @@ pub fn connect(client: &Client, robot_id: &str, options: ConnectOptions) -> Resu
         });
     }
     if let Some(url) = &options.livekit_url {
-        check_ws_url(url)?;
+        check_livekit_url(url)?;
     }
     let created = client.robots().create_session(robot_id, &options.session)?;
     let url = options
         .livekit_url
         .clone()
         .unwrap_or_else(|| created.livekit_url.clone());
-    let joined = check_ws_url(&url).and_then(|()| {
+    let joined = check_livekit_url(&url).and_then(|()| {
         let room_options = RoomOptions {
             connect_timeout: options.connect_timeout,
             extra_root_certs_der: options.root_certificates.clone(),
@@ -321,18 +322,6 @@ fn rollback_session(client: &Client, robot_id: &str) {
         if err.status() != Some(404) {
             log::warn!(target: "menlo_robot_sdk", "rolling back the session of {robot_id} failed: {err}");
         }
-    }
-}
-
-fn check_ws_url(url: &str) -> Result<()> {
-    let lower = url.trim().to_ascii_lowercase();
-    if (lower.starts_with("ws://") && lower.len() > 5) || (lower.starts_with("wss://") && lower.len() > 6) {
-        Ok(())
-    } else {
-        Err(Error::invalid(
-            "livekit_url",
-            format!("expected a ws:// or wss:// URL, got {url:?}"),
-        ))
     }
 }
 

@@ -140,13 +140,7 @@ fn pagination_follows_next_id_lazily() {
 #[test]
 fn worker_names_cases_stay_distinct_on_the_wire() {
     let h = harness();
-    let id = h
-        .client
-        .robots()
-        .create(&NewRobot::new("a", "asimov-v0"))
-        .unwrap()
-        .robot
-        .id;
+    let id = h.robot();
     let cases = [
         (SessionOptions::new(), None),
         (SessionOptions::new().no_workers(), Some(r#"{"worker_names":[]}"#)),
@@ -184,13 +178,7 @@ fn worker_names_cases_stay_distinct_on_the_wire() {
 #[allow(deprecated)]
 fn deprecated_workers_config_is_still_sent() {
     let h = harness();
-    let id = h
-        .client
-        .robots()
-        .create(&NewRobot::new("a", "asimov-v0"))
-        .unwrap()
-        .robot
-        .id;
+    let id = h.robot();
     let options = SessionOptions::new().workers(menlo_robot_sdk::WorkerConfig::for_rcs_stack());
     h.client.robots().create_session(&id, &options).unwrap();
     let post = h
@@ -205,13 +193,7 @@ fn deprecated_workers_config_is_still_sent() {
 #[test]
 fn session_discovery_and_deletion() {
     let h = harness();
-    let id = h
-        .client
-        .robots()
-        .create(&NewRobot::new("a", "asimov-v0"))
-        .unwrap()
-        .robot
-        .id;
+    let id = h.robot();
     assert_eq!(h.client.sessions().get(&id).unwrap(), None, "no session yet");
     h.client
         .robots()
@@ -231,13 +213,7 @@ fn session_discovery_and_deletion() {
 #[test]
 fn participant_tokens_and_room_keys() {
     let h = harness();
-    let id = h
-        .client
-        .robots()
-        .create(&NewRobot::new("a", "asimov-v0"))
-        .unwrap()
-        .robot
-        .id;
+    let id = h.robot();
     let token = h
         .client
         .robots()
@@ -290,13 +266,7 @@ fn participant_tokens_and_room_keys() {
 #[test]
 fn identity_mode_and_team_isolation() {
     let h = harness();
-    let id = h
-        .client
-        .robots()
-        .create(&NewRobot::new("a", "asimov-v0"))
-        .unwrap()
-        .robot
-        .id;
+    let id = h.robot();
 
     let sleeps = Default::default();
     let same_team = builder(&h.platform, &sleeps)
@@ -432,13 +402,7 @@ fn retry_matrix_counts_exact_attempts() {
         ("POST token", "500", 1),
     ];
     let h = harness();
-    let robot_id = h
-        .client
-        .robots()
-        .create(&NewRobot::new("a", "asimov-v0"))
-        .unwrap()
-        .robot
-        .id;
+    let robot_id = h.robot();
     for (method, fault, expected) in cases {
         h.client
             .robots()
@@ -493,13 +457,7 @@ fn retry_matrix_counts_exact_attempts() {
 #[test]
 fn backoff_schedule_and_retry_after_are_exact() {
     let h = harness();
-    let id = h
-        .client
-        .robots()
-        .create(&NewRobot::new("a", "asimov-v0"))
-        .unwrap()
-        .robot
-        .id;
+    let id = h.robot();
     let path = format!("/v1/robots/{id}");
     h.platform
         .inject_fault(Fault::status(503).method("GET").path(&path).times(2));
@@ -543,13 +501,7 @@ fn backoff_schedule_and_retry_after_are_exact() {
 #[test]
 fn a_slow_server_times_out_and_safe_requests_are_retried() {
     let h = harness();
-    let id = h
-        .client
-        .robots()
-        .create(&NewRobot::new("a", "asimov-v0"))
-        .unwrap()
-        .robot
-        .id;
+    let id = h.robot();
     let client = builder(&h.platform, &h.sleeps)
         .api_key(h.key.clone())
         .timeout(Duration::from_millis(200))

@@ -55,6 +55,16 @@ impl Harness {
             .count()
     }
 
+    /// Creates a robot named `a` and returns its id.
+    pub fn robot(&self) -> String {
+        self.client
+            .robots()
+            .create(&menlo_robot_sdk::NewRobot::new("a", "asimov-v0"))
+            .unwrap()
+            .robot
+            .id
+    }
+
     pub fn sleeps(&self) -> Vec<Duration> {
         self.sleeps.lock().unwrap().clone()
     }
