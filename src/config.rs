@@ -179,8 +179,36 @@ impl Settings {
         })
     }
 
-    /// Validates and fills in defaults.
+    /// Validates and fills in defaults. A configuration error quotes the value at fault so
+    /// the user sees what was wrong; a credential pasted into some other setting is blanked
+    /// out of that quote.
     pub fn resolve(&self) -> Result<Config> {
+        self.validate().map_err(|err| self.scrub_credentials(err))
+    }
+
+    /// A reason that quotes a credential, as typed or escaped, is replaced as a whole:
+    /// cutting the credential out piecemeal could still leave it readable.
+    fn scrub_credentials(&self, err: Error) -> Error {
+        let Error::Config { setting, reason } = err else {
+            return err;
+        };
+        let quotes_a_credential = [&self.api_key, &self.identity]
+            .into_iter()
+            .flatten()
+            .map(|secret| secret.value.expose().trim())
+            .filter(|secret| !secret.is_empty())
+            .any(|secret| {
+                let escaped = format!("{secret:?}");
+                reason.contains(secret) || reason.contains(escaped.trim_matches('"'))
+            });
+        if quotes_a_credential {
+            let reason = "malformed value (not shown: it contains the API key or identity)".to_owned();
+            return Error::Config { setting, reason };
+        }
+        Error::Config { setting, reason }
+    }
+
+    fn validate(&self) -> Result<Config> {
         let rcs_url = url_setting(self.rcs_url.as_ref(), DEFAULT_RCS_URL, &["http://", "https://"])?;
         let viewer_url = url_setting(
             self.viewer_url.as_ref(),
@@ -262,9 +290,9 @@ impl Settings {
         match raw.value.trim().to_ascii_lowercase().as_str() {
             "1" | "true" | "yes" | "on" => Ok(true),
             "" | "0" | "false" | "no" | "off" => Ok(false),
-            other => Err(Error::config(
+            _ => Err(Error::config(
                 raw.source,
-                format!("expected 1/true/yes or 0/false/no, got {other:?}"),
+                format!("expected 1/true/yes or 0/false/no, got {:?}", raw.value.trim()),
             )),
         }
     }
@@ -393,6 +421,42 @@ mod tests {
     fn missing_credentials_name_the_variable() {
         let err = settings(&[("MENLO_API_KEY", "   ")]).unwrap_err();
         assert!(err.to_string().contains("MENLO_API_KEY"), "{err}");
+    }
+
+    #[test]
+    fn a_credential_pasted_into_another_setting_is_not_echoed() {
+        let key = "sk_live_0123456789abcdef";
+        let err = settings(&[
+            ("MENLO_API_KEY", key),
+            ("MENLO_ROBOT_SDK_DEBUG", &format!("x{key}")),
+        ])
+        .unwrap_err();
+        let shown = format!("{err} {err:?}");
+        assert!(
+            shown.contains("MENLO_ROBOT_SDK_DEBUG") && shown.contains("not shown"),
+            "{shown}"
+        );
+        assert!(!shown.contains(key), "{shown}");
+
+        // Quoted with `{:?}`, the identity's quotes are escaped: that form must go too.
+        let identity = r#"{"sub":"u","organization_id":"o","team_id":"t"}"#;
+        let err = settings(&[
+            ("MENLO_IDENTITY", identity),
+            ("MENLO_ROBOT_SDK_TIMEOUT", identity),
+        ])
+        .unwrap_err();
+        let shown = format!("{err} {err:?}");
+        assert!(
+            shown.contains("MENLO_ROBOT_SDK_TIMEOUT") && shown.contains("not shown"),
+            "{shown}"
+        );
+        assert!(!shown.contains("organization_id"), "{shown}");
+    }
+
+    #[test]
+    fn a_bad_debug_value_is_quoted_as_typed() {
+        let err = settings(&[("MENLO_API_KEY", "k"), ("MENLO_ROBOT_SDK_DEBUG", " Maybe ")]).unwrap_err();
+        assert!(err.to_string().contains("\"Maybe\""), "{err}");
     }
 
     #[test]
