@@ -141,7 +141,7 @@ impl ClientBuilder {
         self
     }
 
-    /// Per-request timeout (default 30 s).
+    /// Per-request timeout (default 30 s; 1 ms to 24 h, checked by `build`).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.settings.timeout = Some(Sourced::new(timeout.as_secs_f64().to_string(), "timeout"));
         self

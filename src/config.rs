@@ -261,10 +261,12 @@ impl Settings {
                 format!("expected seconds as a number, got {:?}", raw.value.trim()),
             )
         })?;
-        if !seconds.is_finite() || seconds <= 0.0 || seconds > 86_400.0 {
+        // Below a millisecond a timeout is a typo, and below a nanosecond it would round to
+        // zero, which the HTTP stack reads as "time out at once".
+        if !seconds.is_finite() || !(0.001..=86_400.0).contains(&seconds) {
             return Err(Error::config(
                 raw.source,
-                format!("expected a number of seconds in (0, 86400], got {seconds}"),
+                format!("expected a number of seconds from 0.001 to 86400, got {seconds}"),
             ));
         }
         Ok(Duration::from_secs_f64(seconds))
@@ -477,6 +479,8 @@ mod tests {
         let cases = [
             ("MENLO_ROBOT_SDK_TIMEOUT", "soon"),
             ("MENLO_ROBOT_SDK_TIMEOUT", "-1"),
+            ("MENLO_ROBOT_SDK_TIMEOUT", "9E-16"),
+            ("MENLO_ROBOT_SDK_TIMEOUT", "0.0009"),
             ("MENLO_ROBOT_SDK_MAX_RETRIES", "two"),
             ("MENLO_ROBOT_SDK_DEBUG", "maybe"),
             ("MENLO_RCS_URL", "ftp://x"),
