@@ -1,17 +1,22 @@
 //! The async core of a room: one task on the private runtime that owns the websocket, the
-//! UDP socket and the str0m peer, and drives the sans-IO state machines (participants, RPC,
-//! streams). It talks to the synchronous [`crate::live::Room`] handle only through channels.
+//! UDP socket and the str0m peer, and drives the sans-IO state machines (participants,
+//! streams). RPC runs in `livekit-rpc`'s managers on tasks of their own, which send through the
+//! engine's command channel (see [`crate::live::rpc`]). It talks to the synchronous
+//! [`crate::live::Room`] handle only through channels.
 
 use crate::live::error::{LiveError, RpcError};
 use crate::live::participants::{Participant, ParticipantChange, ParticipantTracker};
 use crate::live::peer::{Peer, PeerOutput};
-use crate::live::rpc::{self, CallParams, Invocation, RpcClient};
+use crate::live::rpc::{self, CallParams, EngineTransport, Outbox, Rpc, RpcReply};
 use crate::live::signal::{self, SignalPath};
 use crate::live::streams::{self, ByteStream, OutgoingByteStream, StreamEvent, StreamReassembler};
 use crate::live::ws::Ws;
 use crossbeam_channel as cb;
 use futures_util::{SinkExt, StreamExt};
+use livekit_data_stream::api::{AnyStreamReader, StreamReader as _};
+use livekit_data_stream::backend as ds;
 use livekit_protocol as proto;
+use livekit_rpc::backend::RpcServerManager;
 use prost::Message as _;
 use proto::data_packet::Value;
 use proto::signal_response::Message as Resp;
@@ -22,9 +27,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::UdpSocket;
 use tokio_tungstenite::tungstenite::Message;
-
-/// A synchronous RPC method handler. Runs on the library's blocking thread pool.
-pub type RpcHandler = Arc<dyn Fn(Invocation) -> Result<String, RpcError> + Send + Sync + 'static>;
 
 /// Events delivered by a room.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,40 +56,17 @@ pub enum RoomEvent {
     },
 }
 
-/// Where the outcome of an outgoing RPC goes: a channel a caller blocks on, or a callback
-/// run on the engine (it must not block).
-pub(crate) enum RpcReply {
-    Channel(cb::Sender<Result<String, RpcError>>),
-    Callback(Box<dyn FnOnce(Result<String, RpcError>) + Send>),
-}
-
-impl RpcReply {
-    /// Delivers the outcome; false when the waiting caller is gone.
-    pub(crate) fn send(self, result: Result<String, RpcError>) -> bool {
-        match self {
-            RpcReply::Channel(tx) => tx.send(result).is_ok(),
-            RpcReply::Callback(callback) => {
-                callback(result);
-                true
-            }
-        }
-    }
-}
-
 /// Commands from the handle.
 pub(crate) enum Command {
     PerformRpc {
         params: CallParams,
         reply: RpcReply,
     },
-    Register {
-        method: String,
-        handler: RpcHandler,
-        done: cb::Sender<()>,
-    },
-    Unregister {
-        method: String,
-        done: cb::Sender<()>,
+    /// Packets from the RPC managers / the outgoing stream pump, sent in order on the
+    /// reliable channel.
+    Transmit {
+        packets: Vec<proto::DataPacket>,
+        done: tokio::sync::oneshot::Sender<Result<(), LiveError>>,
     },
     SendBytes {
         desc: OutgoingByteStream,
@@ -121,6 +100,12 @@ impl Default for Shared {
     }
 }
 
+impl Shared {
+    pub(crate) fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::SeqCst)
+    }
+}
+
 /// Result of the connect phase.
 #[derive(Debug, Clone)]
 pub(crate) struct Joined {
@@ -136,7 +121,6 @@ pub(crate) struct SessionConfig {
     pub url: String,
     pub token: String,
     pub connect_timeout: Duration,
-    pub disconnect_grace: Duration,
     pub max_stream_bytes: usize,
     /// Extra trust anchors (DER) for `wss://`, on top of the webpki roots.
     pub extra_roots_der: Vec<Vec<u8>>,
@@ -146,6 +130,8 @@ pub(crate) struct SessionConfig {
 
 pub(crate) struct SessionIo {
     pub commands: cb::Receiver<Command>,
+    /// A sender on the same channel, for the RPC transport.
+    pub commands_tx: cb::Sender<Command>,
     pub wake: Arc<tokio::sync::Notify>,
     pub ready: cb::Sender<Result<Joined, LiveError>>,
     pub events: cb::Sender<RoomEvent>,
@@ -155,6 +141,8 @@ pub(crate) struct SessionIo {
     /// Clone of the handle's receiver, used to drop the oldest stream when the queue is full.
     pub streams_overflow: cb::Receiver<ByteStream>,
     pub shared: Arc<Shared>,
+    /// Handlers of incoming requests (registered directly by the handle).
+    pub rpc_server: Arc<RpcServerManager>,
     /// Dropped when the task ends; the handle waits for that on drop.
     pub _done: cb::Sender<()>,
 }
@@ -317,11 +305,13 @@ struct Session {
     pending_signal: Vec<Vec<u8>>,
     join: Joined,
     tracker: ParticipantTracker,
-    rpc: RpcClient<RpcReply>,
+    rpc: Arc<Rpc>,
+    /// Incoming RPC v2 streams (topics `lk.rpc_request` / `lk.rpc_response`) are fed to
+    /// `livekit-data-stream`'s incoming manager, which hands their readers to the RPC managers.
+    rpc_streams_in: ds::incoming::ManagerInput,
+    /// (sender, stream id) of the RPC streams being received, with their last progress.
+    rpc_streams: HashMap<(String, String), Instant>,
     reassembler: StreamReassembler,
-    handlers: HashMap<String, RpcHandler>,
-    handler_tx: tokio::sync::mpsc::UnboundedSender<(Invocation, Result<String, RpcError>)>,
-    handler_rx: tokio::sync::mpsc::UnboundedReceiver<(Invocation, Result<String, RpcError>)>,
     ready_sent: bool,
     ping_interval: Duration,
     ping_timeout: Duration,
@@ -391,7 +381,23 @@ impl Session {
         }
         let mut tracker = ParticipantTracker::new(&joined.local_identity, &joined.local_sid);
         let initial = tracker.apply_join(&join.other_participants);
-        let (handler_tx, handler_rx) = tokio::sync::mpsc::unbounded_channel();
+        let rpc = Arc::new(Rpc {
+            client: livekit_rpc::backend::RpcClientManager::new(),
+            server: Arc::clone(&io.rpc_server),
+            transport: EngineTransport::new(
+                Outbox {
+                    commands: io.commands_tx.clone(),
+                    wake: io.wake.clone(),
+                },
+                io.shared.clone(),
+                server_version(&join),
+                spawn_outgoing_streams(Outbox {
+                    commands: io.commands_tx.clone(),
+                    wake: io.wake.clone(),
+                }),
+            ),
+        });
+        let rpc_streams_in = spawn_incoming_rpc_streams(&rpc, cfg.max_stream_bytes);
         let ping_interval = Duration::from_secs(u64::try_from(join.ping_interval).unwrap_or(0).max(1));
         let ping_timeout = Duration::from_secs(u64::try_from(join.ping_timeout).unwrap_or(0).max(2));
         let mut s = Session {
@@ -408,15 +414,14 @@ impl Session {
             pending_signal: Vec::new(),
             join: joined,
             tracker,
-            rpc: RpcClient::new(cfg.disconnect_grace),
+            rpc,
+            rpc_streams_in,
+            rpc_streams: HashMap::new(),
             reassembler: StreamReassembler::new(
                 cfg.max_stream_bytes,
                 streams::DEFAULT_MAX_OPEN_STREAMS,
                 streams::DEFAULT_STREAM_IDLE_TIMEOUT,
             ),
-            handlers: HashMap::new(),
-            handler_tx,
-            handler_rx,
             ready_sent: false,
             ping_interval,
             ping_timeout,
@@ -425,7 +430,7 @@ impl Session {
             rtt_ms: 0,
             next_request: 0,
         };
-        s.apply_changes(now, initial);
+        s.apply_changes(initial);
         Ok(s)
     }
 
@@ -435,7 +440,7 @@ impl Session {
         push_drop_oldest(&self.io.events, &self.io.events_overflow, ev, "room event");
     }
 
-    fn apply_changes(&mut self, now: Instant, changes: Vec<ParticipantChange>) {
+    fn apply_changes(&mut self, changes: Vec<ParticipantChange>) {
         for c in changes {
             let ev = match c {
                 ParticipantChange::Joined(p) => {
@@ -448,7 +453,15 @@ impl Session {
                 }
                 ParticipantChange::Left(p) => {
                     self.lock_participants().remove(&p.identity);
-                    self.rpc.participant_left(now, &p.identity);
+                    self.rpc
+                        .client
+                        .handle_participant_disconnected(&p.identity.as_str().into());
+                    self.rpc_streams.retain(|(sender, _), _| *sender != p.identity);
+                    let _ = self
+                        .rpc_streams_in
+                        .send(ds::incoming::InputEvent::AbortStreamsFrom(
+                            p.identity.as_str().into(),
+                        ));
                     for f in self.reassembler.participant_left(&p.identity) {
                         self.stream_event(f);
                     }
@@ -510,8 +523,8 @@ impl Session {
             if !self.ready_sent {
                 deadline = deadline.min(connect_deadline);
             }
-            if let Some(t) = self.rpc.poll_timeout() {
-                deadline = deadline.min(t);
+            if let Some(t) = self.rpc_streams.values().min() {
+                deadline = deadline.min(*t + streams::DEFAULT_STREAM_IDLE_TIMEOUT);
             }
             if let Some(t) = self.reassembler.poll_timeout() {
                 deadline = deadline.min(t);
@@ -554,12 +567,6 @@ impl Session {
                     }
                 }
                 _ = self.io.wake.notified() => {}
-                Some((inv, result)) = self.handler_rx.recv() => {
-                    let pkt = rpc::response_packet(&inv.caller_identity, &inv.request_id, result);
-                    if let Err(e) = self.send_packet(&pkt, true) {
-                        log::warn!("could not send RPC response: {e}");
-                    }
-                }
                 _ = sleep => {}
             }
             let now = Instant::now();
@@ -574,9 +581,10 @@ impl Session {
             if let Some(reason) = self.drain_commands() {
                 return reason;
             }
-            for (reply, result) in self.rpc.handle_timeout(now) {
-                let _ = reply.send(result);
-            }
+            // Forget RPC streams that stopped making progress (the incoming manager drops them
+            // when their sender leaves or the room closes).
+            self.rpc_streams
+                .retain(|_, last| *last + streams::DEFAULT_STREAM_IDLE_TIMEOUT > now);
             for ev in self.reassembler.handle_timeout(now) {
                 self.stream_event(ev);
             }
@@ -697,7 +705,7 @@ impl Session {
                         .collect::<Vec<_>>()
                 );
                 let changes = self.tracker.apply_update(&u.participants);
-                self.apply_changes(now, changes);
+                self.apply_changes(changes);
             }
             Resp::Leave(l) => {
                 return Some(format!("server asked to leave (reason {})", l.reason));
@@ -766,39 +774,66 @@ impl Session {
                 });
             }
             Some(Value::RpcRequest(req)) => {
-                let handlers = &self.handlers;
-                let outcome = rpc::handle_request(&sender, req, |m| handlers.contains_key(m));
-                if let Err(e) = self.send_packet(&outcome.ack, true) {
-                    log::warn!("could not ack RPC: {e}");
-                }
-                match outcome.action {
-                    Err(resp) => {
-                        if let Err(e) = self.send_packet(&resp, true) {
-                            log::warn!("could not send RPC error: {e}");
-                        }
-                    }
-                    Ok(inv) => {
-                        let Some(handler) = self.handlers.get(&inv.method).cloned() else {
-                            return;
-                        };
-                        let tx = self.handler_tx.clone();
-                        let wake = self.io.wake.clone();
-                        tokio::task::spawn_blocking(move || {
-                            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                                handler(inv.clone())
-                            }))
-                            .unwrap_or_else(|_| Err(RpcError::built_in(RpcError::APPLICATION_ERROR)));
-                            let _ = tx.send((inv, result));
-                            wake.notify_one();
-                        });
-                    }
-                }
+                let rpc = Arc::clone(&self.rpc);
+                tokio::spawn(async move {
+                    let options = rpc::request_options(sender, req);
+                    rpc.server.handle_v1_request(options, &rpc.transport).await;
+                });
             }
-            Some(Value::RpcAck(a)) => self.rpc.handle_ack(now, &a.request_id),
+            Some(Value::RpcAck(a)) => self.rpc.client.handle_incoming_rpc_ack(a.request_id),
             Some(Value::RpcResponse(r)) => {
-                if let Some((reply, result)) = self.rpc.handle_response(r) {
-                    let _ = reply.send(result);
+                let (payload, error) = rpc::response_parts(r.value);
+                self.rpc
+                    .client
+                    .handle_v1_response_packet(r.request_id, payload, error);
+            }
+            Some(Value::StreamHeader(h))
+                if h.topic == rpc::RPC_REQUEST_TOPIC || h.topic == rpc::RPC_RESPONSE_TOPIC =>
+            {
+                if h.inline_content.is_none() {
+                    if self.rpc_streams.len() >= streams::DEFAULT_MAX_OPEN_STREAMS {
+                        log::warn!("too many open RPC streams; dropping one from {sender}");
+                        return;
+                    }
+                    self.rpc_streams
+                        .insert((sender.clone(), h.stream_id.clone()), now);
                 }
+                self.feed_rpc_stream(
+                    sender,
+                    ds::Packet::Header {
+                        header: h.into(),
+                        encryption_type: Default::default(),
+                    },
+                );
+            }
+            Some(Value::StreamChunk(c))
+                if self
+                    .rpc_streams
+                    .contains_key(&(sender.clone(), c.stream_id.clone())) =>
+            {
+                self.rpc_streams
+                    .insert((sender.clone(), c.stream_id.clone()), now);
+                self.feed_rpc_stream(
+                    sender,
+                    ds::Packet::Chunk {
+                        chunk: c.into(),
+                        encryption_type: Default::default(),
+                    },
+                );
+            }
+            Some(Value::StreamTrailer(t))
+                if self
+                    .rpc_streams
+                    .remove(&(sender.clone(), t.stream_id.clone()))
+                    .is_some() =>
+            {
+                self.feed_rpc_stream(
+                    sender,
+                    ds::Packet::Trailer {
+                        trailer: t.into(),
+                        encryption_type: Default::default(),
+                    },
+                );
             }
             Some(Value::StreamHeader(h)) => {
                 if let Some(ev) = self.reassembler.handle_header(now, &sender, h) {
@@ -819,6 +854,13 @@ impl Session {
         }
     }
 
+    fn feed_rpc_stream(&self, sender: String, packet: ds::Packet) {
+        let event = ds::incoming::PacketReceived::new(packet, sender.into());
+        if self.rpc_streams_in.send(event.into()).is_err() {
+            log::warn!("RPC stream manager stopped; dropping an RPC stream packet");
+        }
+    }
+
     /// Handles queued commands. Returns a reason when the session must end.
     fn drain_commands(&mut self) -> Option<String> {
         while let Ok(cmd) = self.io.commands.try_recv() {
@@ -830,36 +872,21 @@ impl Session {
                     }
                     // No "recipient not found" pre-check: livekit-server announces data-only
                     // participants in batches (up to 3 s late) but routes to them at once.
-                    self.next_request += 1;
-                    let id = new_request_id(self.next_request);
-                    match self.rpc.start_call(Instant::now(), reply, id.clone(), params) {
-                        Ok(pkt) => {
-                            if let Err(e) = self.send_packet(&pkt, true) {
-                                if let Some(reply) = self.rpc.cancel(&id) {
-                                    let _ = reply.send(Err(RpcError::new(
-                                        RpcError::SEND_FAILED,
-                                        "Failed to send",
-                                        Some(e.to_string()),
-                                    )));
-                                }
-                            }
-                        }
-                        Err((reply, e)) => {
-                            let _ = reply.send(Err(e));
+                    // (`livekit-rpc` has none either.)
+                    let rpc = Arc::clone(&self.rpc);
+                    tokio::spawn(async move {
+                        let _ = reply.send(rpc.perform(params).await);
+                    });
+                }
+                Command::Transmit { packets, done } => {
+                    let mut result = Ok(());
+                    for pkt in &packets {
+                        if let Err(e) = self.send_packet(pkt, true) {
+                            result = Err(e);
+                            break;
                         }
                     }
-                }
-                Command::Register {
-                    method,
-                    handler,
-                    done,
-                } => {
-                    self.handlers.insert(method, handler);
-                    let _ = done.send(());
-                }
-                Command::Unregister { method, done } => {
-                    self.handlers.remove(&method);
-                    let _ = done.send(());
+                    let _ = done.send(result);
                 }
                 Command::SendBytes {
                     mut desc,
@@ -910,9 +937,8 @@ impl Session {
         while let PeerOutput::Transmit(dest, data) = self.peer.poll() {
             let _ = self.socket.try_send_to(&data, dest);
         }
-        for (reply, result) in self.rpc.fail_all() {
-            let _ = reply.send(result);
-        }
+        self.rpc.client.fail_all_pending();
+        let _ = self.rpc_streams_in.send(ds::incoming::InputEvent::Shutdown);
         // Fail commands that raced with the shutdown.
         while let Ok(cmd) = self.io.commands.try_recv() {
             match cmd {
@@ -922,7 +948,10 @@ impl Session {
                 Command::SendBytes { reply, .. } | Command::PublishData { reply, .. } => {
                     let _ = reply.send(Err(LiveError::Disconnected(reason.clone())));
                 }
-                _ => {}
+                Command::Transmit { done, .. } => {
+                    let _ = done.send(Err(LiveError::Disconnected(reason.clone())));
+                }
+                Command::Disconnect => {}
             }
         }
         let left = self.tracker.clear();
@@ -937,6 +966,63 @@ impl Session {
         }
         self.emit(RoomEvent::Disconnected { reason });
     }
+}
+
+/// The server version `livekit-rpc` checks RPC support against.
+fn server_version(join: &proto::JoinResponse) -> Option<String> {
+    join.server_info
+        .as_ref()
+        .map(|i| i.version.clone())
+        .filter(|v| !v.is_empty())
+        .or_else(|| Some(join.server_version.clone()).filter(|v| !v.is_empty()))
+}
+
+/// `livekit-data-stream`'s outgoing manager (used for RPC v2 text streams), with a task that
+/// pumps its packet batches into the engine. The task ends when the manager is dropped.
+fn spawn_outgoing_streams(outbox: Outbox) -> ds::outgoing::Manager {
+    let (manager, mut packets) = ds::outgoing::Manager::new();
+    tokio::spawn(async move {
+        while let Ok((batch, responder)) = packets.recv().await {
+            let result = outbox
+                .transmit(batch)
+                .await
+                .map_err(|_| livekit_data_stream::api::SendError);
+            let _ = responder.respond(result);
+        }
+    });
+    manager
+}
+
+/// `livekit-data-stream`'s incoming manager for RPC v2 streams, with a task routing each
+/// opened text stream to the RPC client (responses) or server (requests). Both tasks end when
+/// the returned input is dropped or shut down.
+fn spawn_incoming_rpc_streams(rpc: &Arc<Rpc>, max_bytes: usize) -> ds::incoming::ManagerInput {
+    let (manager, input, mut output) = ds::incoming::Manager::new(Some(max_bytes));
+    tokio::spawn(manager.run());
+    let rpc = Arc::clone(rpc);
+    tokio::spawn(async move {
+        while let Some(event) = output.recv().await {
+            let ds::incoming::OutputEvent::StreamOpened(opened) = event else {
+                continue;
+            };
+            let AnyStreamReader::Text(reader) = opened.stream_reader else {
+                log::debug!("ignoring a byte stream on an RPC topic");
+                continue;
+            };
+            let rpc = Arc::clone(&rpc);
+            let caller = opened.participant_identity;
+            tokio::spawn(async move {
+                if reader.info().topic == rpc::RPC_REQUEST_TOPIC {
+                    rpc.server
+                        .handle_v2_request_stream(reader, caller, &rpc.transport)
+                        .await;
+                } else {
+                    rpc.client.handle_v2_response_stream(reader).await;
+                }
+            });
+        }
+    });
+    input
 }
 
 /// Receives on an optional socket; pends forever without one.
