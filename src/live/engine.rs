@@ -7,9 +7,10 @@
 use crate::live::error::{LiveError, RpcError};
 use crate::live::participants::{Participant, ParticipantChange, ParticipantTracker};
 use crate::live::peer::{Peer, PeerOutput};
+use crate::live::room::SendBytesOptions;
 use crate::live::rpc::{self, CallParams, EngineTransport, Outbox, Rpc, RpcReply};
 use crate::live::signal::{self, SignalPath};
-use crate::live::streams::{self, ByteStream, OutgoingByteStream, StreamEvent, StreamReassembler};
+use crate::live::streams::{self, ByteStream, StreamEvent, StreamReassembler};
 use crate::live::ws::Ws;
 use crossbeam_channel as cb;
 use futures_util::{SinkExt, StreamExt};
@@ -69,7 +70,7 @@ pub(crate) enum Command {
         done: tokio::sync::oneshot::Sender<Result<(), LiveError>>,
     },
     SendBytes {
-        desc: OutgoingByteStream,
+        options: SendBytesOptions,
         data: Vec<u8>,
         reply: cb::Sender<Result<(), LiveError>>,
     },
@@ -318,7 +319,6 @@ struct Session {
     next_ping: Instant,
     last_signal: Instant,
     rtt_ms: i64,
-    next_request: u64,
 }
 
 impl Session {
@@ -428,7 +428,6 @@ impl Session {
             next_ping: now + ping_interval,
             last_signal: now,
             rtt_ms: 0,
-            next_request: 0,
         };
         s.apply_changes(initial);
         Ok(s)
@@ -888,23 +887,12 @@ impl Session {
                     }
                     let _ = done.send(result);
                 }
-                Command::SendBytes {
-                    mut desc,
-                    data,
-                    reply,
-                } => {
-                    if desc.id.is_empty() {
-                        self.next_request += 1;
-                        desc.id = new_request_id(self.next_request);
-                    }
-                    let mut result = Ok(());
-                    for pkt in streams::byte_stream_packets(&desc, &data, now_ms()) {
-                        if let Err(e) = self.send_packet(&pkt, true) {
-                            result = Err(e);
-                            break;
-                        }
-                    }
-                    let _ = reply.send(result);
+                Command::SendBytes { options, data, reply } => {
+                    // Packetized by livekit-data-stream; its batch comes back as a Transmit.
+                    let rpc = Arc::clone(&self.rpc);
+                    tokio::spawn(async move {
+                        let _ = reply.send(rpc.transport.send_bytes(data, options).await);
+                    });
                 }
                 Command::PublishData {
                     packet,
@@ -1048,20 +1036,6 @@ fn push_drop_oldest<T>(tx: &cb::Sender<T>, rx: &cb::Receiver<T>, mut item: T, wh
     }
 }
 
-/// Request / stream ids: random 64-bit prefix plus a counter, formatted like a UUID v4.
-fn new_request_id(counter: u64) -> String {
-    let a = fastrand::u64(..);
-    let b = fastrand::u64(..) ^ counter;
-    format!(
-        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-        (a >> 32) as u32,
-        (a >> 16) as u16,
-        (a as u16) & 0x0fff,
-        ((b >> 48) as u16 & 0x3fff) | 0x8000,
-        b & 0xffff_ffff_ffff
-    )
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
@@ -1072,14 +1046,5 @@ mod tests {
             super::push_drop_oldest(&tx, &overflow, i, "test");
         }
         assert_eq!(rx.try_iter().collect::<Vec<_>>(), vec![3, 4]);
-    }
-
-    #[test]
-    fn request_ids_look_like_uuids_and_differ() {
-        let a = super::new_request_id(1);
-        let b = super::new_request_id(2);
-        assert_eq!(a.len(), 36);
-        assert_ne!(a, b);
-        assert_eq!(&a[14..15], "4");
     }
 }

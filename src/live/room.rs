@@ -6,7 +6,7 @@ use crate::live::participants::Participant;
 use crate::live::rpc::{self, CallParams, Invocation, RpcReply};
 use crate::live::runtime::{self, SharedRuntime};
 use crate::live::signal::SignalPath;
-use crate::live::streams::{ByteStream, OutgoingByteStream};
+use crate::live::streams::ByteStream;
 use crossbeam_channel as cb;
 use livekit_protocol as proto;
 use livekit_rpc::backend::RpcServerManager;
@@ -311,20 +311,13 @@ impl Room {
         self.rpc_server.unregister_method(method);
     }
 
-    /// Sends `data` as a byte stream. Returns once every packet is queued on the reliable
-    /// channel (delivery is then up to SCTP).
+    /// Sends `data` as a byte stream (packetized by `livekit-data-stream`: inline or
+    /// compressed when every recipient advertises support). Returns once every packet is
+    /// queued on the reliable channel (delivery is then up to SCTP).
     pub fn send_bytes(&self, data: Vec<u8>, options: SendBytesOptions) -> Result<(), LiveError> {
-        let desc = OutgoingByteStream {
-            id: String::new(),
-            topic: options.topic,
-            name: options.name,
-            mime_type: options.mime_type,
-            attributes: options.attributes,
-            destinations: options.destinations,
-        };
         let (tx, rx) = cb::bounded(1);
         if !self.send(Command::SendBytes {
-            desc,
+            options,
             data,
             reply: tx,
         }) {

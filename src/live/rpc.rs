@@ -14,7 +14,7 @@ use crate::live::engine::{Command, Shared};
 use crate::live::error::{LiveError, RpcError};
 use crossbeam_channel as cb;
 use livekit_common::{ClientCapability, ParticipantIdentity, RemoteParticipantRegistry};
-use livekit_data_stream::api::{SendTextOptions, StreamResult, TextStreamInfo};
+use livekit_data_stream::api::{SendByteOptions, SendTextOptions, StreamResult, TextStreamInfo};
 use livekit_data_stream::backend::outgoing::Manager as OutgoingStreams;
 use livekit_protocol as proto;
 use livekit_rpc::api as lk;
@@ -191,6 +191,24 @@ impl EngineTransport {
             shared,
             server_version,
             streams,
+        }
+    }
+
+    /// Sends `data` as a byte stream through `livekit-data-stream`'s outgoing manager.
+    pub(crate) async fn send_bytes(
+        &self,
+        data: Vec<u8>,
+        options: crate::live::SendBytesOptions,
+    ) -> Result<(), LiveError> {
+        let mut send = SendByteOptions::new_with_topic(options.topic);
+        send.attributes = options.attributes;
+        send.destination_identities = options.destinations.into_iter().map(Into::into).collect();
+        send.name = Some(options.name).filter(|n| !n.is_empty());
+        send.mime_type = Some(options.mime_type).filter(|m| !m.is_empty());
+        match self.streams.send_bytes(&data, send, self).await {
+            Ok(_) => Ok(()),
+            Err(_) if !self.shared.is_connected() => Err(LiveError::Disconnected("room closed".into())),
+            Err(e) => Err(LiveError::Rtc(format!("byte stream not sent: {e}"))),
         }
     }
 

@@ -1,14 +1,12 @@
-//! Sans-IO LiveKit data streams: reassembly of incoming streams (header, chunks, trailer)
-//! and packetization of outgoing byte streams.
+//! Sans-IO reassembly of incoming LiveKit data streams (header, chunks, trailer), with the
+//! limits the engine needs (size, open streams, idle time). Outgoing streams are packetized
+//! by `livekit-data-stream` (see `EngineTransport::send_bytes`).
 
 use livekit_protocol as proto;
-use proto::data_packet::Value;
 use proto::data_stream::header::ContentHeader;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-/// Bytes of content per chunk packet (same as LiveKit's SDKs).
-pub const CHUNK_SIZE: usize = 15_000;
 /// Default cap on the size of one incoming stream.
 pub const DEFAULT_MAX_STREAM_BYTES: usize = 64 * 1024 * 1024;
 /// Default cap on concurrently open incoming streams.
@@ -275,66 +273,70 @@ impl StreamReassembler {
     }
 }
 
-/// Description of an outgoing byte stream.
-#[derive(Debug, Clone, Default)]
-pub struct OutgoingByteStream {
-    /// Stream id (random if empty).
-    pub id: String,
-    /// Topic.
-    pub topic: String,
-    /// Stream (file) name.
-    pub name: String,
-    /// MIME type (`application/octet-stream` if empty).
-    pub mime_type: String,
-    /// Attributes.
-    pub attributes: HashMap<String, String>,
-    /// Destination identities (everybody if empty).
-    pub destinations: Vec<String>,
-}
-
-/// Packetizes a byte stream: header, chunks of [`CHUNK_SIZE`] bytes, trailer.
-pub fn byte_stream_packets(s: &OutgoingByteStream, data: &[u8], timestamp_ms: i64) -> Vec<proto::DataPacket> {
-    let packet = |value| proto::DataPacket {
-        destination_identities: s.destinations.clone(),
-        value: Some(value),
-        ..Default::default()
-    };
-    let mime_type = if s.mime_type.is_empty() {
-        "application/octet-stream".to_string()
-    } else {
-        s.mime_type.clone()
-    };
-    let mut out = Vec::with_capacity(data.len() / CHUNK_SIZE + 3);
-    out.push(packet(Value::StreamHeader(proto::data_stream::Header {
-        stream_id: s.id.clone(),
-        timestamp: timestamp_ms,
-        topic: s.topic.clone(),
-        mime_type,
-        total_length: Some(data.len() as u64),
-        attributes: s.attributes.clone(),
-        content_header: Some(ContentHeader::ByteHeader(proto::data_stream::ByteHeader {
-            name: s.name.clone(),
-        })),
-        ..Default::default()
-    })));
-    for (i, chunk) in data.chunks(CHUNK_SIZE).enumerate() {
-        out.push(packet(Value::StreamChunk(proto::data_stream::Chunk {
-            stream_id: s.id.clone(),
-            chunk_index: i as u64,
-            content: chunk.to_vec(),
-            ..Default::default()
-        })));
-    }
-    out.push(packet(Value::StreamTrailer(proto::data_stream::Trailer {
-        stream_id: s.id.clone(),
-        ..Default::default()
-    })));
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proto::data_packet::Value;
+
+    /// Bytes of content per chunk packet (same as LiveKit's SDKs).
+    const CHUNK_SIZE: usize = 15_000;
+
+    /// Description of an outgoing byte stream.
+    #[derive(Debug, Clone, Default)]
+    struct OutgoingByteStream {
+        /// Stream id (random if empty).
+        pub id: String,
+        /// Topic.
+        pub topic: String,
+        /// Stream (file) name.
+        pub name: String,
+        /// MIME type (`application/octet-stream` if empty).
+        pub mime_type: String,
+        /// Attributes.
+        pub attributes: HashMap<String, String>,
+        /// Destination identities (everybody if empty).
+        pub destinations: Vec<String>,
+    }
+
+    /// Classic packetization (header, chunks, trailer), as LiveKit's SDKs send a byte stream.
+    fn byte_stream_packets(s: &OutgoingByteStream, data: &[u8], timestamp_ms: i64) -> Vec<proto::DataPacket> {
+        let packet = |value| proto::DataPacket {
+            destination_identities: s.destinations.clone(),
+            value: Some(value),
+            ..Default::default()
+        };
+        let mime_type = if s.mime_type.is_empty() {
+            "application/octet-stream".to_string()
+        } else {
+            s.mime_type.clone()
+        };
+        let mut out = Vec::with_capacity(data.len() / CHUNK_SIZE + 3);
+        out.push(packet(Value::StreamHeader(proto::data_stream::Header {
+            stream_id: s.id.clone(),
+            timestamp: timestamp_ms,
+            topic: s.topic.clone(),
+            mime_type,
+            total_length: Some(data.len() as u64),
+            attributes: s.attributes.clone(),
+            content_header: Some(ContentHeader::ByteHeader(proto::data_stream::ByteHeader {
+                name: s.name.clone(),
+            })),
+            ..Default::default()
+        })));
+        for (i, chunk) in data.chunks(CHUNK_SIZE).enumerate() {
+            out.push(packet(Value::StreamChunk(proto::data_stream::Chunk {
+                stream_id: s.id.clone(),
+                chunk_index: i as u64,
+                content: chunk.to_vec(),
+                ..Default::default()
+            })));
+        }
+        out.push(packet(Value::StreamTrailer(proto::data_stream::Trailer {
+            stream_id: s.id.clone(),
+            ..Default::default()
+        })));
+        out
+    }
 
     fn feed(r: &mut StreamReassembler, sender: &str, pkts: Vec<proto::DataPacket>) -> Vec<StreamEvent> {
         let now = Instant::now();
@@ -423,6 +425,57 @@ mod tests {
             assert!(
                 matches!(r.handle_header(now, "x", inline), Some(StreamEvent::Complete(s)) if s.data == vec![9, 9])
             );
+        }
+    }
+
+    /// What the engine sends (livekit-data-stream's packetizer) reassembles here, for a
+    /// recipient that advertises nothing (classic chunks) and one on data streams v2 (inline).
+    #[test]
+    fn livekit_data_stream_packets_reassemble() {
+        use livekit_common::{ClientCapability, ParticipantIdentity, RemoteParticipantRegistry};
+        use livekit_data_stream::api::SendByteOptions;
+        struct Registry(i32);
+        impl RemoteParticipantRegistry for Registry {
+            fn remote_client_protocol(&self, _: &ParticipantIdentity) -> i32 {
+                self.0
+            }
+            fn remote_capabilities(&self, _: &ParticipantIdentity) -> Vec<ClientCapability> {
+                Vec::new()
+            }
+            fn remote_identities(&self) -> Vec<ParticipantIdentity> {
+                vec!["me".into()]
+            }
+        }
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        for (protocol, data) in [(0, vec![5u8; CHUNK_SIZE * 2 + 7]), (2, vec![6u8; 100])] {
+            let packets = rt.block_on(async {
+                let (manager, mut rx) = livekit_data_stream::backend::outgoing::Manager::new();
+                let pump = tokio::spawn(async move {
+                    let (batch, responder) = rx.recv().await.unwrap();
+                    let _ = responder.respond(Ok(()));
+                    batch
+                });
+                let mut options = SendByteOptions::new_with_topic("menlo.camera_capture");
+                options.name = Some("frame.jpg".into());
+                options.attributes.insert("request_id".into(), "r1".into());
+                options.destination_identities = vec!["me".into()];
+                manager
+                    .send_bytes(&data, options, &Registry(protocol))
+                    .await
+                    .unwrap();
+                pump.await.unwrap()
+            });
+            assert_eq!(packets.len(), if protocol == 0 { 5 } else { 1 }, "{protocol}");
+            let ev = feed(&mut StreamReassembler::default(), "robot", packets);
+            let [StreamEvent::Complete(s)] = ev.as_slice() else {
+                panic!("{ev:?}")
+            };
+            assert_eq!(
+                (s.data.as_slice(), s.name.as_str()),
+                (data.as_slice(), "frame.jpg")
+            );
+            assert_eq!(s.attributes["request_id"], "r1");
+            assert_eq!(s.topic, "menlo.camera_capture");
         }
     }
 }
