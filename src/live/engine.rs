@@ -1,7 +1,8 @@
 //! The async core of a room: one task on the private runtime that owns the websocket, the
-//! UDP socket and the str0m peer, and drives the sans-IO state machines (participants,
-//! streams). RPC runs in `livekit-rpc`'s managers on tasks of their own, which send through the
-//! engine's command channel (see [`crate::live::rpc`]). It talks to the synchronous
+//! UDP socket and the str0m peer, and drives the sans-IO state machines (participants, the
+//! stream gate). RPC and data streams run in LiveKit's `livekit-rpc` / `livekit-data-stream`
+//! managers on tasks of their own, which send through the engine's command channel (see
+//! [`crate::live::rpc`], [`crate::live::streams`]). It talks to the synchronous
 //! [`crate::live::Room`] handle only through channels.
 
 use crate::live::error::{LiveError, RpcError};
@@ -10,7 +11,7 @@ use crate::live::peer::{Peer, PeerOutput};
 use crate::live::room::SendBytesOptions;
 use crate::live::rpc::{self, CallParams, EngineTransport, Outbox, Rpc, RpcReply};
 use crate::live::signal::{self, SignalPath};
-use crate::live::streams::{self, ByteStream, StreamEvent, StreamReassembler};
+use crate::live::streams::{self, ByteStream, StreamFailure, StreamGate};
 use crate::live::ws::Ws;
 use crossbeam_channel as cb;
 use futures_util::{SinkExt, StreamExt};
@@ -307,12 +308,11 @@ struct Session {
     join: Joined,
     tracker: ParticipantTracker,
     rpc: Arc<Rpc>,
-    /// Incoming RPC v2 streams (topics `lk.rpc_request` / `lk.rpc_response`) are fed to
-    /// `livekit-data-stream`'s incoming manager, which hands their readers to the RPC managers.
-    rpc_streams_in: ds::incoming::ManagerInput,
-    /// (sender, stream id) of the RPC streams being received, with their last progress.
-    rpc_streams: HashMap<(String, String), Instant>,
-    reassembler: StreamReassembler,
+    /// Incoming data streams go through the gate (open-stream cap, idle timeout) into
+    /// `livekit-data-stream`'s incoming manager; its readers go to the RPC managers (topics
+    /// `lk.rpc_request` / `lk.rpc_response`) or are collected into [`ByteStream`]s.
+    streams_in: ds::incoming::ManagerInput,
+    stream_gate: StreamGate,
     ready_sent: bool,
     ping_interval: Duration,
     ping_timeout: Duration,
@@ -397,7 +397,17 @@ impl Session {
                 }),
             ),
         });
-        let rpc_streams_in = spawn_incoming_rpc_streams(&rpc, cfg.max_stream_bytes);
+        let streams_in = spawn_incoming_streams(
+            &rpc,
+            cfg.max_stream_bytes,
+            Sinks {
+                streams: io.streams.clone(),
+                streams_overflow: io.streams_overflow.clone(),
+                events: io.events.clone(),
+                events_overflow: io.events_overflow.clone(),
+                shared: io.shared.clone(),
+            },
+        );
         let ping_interval = Duration::from_secs(u64::try_from(join.ping_interval).unwrap_or(0).max(1));
         let ping_timeout = Duration::from_secs(u64::try_from(join.ping_timeout).unwrap_or(0).max(2));
         let mut s = Session {
@@ -415,13 +425,8 @@ impl Session {
             join: joined,
             tracker,
             rpc,
-            rpc_streams_in,
-            rpc_streams: HashMap::new(),
-            reassembler: StreamReassembler::new(
-                cfg.max_stream_bytes,
-                streams::DEFAULT_MAX_OPEN_STREAMS,
-                streams::DEFAULT_STREAM_IDLE_TIMEOUT,
-            ),
+            streams_in,
+            stream_gate: StreamGate::default(),
             ready_sent: false,
             ping_interval,
             ping_timeout,
@@ -455,15 +460,10 @@ impl Session {
                     self.rpc
                         .client
                         .handle_participant_disconnected(&p.identity.as_str().into());
-                    self.rpc_streams.retain(|(sender, _), _| *sender != p.identity);
-                    let _ = self
-                        .rpc_streams_in
-                        .send(ds::incoming::InputEvent::AbortStreamsFrom(
-                            p.identity.as_str().into(),
-                        ));
-                    for f in self.reassembler.participant_left(&p.identity) {
-                        self.stream_event(f);
-                    }
+                    self.stream_gate.participant_left(&p.identity);
+                    let _ = self.streams_in.send(ds::incoming::InputEvent::AbortStreamsFrom(
+                        p.identity.as_str().into(),
+                    ));
                     RoomEvent::ParticipantLeft(p)
                 }
             };
@@ -479,21 +479,14 @@ impl Session {
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    fn stream_event(&self, ev: StreamEvent) {
-        match ev {
-            StreamEvent::Complete(s) => {
-                push_drop_oldest(&self.io.streams, &self.io.streams_overflow, s, "byte stream");
-            }
-            StreamEvent::Failed(f) => {
-                log::warn!(
-                    "incoming stream {} from {} failed: {}",
-                    f.id,
-                    f.sender_identity,
-                    f.reason
-                );
-                self.emit(RoomEvent::StreamFailed(f));
-            }
-        }
+    fn stream_failed(&self, f: StreamFailure) {
+        log::warn!(
+            "incoming stream {} from {} failed: {}",
+            f.id,
+            f.sender_identity,
+            f.reason
+        );
+        self.emit(RoomEvent::StreamFailed(f));
     }
 
     fn send_packet(&mut self, packet: &proto::DataPacket, reliable: bool) -> Result<(), LiveError> {
@@ -522,10 +515,7 @@ impl Session {
             if !self.ready_sent {
                 deadline = deadline.min(connect_deadline);
             }
-            if let Some(t) = self.rpc_streams.values().min() {
-                deadline = deadline.min(*t + streams::DEFAULT_STREAM_IDLE_TIMEOUT);
-            }
-            if let Some(t) = self.reassembler.poll_timeout() {
+            if let Some(t) = self.stream_gate.poll_timeout() {
                 deadline = deadline.min(t);
             }
             let sleep = tokio::time::sleep_until(deadline.into());
@@ -580,12 +570,15 @@ impl Session {
             if let Some(reason) = self.drain_commands() {
                 return reason;
             }
-            // Forget RPC streams that stopped making progress (the incoming manager drops them
-            // when their sender leaves or the room closes).
-            self.rpc_streams
-                .retain(|_, last| *last + streams::DEFAULT_STREAM_IDLE_TIMEOUT > now);
-            for ev in self.reassembler.handle_timeout(now) {
-                self.stream_event(ev);
+            // Streams that stopped making progress end with a trailer saying so.
+            for (sender, id) in self.stream_gate.handle_timeout(now) {
+                self.feed_stream(
+                    sender,
+                    ds::Packet::Trailer {
+                        trailer: streams::idle_trailer(&id).into(),
+                        encryption_type: Default::default(),
+                    },
+                );
             }
             if !self.ready_sent && now >= connect_deadline {
                 let _ = self.io.ready.send(Err(LiveError::Timeout("WebRTC data channel")));
@@ -786,77 +779,48 @@ impl Session {
                     .client
                     .handle_v1_response_packet(r.request_id, payload, error);
             }
-            Some(Value::StreamHeader(h))
-                if h.topic == rpc::RPC_REQUEST_TOPIC || h.topic == rpc::RPC_RESPONSE_TOPIC =>
-            {
-                if h.inline_content.is_none() {
-                    if self.rpc_streams.len() >= streams::DEFAULT_MAX_OPEN_STREAMS {
-                        log::warn!("too many open RPC streams; dropping one from {sender}");
-                        return;
-                    }
-                    self.rpc_streams
-                        .insert((sender.clone(), h.stream_id.clone()), now);
-                }
-                self.feed_rpc_stream(
+            Some(Value::StreamHeader(h)) => match self.stream_gate.header(now, &sender, &h) {
+                Ok(()) => self.feed_stream(
                     sender,
                     ds::Packet::Header {
                         header: h.into(),
                         encryption_type: Default::default(),
                     },
-                );
-            }
-            Some(Value::StreamChunk(c))
-                if self
-                    .rpc_streams
-                    .contains_key(&(sender.clone(), c.stream_id.clone())) =>
-            {
-                self.rpc_streams
-                    .insert((sender.clone(), c.stream_id.clone()), now);
-                self.feed_rpc_stream(
-                    sender,
-                    ds::Packet::Chunk {
-                        chunk: c.into(),
-                        encryption_type: Default::default(),
-                    },
-                );
-            }
-            Some(Value::StreamTrailer(t))
-                if self
-                    .rpc_streams
-                    .remove(&(sender.clone(), t.stream_id.clone()))
-                    .is_some() =>
-            {
-                self.feed_rpc_stream(
-                    sender,
-                    ds::Packet::Trailer {
-                        trailer: t.into(),
-                        encryption_type: Default::default(),
-                    },
-                );
-            }
-            Some(Value::StreamHeader(h)) => {
-                if let Some(ev) = self.reassembler.handle_header(now, &sender, h) {
-                    self.stream_event(ev);
-                }
-            }
+                ),
+                Err(failure) => self.stream_failed(failure),
+            },
             Some(Value::StreamChunk(c)) => {
-                if let Some(ev) = self.reassembler.handle_chunk(now, &sender, c) {
-                    self.stream_event(ev);
+                if self.stream_gate.chunk(now, &sender, &c.stream_id) {
+                    self.feed_stream(
+                        sender,
+                        ds::Packet::Chunk {
+                            chunk: c.into(),
+                            encryption_type: Default::default(),
+                        },
+                    );
+                } else {
+                    log::debug!("chunk for unknown stream {}", c.stream_id);
                 }
             }
             Some(Value::StreamTrailer(t)) => {
-                if let Some(ev) = self.reassembler.handle_trailer(&sender, t) {
-                    self.stream_event(ev);
+                if self.stream_gate.trailer(&sender, &t.stream_id) {
+                    self.feed_stream(
+                        sender,
+                        ds::Packet::Trailer {
+                            trailer: t.into(),
+                            encryption_type: Default::default(),
+                        },
+                    );
                 }
             }
             _ => log::trace!("ignoring data packet kind"),
         }
     }
 
-    fn feed_rpc_stream(&self, sender: String, packet: ds::Packet) {
+    fn feed_stream(&self, sender: String, packet: ds::Packet) {
         let event = ds::incoming::PacketReceived::new(packet, sender.into());
-        if self.rpc_streams_in.send(event.into()).is_err() {
-            log::warn!("RPC stream manager stopped; dropping an RPC stream packet");
+        if self.streams_in.send(event.into()).is_err() {
+            log::warn!("incoming stream manager stopped; dropping a stream packet");
         }
     }
 
@@ -926,7 +890,7 @@ impl Session {
             let _ = self.socket.try_send_to(&data, dest);
         }
         self.rpc.client.fail_all_pending();
-        let _ = self.rpc_streams_in.send(ds::incoming::InputEvent::Shutdown);
+        let _ = self.streams_in.send(ds::incoming::InputEvent::Shutdown);
         // Fail commands that raced with the shutdown.
         while let Ok(cmd) = self.io.commands.try_recv() {
             match cmd {
@@ -981,33 +945,70 @@ fn spawn_outgoing_streams(outbox: Outbox) -> ds::outgoing::Manager {
     manager
 }
 
-/// `livekit-data-stream`'s incoming manager for RPC v2 streams, with a task routing each
-/// opened text stream to the RPC client (responses) or server (requests). Both tasks end when
-/// the returned input is dropped or shut down.
-fn spawn_incoming_rpc_streams(rpc: &Arc<Rpc>, max_bytes: usize) -> ds::incoming::ManagerInput {
+/// Where completed and failed incoming streams go (clones of the handle's queues).
+struct Sinks {
+    streams: cb::Sender<ByteStream>,
+    streams_overflow: cb::Receiver<ByteStream>,
+    events: cb::Sender<RoomEvent>,
+    events_overflow: cb::Receiver<RoomEvent>,
+    shared: Arc<Shared>,
+}
+
+/// `livekit-data-stream`'s incoming manager, with a task routing each opened stream: text
+/// streams on the RPC topics to the RPC server (requests) or client (responses), everything
+/// else read to its end into the byte stream queue (or a `StreamFailed` event). The tasks end
+/// when the returned input is dropped or shut down.
+fn spawn_incoming_streams(rpc: &Arc<Rpc>, max_bytes: usize, sinks: Sinks) -> ds::incoming::ManagerInput {
     let (manager, input, mut output) = ds::incoming::Manager::new(Some(max_bytes));
     tokio::spawn(manager.run());
     let rpc = Arc::clone(rpc);
+    let sinks = Arc::new(sinks);
     tokio::spawn(async move {
         while let Some(event) = output.recv().await {
             let ds::incoming::OutputEvent::StreamOpened(opened) = event else {
                 continue;
             };
-            let AnyStreamReader::Text(reader) = opened.stream_reader else {
-                log::debug!("ignoring a byte stream on an RPC topic");
-                continue;
-            };
-            let rpc = Arc::clone(&rpc);
-            let caller = opened.participant_identity;
-            tokio::spawn(async move {
-                if reader.info().topic == rpc::RPC_REQUEST_TOPIC {
-                    rpc.server
-                        .handle_v2_request_stream(reader, caller, &rpc.transport)
-                        .await;
-                } else {
-                    rpc.client.handle_v2_response_stream(reader).await;
+            let sender = opened.participant_identity;
+            match opened.stream_reader {
+                AnyStreamReader::Text(reader) if reader.info().topic == rpc::RPC_REQUEST_TOPIC => {
+                    let rpc = Arc::clone(&rpc);
+                    tokio::spawn(async move {
+                        rpc.server
+                            .handle_v2_request_stream(reader, sender, &rpc.transport)
+                            .await;
+                    });
                 }
-            });
+                AnyStreamReader::Text(reader) if reader.info().topic == rpc::RPC_RESPONSE_TOPIC => {
+                    let rpc = Arc::clone(&rpc);
+                    tokio::spawn(async move { rpc.client.handle_v2_response_stream(reader).await });
+                }
+                reader => {
+                    let sinks = Arc::clone(&sinks);
+                    tokio::spawn(async move {
+                        match streams::collect(reader, sender.0).await {
+                            Ok(stream) => push_drop_oldest(
+                                &sinks.streams,
+                                &sinks.streams_overflow,
+                                stream,
+                                "byte stream",
+                            ),
+                            // Streams cut off by our own disconnection are not reported after
+                            // the final `Disconnected` event.
+                            Err(f) if sinks.shared.is_connected() => {
+                                log::warn!(
+                                    "incoming stream {} from {} failed: {}",
+                                    f.id,
+                                    f.sender_identity,
+                                    f.reason
+                                );
+                                let event = RoomEvent::StreamFailed(f);
+                                push_drop_oldest(&sinks.events, &sinks.events_overflow, event, "room event");
+                            }
+                            Err(_) => {}
+                        }
+                    });
+                }
+            }
         }
     });
     input
