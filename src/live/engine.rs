@@ -1,17 +1,24 @@
 //! The async core of a room: one task on the private runtime that owns the websocket, the
-//! UDP socket and the str0m peer, and drives the sans-IO state machines (participants, RPC,
-//! streams). It talks to the synchronous [`crate::live::Room`] handle only through channels.
+//! UDP socket and the str0m peer, and drives the sans-IO state machines (participants, the
+//! stream gate). RPC and data streams run in LiveKit's `livekit-rpc` / `livekit-data-stream`
+//! managers on tasks of their own, which send through the engine's command channel (see
+//! [`crate::live::rpc`], [`crate::live::streams`]). It talks to the synchronous
+//! [`crate::live::Room`] handle only through channels.
 
 use crate::live::error::{LiveError, RpcError};
 use crate::live::participants::{Participant, ParticipantChange, ParticipantTracker};
 use crate::live::peer::{Peer, PeerOutput};
-use crate::live::rpc::{self, CallParams, Invocation, RpcClient};
+use crate::live::room::SendBytesOptions;
+use crate::live::rpc::{self, CallParams, EngineTransport, Outbox, Rpc, RpcReply};
 use crate::live::signal::{self, SignalPath};
-use crate::live::streams::{self, ByteStream, OutgoingByteStream, StreamEvent, StreamReassembler};
+use crate::live::streams::{self, ByteStream, StreamFailure, StreamGate};
 use crate::live::ws::Ws;
 use crossbeam_channel as cb;
 use futures_util::{SinkExt, StreamExt};
+use livekit_data_stream::api::{AnyStreamReader, StreamReader as _};
+use livekit_data_stream::backend as ds;
 use livekit_protocol as proto;
+use livekit_rpc::backend::RpcServerManager;
 use prost::Message as _;
 use proto::data_packet::Value;
 use proto::signal_response::Message as Resp;
@@ -22,9 +29,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::UdpSocket;
 use tokio_tungstenite::tungstenite::Message;
-
-/// A synchronous RPC method handler. Runs on the library's blocking thread pool.
-pub type RpcHandler = Arc<dyn Fn(Invocation) -> Result<String, RpcError> + Send + Sync + 'static>;
 
 /// Events delivered by a room.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,43 +58,20 @@ pub enum RoomEvent {
     },
 }
 
-/// Where the outcome of an outgoing RPC goes: a channel a caller blocks on, or a callback
-/// run on the engine (it must not block).
-pub(crate) enum RpcReply {
-    Channel(cb::Sender<Result<String, RpcError>>),
-    Callback(Box<dyn FnOnce(Result<String, RpcError>) + Send>),
-}
-
-impl RpcReply {
-    /// Delivers the outcome; false when the waiting caller is gone.
-    pub(crate) fn send(self, result: Result<String, RpcError>) -> bool {
-        match self {
-            RpcReply::Channel(tx) => tx.send(result).is_ok(),
-            RpcReply::Callback(callback) => {
-                callback(result);
-                true
-            }
-        }
-    }
-}
-
 /// Commands from the handle.
 pub(crate) enum Command {
     PerformRpc {
         params: CallParams,
         reply: RpcReply,
     },
-    Register {
-        method: String,
-        handler: RpcHandler,
-        done: cb::Sender<()>,
-    },
-    Unregister {
-        method: String,
-        done: cb::Sender<()>,
+    /// Packets from the RPC managers / the outgoing stream pump, sent in order on the
+    /// reliable channel.
+    Transmit {
+        packets: Vec<proto::DataPacket>,
+        done: tokio::sync::oneshot::Sender<Result<(), LiveError>>,
     },
     SendBytes {
-        desc: OutgoingByteStream,
+        options: SendBytesOptions,
         data: Vec<u8>,
         reply: cb::Sender<Result<(), LiveError>>,
     },
@@ -121,6 +102,12 @@ impl Default for Shared {
     }
 }
 
+impl Shared {
+    pub(crate) fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::SeqCst)
+    }
+}
+
 /// Result of the connect phase.
 #[derive(Debug, Clone)]
 pub(crate) struct Joined {
@@ -136,7 +123,6 @@ pub(crate) struct SessionConfig {
     pub url: String,
     pub token: String,
     pub connect_timeout: Duration,
-    pub disconnect_grace: Duration,
     pub max_stream_bytes: usize,
     /// Extra trust anchors (DER) for `wss://`, on top of the webpki roots.
     pub extra_roots_der: Vec<Vec<u8>>,
@@ -146,6 +132,8 @@ pub(crate) struct SessionConfig {
 
 pub(crate) struct SessionIo {
     pub commands: cb::Receiver<Command>,
+    /// A sender on the same channel, for the RPC transport.
+    pub commands_tx: cb::Sender<Command>,
     pub wake: Arc<tokio::sync::Notify>,
     pub ready: cb::Sender<Result<Joined, LiveError>>,
     pub events: cb::Sender<RoomEvent>,
@@ -155,6 +143,8 @@ pub(crate) struct SessionIo {
     /// Clone of the handle's receiver, used to drop the oldest stream when the queue is full.
     pub streams_overflow: cb::Receiver<ByteStream>,
     pub shared: Arc<Shared>,
+    /// Handlers of incoming requests (registered directly by the handle).
+    pub rpc_server: Arc<RpcServerManager>,
     /// Dropped when the task ends; the handle waits for that on drop.
     pub _done: cb::Sender<()>,
 }
@@ -317,18 +307,18 @@ struct Session {
     pending_signal: Vec<Vec<u8>>,
     join: Joined,
     tracker: ParticipantTracker,
-    rpc: RpcClient<RpcReply>,
-    reassembler: StreamReassembler,
-    handlers: HashMap<String, RpcHandler>,
-    handler_tx: tokio::sync::mpsc::UnboundedSender<(Invocation, Result<String, RpcError>)>,
-    handler_rx: tokio::sync::mpsc::UnboundedReceiver<(Invocation, Result<String, RpcError>)>,
+    rpc: Arc<Rpc>,
+    /// Incoming data streams go through the gate (open-stream cap, idle timeout) into
+    /// `livekit-data-stream`'s incoming manager; its readers go to the RPC managers (topics
+    /// `lk.rpc_request` / `lk.rpc_response`) or are collected into [`ByteStream`]s.
+    streams_in: ds::incoming::ManagerInput,
+    stream_gate: StreamGate,
     ready_sent: bool,
     ping_interval: Duration,
     ping_timeout: Duration,
     next_ping: Instant,
     last_signal: Instant,
     rtt_ms: i64,
-    next_request: u64,
 }
 
 impl Session {
@@ -391,7 +381,33 @@ impl Session {
         }
         let mut tracker = ParticipantTracker::new(&joined.local_identity, &joined.local_sid);
         let initial = tracker.apply_join(&join.other_participants);
-        let (handler_tx, handler_rx) = tokio::sync::mpsc::unbounded_channel();
+        let rpc = Arc::new(Rpc {
+            client: livekit_rpc::backend::RpcClientManager::new(),
+            server: Arc::clone(&io.rpc_server),
+            transport: EngineTransport::new(
+                Outbox {
+                    commands: io.commands_tx.clone(),
+                    wake: io.wake.clone(),
+                },
+                io.shared.clone(),
+                server_version(&join),
+                spawn_outgoing_streams(Outbox {
+                    commands: io.commands_tx.clone(),
+                    wake: io.wake.clone(),
+                }),
+            ),
+        });
+        let streams_in = spawn_incoming_streams(
+            &rpc,
+            cfg.max_stream_bytes,
+            Sinks {
+                streams: io.streams.clone(),
+                streams_overflow: io.streams_overflow.clone(),
+                events: io.events.clone(),
+                events_overflow: io.events_overflow.clone(),
+                shared: io.shared.clone(),
+            },
+        );
         let ping_interval = Duration::from_secs(u64::try_from(join.ping_interval).unwrap_or(0).max(1));
         let ping_timeout = Duration::from_secs(u64::try_from(join.ping_timeout).unwrap_or(0).max(2));
         let mut s = Session {
@@ -408,24 +424,17 @@ impl Session {
             pending_signal: Vec::new(),
             join: joined,
             tracker,
-            rpc: RpcClient::new(cfg.disconnect_grace),
-            reassembler: StreamReassembler::new(
-                cfg.max_stream_bytes,
-                streams::DEFAULT_MAX_OPEN_STREAMS,
-                streams::DEFAULT_STREAM_IDLE_TIMEOUT,
-            ),
-            handlers: HashMap::new(),
-            handler_tx,
-            handler_rx,
+            rpc,
+            streams_in,
+            stream_gate: StreamGate::default(),
             ready_sent: false,
             ping_interval,
             ping_timeout,
             next_ping: now + ping_interval,
             last_signal: now,
             rtt_ms: 0,
-            next_request: 0,
         };
-        s.apply_changes(now, initial);
+        s.apply_changes(initial);
         Ok(s)
     }
 
@@ -435,7 +444,7 @@ impl Session {
         push_drop_oldest(&self.io.events, &self.io.events_overflow, ev, "room event");
     }
 
-    fn apply_changes(&mut self, now: Instant, changes: Vec<ParticipantChange>) {
+    fn apply_changes(&mut self, changes: Vec<ParticipantChange>) {
         for c in changes {
             let ev = match c {
                 ParticipantChange::Joined(p) => {
@@ -448,10 +457,13 @@ impl Session {
                 }
                 ParticipantChange::Left(p) => {
                     self.lock_participants().remove(&p.identity);
-                    self.rpc.participant_left(now, &p.identity);
-                    for f in self.reassembler.participant_left(&p.identity) {
-                        self.stream_event(f);
-                    }
+                    self.rpc
+                        .client
+                        .handle_participant_disconnected(&p.identity.as_str().into());
+                    self.stream_gate.participant_left(&p.identity);
+                    let _ = self.streams_in.send(ds::incoming::InputEvent::AbortStreamsFrom(
+                        p.identity.as_str().into(),
+                    ));
                     RoomEvent::ParticipantLeft(p)
                 }
             };
@@ -467,21 +479,14 @@ impl Session {
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    fn stream_event(&self, ev: StreamEvent) {
-        match ev {
-            StreamEvent::Complete(s) => {
-                push_drop_oldest(&self.io.streams, &self.io.streams_overflow, s, "byte stream");
-            }
-            StreamEvent::Failed(f) => {
-                log::warn!(
-                    "incoming stream {} from {} failed: {}",
-                    f.id,
-                    f.sender_identity,
-                    f.reason
-                );
-                self.emit(RoomEvent::StreamFailed(f));
-            }
-        }
+    fn stream_failed(&self, f: StreamFailure) {
+        log::warn!(
+            "incoming stream {} from {} failed: {}",
+            f.id,
+            f.sender_identity,
+            f.reason
+        );
+        self.emit(RoomEvent::StreamFailed(f));
     }
 
     fn send_packet(&mut self, packet: &proto::DataPacket, reliable: bool) -> Result<(), LiveError> {
@@ -510,10 +515,7 @@ impl Session {
             if !self.ready_sent {
                 deadline = deadline.min(connect_deadline);
             }
-            if let Some(t) = self.rpc.poll_timeout() {
-                deadline = deadline.min(t);
-            }
-            if let Some(t) = self.reassembler.poll_timeout() {
+            if let Some(t) = self.stream_gate.poll_timeout() {
                 deadline = deadline.min(t);
             }
             let sleep = tokio::time::sleep_until(deadline.into());
@@ -554,12 +556,6 @@ impl Session {
                     }
                 }
                 _ = self.io.wake.notified() => {}
-                Some((inv, result)) = self.handler_rx.recv() => {
-                    let pkt = rpc::response_packet(&inv.caller_identity, &inv.request_id, result);
-                    if let Err(e) = self.send_packet(&pkt, true) {
-                        log::warn!("could not send RPC response: {e}");
-                    }
-                }
                 _ = sleep => {}
             }
             let now = Instant::now();
@@ -574,11 +570,15 @@ impl Session {
             if let Some(reason) = self.drain_commands() {
                 return reason;
             }
-            for (reply, result) in self.rpc.handle_timeout(now) {
-                let _ = reply.send(result);
-            }
-            for ev in self.reassembler.handle_timeout(now) {
-                self.stream_event(ev);
+            // Streams that stopped making progress end with a trailer saying so.
+            for (sender, id) in self.stream_gate.handle_timeout(now) {
+                self.feed_stream(
+                    sender,
+                    ds::Packet::Trailer {
+                        trailer: streams::idle_trailer(&id).into(),
+                        encryption_type: Default::default(),
+                    },
+                );
             }
             if !self.ready_sent && now >= connect_deadline {
                 let _ = self.io.ready.send(Err(LiveError::Timeout("WebRTC data channel")));
@@ -697,7 +697,7 @@ impl Session {
                         .collect::<Vec<_>>()
                 );
                 let changes = self.tracker.apply_update(&u.participants);
-                self.apply_changes(now, changes);
+                self.apply_changes(changes);
             }
             Resp::Leave(l) => {
                 return Some(format!("server asked to leave (reason {})", l.reason));
@@ -766,56 +766,61 @@ impl Session {
                 });
             }
             Some(Value::RpcRequest(req)) => {
-                let handlers = &self.handlers;
-                let outcome = rpc::handle_request(&sender, req, |m| handlers.contains_key(m));
-                if let Err(e) = self.send_packet(&outcome.ack, true) {
-                    log::warn!("could not ack RPC: {e}");
-                }
-                match outcome.action {
-                    Err(resp) => {
-                        if let Err(e) = self.send_packet(&resp, true) {
-                            log::warn!("could not send RPC error: {e}");
-                        }
-                    }
-                    Ok(inv) => {
-                        let Some(handler) = self.handlers.get(&inv.method).cloned() else {
-                            return;
-                        };
-                        let tx = self.handler_tx.clone();
-                        let wake = self.io.wake.clone();
-                        tokio::task::spawn_blocking(move || {
-                            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                                handler(inv.clone())
-                            }))
-                            .unwrap_or_else(|_| Err(RpcError::built_in(RpcError::APPLICATION_ERROR)));
-                            let _ = tx.send((inv, result));
-                            wake.notify_one();
-                        });
-                    }
-                }
+                let rpc = Arc::clone(&self.rpc);
+                tokio::spawn(async move {
+                    let options = rpc::request_options(sender, req);
+                    rpc.server.handle_v1_request(options, &rpc.transport).await;
+                });
             }
-            Some(Value::RpcAck(a)) => self.rpc.handle_ack(now, &a.request_id),
+            Some(Value::RpcAck(a)) => self.rpc.client.handle_incoming_rpc_ack(a.request_id),
             Some(Value::RpcResponse(r)) => {
-                if let Some((reply, result)) = self.rpc.handle_response(r) {
-                    let _ = reply.send(result);
-                }
+                let (payload, error) = rpc::response_parts(r.value);
+                self.rpc
+                    .client
+                    .handle_v1_response_packet(r.request_id, payload, error);
             }
-            Some(Value::StreamHeader(h)) => {
-                if let Some(ev) = self.reassembler.handle_header(now, &sender, h) {
-                    self.stream_event(ev);
-                }
-            }
+            Some(Value::StreamHeader(h)) => match self.stream_gate.header(now, &sender, &h) {
+                Ok(()) => self.feed_stream(
+                    sender,
+                    ds::Packet::Header {
+                        header: h.into(),
+                        encryption_type: Default::default(),
+                    },
+                ),
+                Err(failure) => self.stream_failed(failure),
+            },
             Some(Value::StreamChunk(c)) => {
-                if let Some(ev) = self.reassembler.handle_chunk(now, &sender, c) {
-                    self.stream_event(ev);
+                if self.stream_gate.chunk(now, &sender, &c.stream_id) {
+                    self.feed_stream(
+                        sender,
+                        ds::Packet::Chunk {
+                            chunk: c.into(),
+                            encryption_type: Default::default(),
+                        },
+                    );
+                } else {
+                    log::debug!("chunk for unknown stream {}", c.stream_id);
                 }
             }
             Some(Value::StreamTrailer(t)) => {
-                if let Some(ev) = self.reassembler.handle_trailer(&sender, t) {
-                    self.stream_event(ev);
+                if self.stream_gate.trailer(&sender, &t.stream_id) {
+                    self.feed_stream(
+                        sender,
+                        ds::Packet::Trailer {
+                            trailer: t.into(),
+                            encryption_type: Default::default(),
+                        },
+                    );
                 }
             }
             _ => log::trace!("ignoring data packet kind"),
+        }
+    }
+
+    fn feed_stream(&self, sender: String, packet: ds::Packet) {
+        let event = ds::incoming::PacketReceived::new(packet, sender.into());
+        if self.streams_in.send(event.into()).is_err() {
+            log::warn!("incoming stream manager stopped; dropping a stream packet");
         }
     }
 
@@ -830,54 +835,28 @@ impl Session {
                     }
                     // No "recipient not found" pre-check: livekit-server announces data-only
                     // participants in batches (up to 3 s late) but routes to them at once.
-                    self.next_request += 1;
-                    let id = new_request_id(self.next_request);
-                    match self.rpc.start_call(Instant::now(), reply, id.clone(), params) {
-                        Ok(pkt) => {
-                            if let Err(e) = self.send_packet(&pkt, true) {
-                                if let Some(reply) = self.rpc.cancel(&id) {
-                                    let _ = reply.send(Err(RpcError::new(
-                                        RpcError::SEND_FAILED,
-                                        "Failed to send",
-                                        Some(e.to_string()),
-                                    )));
-                                }
-                            }
-                        }
-                        Err((reply, e)) => {
-                            let _ = reply.send(Err(e));
-                        }
-                    }
+                    // (`livekit-rpc` has none either.)
+                    let rpc = Arc::clone(&self.rpc);
+                    tokio::spawn(async move {
+                        let _ = reply.send(rpc.perform(params).await);
+                    });
                 }
-                Command::Register {
-                    method,
-                    handler,
-                    done,
-                } => {
-                    self.handlers.insert(method, handler);
-                    let _ = done.send(());
-                }
-                Command::Unregister { method, done } => {
-                    self.handlers.remove(&method);
-                    let _ = done.send(());
-                }
-                Command::SendBytes {
-                    mut desc,
-                    data,
-                    reply,
-                } => {
-                    if desc.id.is_empty() {
-                        self.next_request += 1;
-                        desc.id = new_request_id(self.next_request);
-                    }
+                Command::Transmit { packets, done } => {
                     let mut result = Ok(());
-                    for pkt in streams::byte_stream_packets(&desc, &data, now_ms()) {
-                        if let Err(e) = self.send_packet(&pkt, true) {
+                    for pkt in &packets {
+                        if let Err(e) = self.send_packet(pkt, true) {
                             result = Err(e);
                             break;
                         }
                     }
-                    let _ = reply.send(result);
+                    let _ = done.send(result);
+                }
+                Command::SendBytes { options, data, reply } => {
+                    // Packetized by livekit-data-stream; its batch comes back as a Transmit.
+                    let rpc = Arc::clone(&self.rpc);
+                    tokio::spawn(async move {
+                        let _ = reply.send(rpc.transport.send_bytes(data, options).await);
+                    });
                 }
                 Command::PublishData {
                     packet,
@@ -910,9 +889,8 @@ impl Session {
         while let PeerOutput::Transmit(dest, data) = self.peer.poll() {
             let _ = self.socket.try_send_to(&data, dest);
         }
-        for (reply, result) in self.rpc.fail_all() {
-            let _ = reply.send(result);
-        }
+        self.rpc.client.fail_all_pending();
+        let _ = self.streams_in.send(ds::incoming::InputEvent::Shutdown);
         // Fail commands that raced with the shutdown.
         while let Ok(cmd) = self.io.commands.try_recv() {
             match cmd {
@@ -922,7 +900,10 @@ impl Session {
                 Command::SendBytes { reply, .. } | Command::PublishData { reply, .. } => {
                     let _ = reply.send(Err(LiveError::Disconnected(reason.clone())));
                 }
-                _ => {}
+                Command::Transmit { done, .. } => {
+                    let _ = done.send(Err(LiveError::Disconnected(reason.clone())));
+                }
+                Command::Disconnect => {}
             }
         }
         let left = self.tracker.clear();
@@ -937,6 +918,100 @@ impl Session {
         }
         self.emit(RoomEvent::Disconnected { reason });
     }
+}
+
+/// The server version `livekit-rpc` checks RPC support against.
+fn server_version(join: &proto::JoinResponse) -> Option<String> {
+    join.server_info
+        .as_ref()
+        .map(|i| i.version.clone())
+        .filter(|v| !v.is_empty())
+        .or_else(|| Some(join.server_version.clone()).filter(|v| !v.is_empty()))
+}
+
+/// `livekit-data-stream`'s outgoing manager (used for RPC v2 text streams), with a task that
+/// pumps its packet batches into the engine. The task ends when the manager is dropped.
+fn spawn_outgoing_streams(outbox: Outbox) -> ds::outgoing::Manager {
+    let (manager, mut packets) = ds::outgoing::Manager::new();
+    tokio::spawn(async move {
+        while let Ok((batch, responder)) = packets.recv().await {
+            let result = outbox
+                .transmit(batch)
+                .await
+                .map_err(|_| livekit_data_stream::api::SendError);
+            let _ = responder.respond(result);
+        }
+    });
+    manager
+}
+
+/// Where completed and failed incoming streams go (clones of the handle's queues).
+struct Sinks {
+    streams: cb::Sender<ByteStream>,
+    streams_overflow: cb::Receiver<ByteStream>,
+    events: cb::Sender<RoomEvent>,
+    events_overflow: cb::Receiver<RoomEvent>,
+    shared: Arc<Shared>,
+}
+
+/// `livekit-data-stream`'s incoming manager, with a task routing each opened stream: text
+/// streams on the RPC topics to the RPC server (requests) or client (responses), everything
+/// else read to its end into the byte stream queue (or a `StreamFailed` event). The tasks end
+/// when the returned input is dropped or shut down.
+fn spawn_incoming_streams(rpc: &Arc<Rpc>, max_bytes: usize, sinks: Sinks) -> ds::incoming::ManagerInput {
+    let (manager, input, mut output) = ds::incoming::Manager::new(Some(max_bytes));
+    tokio::spawn(manager.run());
+    let rpc = Arc::clone(rpc);
+    let sinks = Arc::new(sinks);
+    tokio::spawn(async move {
+        while let Some(event) = output.recv().await {
+            let ds::incoming::OutputEvent::StreamOpened(opened) = event else {
+                continue;
+            };
+            let sender = opened.participant_identity;
+            match opened.stream_reader {
+                AnyStreamReader::Text(reader) if reader.info().topic == rpc::RPC_REQUEST_TOPIC => {
+                    let rpc = Arc::clone(&rpc);
+                    tokio::spawn(async move {
+                        rpc.server
+                            .handle_v2_request_stream(reader, sender, &rpc.transport)
+                            .await;
+                    });
+                }
+                AnyStreamReader::Text(reader) if reader.info().topic == rpc::RPC_RESPONSE_TOPIC => {
+                    let rpc = Arc::clone(&rpc);
+                    tokio::spawn(async move { rpc.client.handle_v2_response_stream(reader).await });
+                }
+                reader => {
+                    let sinks = Arc::clone(&sinks);
+                    tokio::spawn(async move {
+                        match streams::collect(reader, sender.0).await {
+                            Ok(stream) => push_drop_oldest(
+                                &sinks.streams,
+                                &sinks.streams_overflow,
+                                stream,
+                                "byte stream",
+                            ),
+                            // Streams cut off by our own disconnection are not reported after
+                            // the final `Disconnected` event.
+                            Err(f) if sinks.shared.is_connected() => {
+                                log::warn!(
+                                    "incoming stream {} from {} failed: {}",
+                                    f.id,
+                                    f.sender_identity,
+                                    f.reason
+                                );
+                                let event = RoomEvent::StreamFailed(f);
+                                push_drop_oldest(&sinks.events, &sinks.events_overflow, event, "room event");
+                            }
+                            Err(_) => {}
+                        }
+                    });
+                }
+            }
+        }
+    });
+    input
 }
 
 /// Receives on an optional socket; pends forever without one.
@@ -962,20 +1037,6 @@ fn push_drop_oldest<T>(tx: &cb::Sender<T>, rx: &cb::Receiver<T>, mut item: T, wh
     }
 }
 
-/// Request / stream ids: random 64-bit prefix plus a counter, formatted like a UUID v4.
-fn new_request_id(counter: u64) -> String {
-    let a = fastrand::u64(..);
-    let b = fastrand::u64(..) ^ counter;
-    format!(
-        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-        (a >> 32) as u32,
-        (a >> 16) as u16,
-        (a as u16) & 0x0fff,
-        ((b >> 48) as u16 & 0x3fff) | 0x8000,
-        b & 0xffff_ffff_ffff
-    )
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
@@ -986,14 +1047,5 @@ mod tests {
             super::push_drop_oldest(&tx, &overflow, i, "test");
         }
         assert_eq!(rx.try_iter().collect::<Vec<_>>(), vec![3, 4]);
-    }
-
-    #[test]
-    fn request_ids_look_like_uuids_and_differ() {
-        let a = super::new_request_id(1);
-        let b = super::new_request_id(2);
-        assert_eq!(a.len(), 36);
-        assert_ne!(a, b);
-        assert_eq!(&a[14..15], "4");
     }
 }

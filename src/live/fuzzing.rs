@@ -15,30 +15,48 @@ pub fn network_frame(bytes: &[u8]) {
     let _ = crate::live::signal::decode_response(bytes);
     let _ = crate::live::signal::parse_candidate_init(&String::from_utf8_lossy(bytes));
     let _ = crate::live::ws::parse_response(bytes);
-    let mut streams = crate::live::streams::StreamReassembler::new(1 << 16, 4, Duration::from_secs(1));
-    let mut rpc = crate::live::rpc::RpcClient::<u32>::new(Duration::from_millis(1));
-    let _ = rpc.start_call(
-        now,
-        1,
-        "req".into(),
-        crate::live::rpc::CallParams::new("peer", "m", "{}"),
-    );
+    let mut gate = crate::live::streams::StreamGate::new(4, Duration::from_secs(1));
+    // LiveKit's RPC client manager (its pending calls live in async tasks; here it sees
+    // acks and responses for ids it does not know, which must be ignored).
+    let rpc = livekit_rpc::backend::RpcClientManager::new();
     let mut tracker = crate::live::participants::ParticipantTracker::new("me", "PA_me");
     if let Ok(packet) = proto::DataPacket::decode(bytes) {
         use proto::data_packet::Value;
         match packet.value {
-            Some(Value::StreamHeader(h)) => drop(streams.handle_header(now, "peer", h)),
-            Some(Value::StreamChunk(c)) => drop(streams.handle_chunk(now, "peer", c)),
-            Some(Value::StreamTrailer(t)) => drop(streams.handle_trailer("peer", t)),
-            Some(Value::RpcAck(a)) => rpc.handle_ack(now, &a.request_id),
-            Some(Value::RpcResponse(r)) => drop(rpc.handle_response(r)),
-            Some(Value::RpcRequest(r)) => drop(crate::live::rpc::handle_request("peer", r, |_| true)),
+            Some(Value::StreamHeader(h)) if gate.header(now, "peer", &h).is_ok() => {
+                // An admitted header also goes through livekit-data-stream's incoming manager
+                // (inline content, declared lengths, decompression), then is read to its end.
+                let packet = proto::DataPacket {
+                    value: Some(Value::StreamHeader(h)),
+                    ..Default::default()
+                };
+                let mut fresh = crate::live::streams::StreamGate::default();
+                drop(crate::live::streams::receive(
+                    &mut fresh,
+                    1 << 16,
+                    "peer",
+                    vec![packet],
+                    None,
+                ));
+            }
+            Some(Value::StreamChunk(c)) => {
+                let _ = gate.chunk(now, "peer", &c.stream_id);
+            }
+            Some(Value::StreamTrailer(t)) => {
+                let _ = gate.trailer("peer", &t.stream_id);
+            }
+            Some(Value::RpcAck(a)) => rpc.handle_incoming_rpc_ack(a.request_id),
+            Some(Value::RpcResponse(r)) => {
+                let (payload, error) = crate::live::rpc::response_parts(r.value);
+                rpc.handle_v1_response_packet(r.request_id, payload, error);
+            }
+            Some(Value::RpcRequest(r)) => drop(crate::live::rpc::request_options("peer".into(), r)),
             _ => {}
         }
     }
     if let Ok(update) = proto::ParticipantUpdate::decode(bytes) {
         drop(tracker.apply_update(&update.participants));
     }
-    drop(streams.handle_timeout(now + Duration::from_secs(2)));
-    drop(rpc.handle_timeout(now + Duration::from_secs(60)));
+    drop(gate.handle_timeout(now + Duration::from_secs(2)));
+    rpc.fail_all_pending();
 }

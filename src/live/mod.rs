@@ -2,10 +2,11 @@
 //!
 //! Signaling over LiveKit's single-peer-connection protocol (`/rtc/v1`, falling back to the
 //! two-connection `/rtc`), WebRTC data channels over str0m (pure Rust, so no prebuilt
-//! libwebrtc), LiveKit RPC and byte streams. Every async task runs on one runtime the SDK owns;
-//! [`Room`] is the only door in, with blocking methods and crossbeam channels. Protocol logic
-//! (participants, RPC bookkeeping, stream reassembly, signaling, the websocket upgrade) lives
-//! in sans-IO state machines tested without sockets.
+//! libwebrtc), LiveKit RPC (LiveKit's `livekit-rpc` managers; see [`rpc`]) and data streams
+//! (LiveKit's `livekit-data-stream` managers; see [`streams`]). Every async task runs on one
+//! runtime the SDK owns; [`Room`] is the only door in, with blocking methods and crossbeam
+//! channels. Our own protocol logic (participants, the stream gate, signaling, the websocket
+//! upgrade) lives in sans-IO state machines tested without sockets.
 #![allow(dead_code, unreachable_pub)]
 
 pub(crate) mod engine;
@@ -54,8 +55,9 @@ mod robustness {
     fn random_frames_do_not_panic_decoders_or_state_machines() {
         let mut rng = fastrand::Rng::with_seed(7);
         let now = Instant::now();
-        let mut re = crate::live::streams::StreamReassembler::new(1 << 16, 4, Duration::from_secs(1));
-        let mut rpc = crate::live::rpc::RpcClient::<u32>::new(Duration::from_millis(1));
+        let mut gate = crate::live::streams::StreamGate::new(4, Duration::from_secs(1));
+        // LiveKit's RPC client manager, fed acks and responses for unknown and known ids.
+        let rpc = livekit_rpc::backend::RpcClientManager::new();
         let mut tracker = crate::live::participants::ParticipantTracker::new("me", "PA_me");
         for i in 0..20_000 {
             let bytes = random_bytes(&mut rng, 256);
@@ -63,13 +65,35 @@ mod robustness {
             let _ = crate::live::signal::parse_candidate_init(&String::from_utf8_lossy(&bytes));
             if let Ok(p) = proto::DataPacket::decode(bytes.as_slice()) {
                 match p.value {
-                    Some(proto::data_packet::Value::StreamHeader(h)) => drop(re.handle_header(now, "x", h)),
-                    Some(proto::data_packet::Value::StreamChunk(c)) => drop(re.handle_chunk(now, "x", c)),
-                    Some(proto::data_packet::Value::StreamTrailer(t)) => drop(re.handle_trailer("x", t)),
-                    Some(proto::data_packet::Value::RpcAck(a)) => rpc.handle_ack(now, &a.request_id),
-                    Some(proto::data_packet::Value::RpcResponse(r)) => drop(rpc.handle_response(r)),
+                    Some(proto::data_packet::Value::StreamHeader(h)) if gate.header(now, "x", &h).is_ok() => {
+                        // Admitted headers also go through livekit-data-stream's incoming
+                        // manager (inline content, declared lengths, decompression).
+                        let packet = proto::DataPacket {
+                            value: Some(proto::data_packet::Value::StreamHeader(h)),
+                            ..Default::default()
+                        };
+                        let mut fresh = crate::live::streams::StreamGate::default();
+                        drop(crate::live::streams::receive(
+                            &mut fresh,
+                            1 << 16,
+                            "x",
+                            vec![packet],
+                            None,
+                        ));
+                    }
+                    Some(proto::data_packet::Value::StreamChunk(c)) => {
+                        let _ = gate.chunk(now, "x", &c.stream_id);
+                    }
+                    Some(proto::data_packet::Value::StreamTrailer(t)) => {
+                        let _ = gate.trailer("x", &t.stream_id);
+                    }
+                    Some(proto::data_packet::Value::RpcAck(a)) => rpc.handle_incoming_rpc_ack(a.request_id),
+                    Some(proto::data_packet::Value::RpcResponse(r)) => {
+                        let (payload, error) = crate::live::rpc::response_parts(r.value);
+                        rpc.handle_v1_response_packet(r.request_id, payload, error);
+                    }
                     Some(proto::data_packet::Value::RpcRequest(r)) => {
-                        drop(crate::live::rpc::handle_request("x", r, |_| true))
+                        drop(crate::live::rpc::request_options("x".into(), r))
                     }
                     _ => {}
                 }
@@ -78,14 +102,9 @@ mod robustness {
                 tracker.apply_update(&u.participants);
             }
             if i % 100 == 0 {
-                let _ = rpc.start_call(
-                    now,
-                    i,
-                    format!("id{i}"),
-                    crate::live::rpc::CallParams::new("x", "m", ""),
-                );
-                re.handle_timeout(now + Duration::from_secs(2));
-                rpc.handle_timeout(now + Duration::from_secs(60));
+                gate.handle_timeout(now + Duration::from_secs(2));
+                rpc.handle_participant_disconnected(&"x".into());
+                rpc.fail_all_pending();
             }
         }
     }

@@ -57,6 +57,10 @@ pub struct Participant {
     pub attributes: HashMap<String, String>,
     /// Metadata string.
     pub metadata: String,
+    /// The `client_protocol` its client advertises (1 and up: RPC over data streams).
+    pub client_protocol: i32,
+    /// The capabilities its client advertises (`ClientInfo.Capability` values).
+    pub capabilities: Vec<i32>,
 }
 
 impl Participant {
@@ -68,6 +72,8 @@ impl Participant {
             kind: ParticipantKind::from_proto(p.kind),
             attributes: p.attributes.clone(),
             metadata: p.metadata.clone(),
+            client_protocol: p.client_protocol,
+            capabilities: p.capabilities.clone(),
         }
     }
 }

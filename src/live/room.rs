@@ -1,14 +1,15 @@
 //! The synchronous room handle.
 
-use crate::live::engine::{self, Command, Joined, RoomEvent, RpcReply, SessionConfig, SessionIo, Shared};
+use crate::live::engine::{self, Command, Joined, RoomEvent, SessionConfig, SessionIo, Shared};
 use crate::live::error::{LiveError, RpcError};
 use crate::live::participants::Participant;
-use crate::live::rpc::{CallParams, Invocation};
+use crate::live::rpc::{self, CallParams, Invocation, RpcReply};
 use crate::live::runtime::{self, SharedRuntime};
 use crate::live::signal::SignalPath;
-use crate::live::streams::{ByteStream, OutgoingByteStream};
+use crate::live::streams::ByteStream;
 use crossbeam_channel as cb;
 use livekit_protocol as proto;
+use livekit_rpc::backend::RpcServerManager;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -23,8 +24,6 @@ pub struct RoomOptions {
     pub rpc_ack_timeout: Duration,
     /// Default response timeout of outgoing RPCs.
     pub rpc_response_timeout: Duration,
-    /// How long a call to a participant that left may still be answered before failing.
-    pub rpc_disconnect_grace: Duration,
     /// Largest incoming data stream accepted.
     pub max_stream_bytes: usize,
     /// Capacity of the event queue (when full, the oldest event is dropped with a warning).
@@ -44,7 +43,6 @@ impl Default for RoomOptions {
             connect_timeout: Duration::from_secs(10),
             rpc_ack_timeout: crate::live::rpc::DEFAULT_ACK_TIMEOUT,
             rpc_response_timeout: crate::live::rpc::DEFAULT_RESPONSE_TIMEOUT,
-            rpc_disconnect_grace: crate::live::rpc::DEFAULT_DISCONNECT_GRACE,
             max_stream_bytes: crate::live::streams::DEFAULT_MAX_STREAM_BYTES,
             event_capacity: 1024,
             stream_capacity: 64,
@@ -65,6 +63,7 @@ pub struct Room {
     events: cb::Receiver<RoomEvent>,
     streams: cb::Receiver<ByteStream>,
     shared: Arc<Shared>,
+    rpc_server: Arc<RpcServerManager>,
     done: cb::Receiver<()>,
     joined: Joined,
     options: RoomOptions,
@@ -109,17 +108,18 @@ impl Room {
         let (done_tx, done_rx) = cb::bounded::<()>(0);
         let wake = Arc::new(tokio::sync::Notify::new());
         let shared = Arc::new(Shared::default());
+        let rpc_server = Arc::new(RpcServerManager::new());
         let cfg = SessionConfig {
             url: url.to_string(),
             token: token.to_string(),
             connect_timeout: options.connect_timeout,
-            disconnect_grace: options.rpc_disconnect_grace,
             max_stream_bytes: options.max_stream_bytes,
             extra_roots_der: options.extra_root_certs_der.clone(),
             signal_path: options.signal_path,
         };
         let io = SessionIo {
             commands: cmd_rx,
+            commands_tx: cmd_tx.clone(),
             wake: wake.clone(),
             ready: ready_tx,
             events: ev_tx,
@@ -127,6 +127,7 @@ impl Room {
             streams: st_tx,
             streams_overflow: st_rx.clone(),
             shared: shared.clone(),
+            rpc_server: rpc_server.clone(),
             _done: done_tx,
         };
         rt.handle().spawn(engine::run(cfg, io));
@@ -150,6 +151,7 @@ impl Room {
             events: ev_rx,
             streams: st_rx,
             shared,
+            rpc_server,
             done: done_rx,
             joined,
             options,
@@ -255,10 +257,11 @@ impl Room {
     /// Calls a method with explicit parameters. Blocks until the response, an error or a timeout.
     pub fn perform_rpc_with(&self, params: CallParams) -> Result<String, RpcError> {
         let (tx, rx) = cb::bounded(1);
-        let wait = params.ack_timeout + params.response_timeout + Duration::from_secs(2);
+        // Ack and response timeouts, plus `livekit-rpc`'s 2 s grace after a recipient leaves.
+        let wait = params.ack_timeout + params.response_timeout + Duration::from_secs(3);
         if !self.send(Command::PerformRpc {
             params,
-            reply: RpcReply::Channel(tx),
+            reply: RpcReply::channel(tx),
         }) {
             return Err(RpcError::built_in(RpcError::RECIPIENT_DISCONNECTED));
         }
@@ -271,14 +274,14 @@ impl Room {
         }
     }
 
-    /// Starts a call without waiting; `on_done` runs on the engine with the outcome (exactly
-    /// once) and must not block.
+    /// Starts a call without waiting; `on_done` runs on the library's runtime with the outcome
+    /// (exactly once) and must not block.
     pub fn start_rpc(
         &self,
         params: CallParams,
         on_done: impl FnOnce(Result<String, RpcError>) + Send + 'static,
     ) {
-        let reply = RpcReply::Callback(Box::new(on_done));
+        let reply = RpcReply::callback(on_done);
         if let Err(cb::SendError(Command::PerformRpc { reply, .. })) =
             self.try_send(Command::PerformRpc { params, reply })
         {
@@ -300,41 +303,21 @@ impl Room {
     where
         F: Fn(Invocation) -> Result<String, RpcError> + Send + Sync + 'static,
     {
-        let (done, wait) = cb::bounded(1);
-        if self.send(Command::Register {
-            method: method.to_string(),
-            handler: Arc::new(handler),
-            done,
-        }) {
-            let _ = wait.recv_timeout(Duration::from_secs(5));
-        }
+        rpc::register_handler(&self.rpc_server, method, Arc::new(handler));
     }
 
     /// Removes the handler of `method` (later calls get `UNSUPPORTED_METHOD`).
     pub fn unregister_rpc_method(&self, method: &str) {
-        let (done, wait) = cb::bounded(1);
-        if self.send(Command::Unregister {
-            method: method.to_string(),
-            done,
-        }) {
-            let _ = wait.recv_timeout(Duration::from_secs(5));
-        }
+        self.rpc_server.unregister_method(method);
     }
 
-    /// Sends `data` as a byte stream. Returns once every packet is queued on the reliable
-    /// channel (delivery is then up to SCTP).
+    /// Sends `data` as a byte stream (packetized by `livekit-data-stream`: inline or
+    /// compressed when every recipient advertises support). Returns once every packet is
+    /// queued on the reliable channel (delivery is then up to SCTP).
     pub fn send_bytes(&self, data: Vec<u8>, options: SendBytesOptions) -> Result<(), LiveError> {
-        let desc = OutgoingByteStream {
-            id: String::new(),
-            topic: options.topic,
-            name: options.name,
-            mime_type: options.mime_type,
-            attributes: options.attributes,
-            destinations: options.destinations,
-        };
         let (tx, rx) = cb::bounded(1);
         if !self.send(Command::SendBytes {
-            desc,
+            options,
             data,
             reply: tx,
         }) {

@@ -15,9 +15,10 @@ use proto::signal_request::Message as Req;
 /// for a data-only participant, and 16 works with every server that has `/rtc/v1`.)
 pub const PROTOCOL_VERSION: i32 = 16;
 
-/// `client_protocol` advertised to other participants: 0 means "v1 RPC packets and
-/// classic uncompressed data streams", which is exactly what this crate implements.
-pub const CLIENT_PROTOCOL: i32 = 0;
+/// `client_protocol` advertised to other participants: 1 (`CLIENT_PROTOCOL_DATA_STREAM_RPC`)
+/// means "RPC v2 over text data streams understood" (`livekit-rpc` does both v1 and v2), but
+/// not inline single-packet streams (2), and no compression capability is advertised.
+pub const CLIENT_PROTOCOL: i32 = livekit_common::CLIENT_PROTOCOL_DATA_STREAM_RPC;
 
 /// Which signalling path / peer-connection layout to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

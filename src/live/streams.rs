@@ -1,20 +1,26 @@
-//! Sans-IO LiveKit data streams: reassembly of incoming streams (header, chunks, trailer)
-//! and packetization of outgoing byte streams.
+//! Incoming LiveKit data streams.
+//!
+//! Reassembly is `livekit-data-stream`'s incoming manager (chunk order, declared lengths,
+//! size cap, decompression, RPC v2 text streams). In front of it, [`StreamGate`] adds the
+//! limits the engine needs and the manager lacks: at most [`DEFAULT_MAX_OPEN_STREAMS`] streams
+//! in flight and an idle timeout (an idle stream is ended with a trailer carrying the reason,
+//! so its reader fails instead of waiting forever). [`collect`] turns a finished reader into
+//! the [`ByteStream`] the room hands out. Outgoing streams are packetized by the outgoing
+//! manager (see `EngineTransport::send_bytes`).
 
+use livekit_data_stream::api::{AnyStreamReader, StreamReader as _};
 use livekit_protocol as proto;
-use proto::data_packet::Value;
-use proto::data_stream::header::ContentHeader;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-/// Bytes of content per chunk packet (same as LiveKit's SDKs).
-pub const CHUNK_SIZE: usize = 15_000;
 /// Default cap on the size of one incoming stream.
 pub const DEFAULT_MAX_STREAM_BYTES: usize = 64 * 1024 * 1024;
 /// Default cap on concurrently open incoming streams.
 pub const DEFAULT_MAX_OPEN_STREAMS: usize = 64;
 /// Default time an incoming stream may stay without progress before it is dropped.
 pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Trailer reason of a stream ended for idleness.
+pub const IDLE_REASON: &str = "stream idle for too long";
 
 /// A completely received data stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,302 +58,299 @@ pub struct StreamFailure {
     pub reason: String,
 }
 
-/// Result of feeding a packet.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StreamEvent {
-    /// A stream finished.
-    Complete(ByteStream),
-    /// A stream was dropped.
-    Failed(StreamFailure),
-}
-
+/// Admission control in front of the incoming stream manager, keyed by (sender, stream id).
 #[derive(Debug)]
-struct Open {
-    stream: ByteStream,
-    total_length: Option<u64>,
-    next_chunk: u64,
-    last_progress: Instant,
-}
-
-/// Reassembles incoming streams, keyed by (sender, stream id).
-#[derive(Debug)]
-pub struct StreamReassembler {
-    open: HashMap<(String, String), Open>,
-    max_stream_bytes: usize,
+pub struct StreamGate {
+    open: HashMap<(String, String), Instant>,
     max_open: usize,
     idle_timeout: Duration,
 }
 
-impl Default for StreamReassembler {
+impl Default for StreamGate {
     fn default() -> Self {
-        Self::new(
-            DEFAULT_MAX_STREAM_BYTES,
-            DEFAULT_MAX_OPEN_STREAMS,
-            DEFAULT_STREAM_IDLE_TIMEOUT,
-        )
+        Self::new(DEFAULT_MAX_OPEN_STREAMS, DEFAULT_STREAM_IDLE_TIMEOUT)
     }
 }
 
-impl StreamReassembler {
-    /// Creates a reassembler with the given limits.
-    pub fn new(max_stream_bytes: usize, max_open: usize, idle_timeout: Duration) -> Self {
-        StreamReassembler {
+impl StreamGate {
+    /// Creates a gate with the given limits.
+    pub fn new(max_open: usize, idle_timeout: Duration) -> Self {
+        StreamGate {
             open: HashMap::new(),
-            max_stream_bytes,
             max_open,
             idle_timeout,
         }
     }
 
-    fn fail(&mut self, key: &(String, String), reason: String) -> Option<StreamEvent> {
-        self.open.remove(key).map(|o| {
-            StreamEvent::Failed(StreamFailure {
-                id: o.stream.id,
-                sender_identity: o.stream.sender_identity,
-                topic: o.stream.topic,
-                reason,
-            })
-        })
-    }
-
-    /// Feeds a stream header.
-    pub fn handle_header(
+    /// A header arrived: admit it (pass it on) or refuse it with the failure to report.
+    pub fn header(
         &mut self,
         now: Instant,
         sender: &str,
-        h: proto::data_stream::Header,
-    ) -> Option<StreamEvent> {
-        let failure = |reason: &str| {
-            Some(StreamEvent::Failed(StreamFailure {
-                id: h.stream_id.clone(),
-                sender_identity: sender.to_string(),
-                topic: h.topic.clone(),
-                reason: reason.to_string(),
-            }))
+        h: &proto::data_stream::Header,
+    ) -> Result<(), StreamFailure> {
+        let failure = |reason: &str| StreamFailure {
+            id: h.stream_id.clone(),
+            sender_identity: sender.to_string(),
+            topic: h.topic.clone(),
+            reason: reason.to_string(),
         };
         if h.stream_id.is_empty() {
-            return failure("empty stream id");
+            return Err(failure("empty stream id"));
         }
         #[allow(deprecated)] // still set by senders that encrypt
         let encrypted = h.encryption_type != proto::encryption::Type::None as i32;
         if encrypted {
-            return failure("encrypted streams are not supported");
+            return Err(failure("encrypted streams are not supported"));
         }
-        if h.compression != 0 {
-            return failure("compressed streams are not supported");
-        }
-        if h.total_length.is_some_and(|l| l > self.max_stream_bytes as u64) {
-            return failure("stream larger than the configured limit");
+        if h.inline_content.is_some() {
+            return Ok(()); // complete in one packet: nothing stays open
         }
         let key = (sender.to_string(), h.stream_id.clone());
         if !self.open.contains_key(&key) && self.open.len() >= self.max_open {
-            return failure("too many open streams");
+            return Err(failure("too many open streams"));
         }
-        let (is_text, name) = match &h.content_header {
-            Some(ContentHeader::ByteHeader(b)) => (false, b.name.clone()),
-            Some(ContentHeader::TextHeader(_)) => (true, String::new()),
-            None => (false, String::new()),
-        };
-        let stream = ByteStream {
-            id: h.stream_id.clone(),
-            sender_identity: sender.to_string(),
-            topic: h.topic.clone(),
-            name,
-            mime_type: h.mime_type.clone(),
-            attributes: h.attributes.clone(),
-            is_text,
-            timestamp_ms: h.timestamp,
-            data: Vec::with_capacity(
-                h.total_length
-                    .map_or(0, |l| l.min(self.max_stream_bytes as u64) as usize),
-            ),
-        };
-        if let Some(inline) = h.inline_content {
-            // Single-packet stream: complete at once.
-            let mut stream = stream;
-            if inline.len() > self.max_stream_bytes {
-                return failure("stream larger than the configured limit");
+        self.open.insert(key, now);
+        Ok(())
+    }
+
+    /// A chunk arrived; true if it belongs to an admitted stream (then pass it on).
+    pub fn chunk(&mut self, now: Instant, sender: &str, stream_id: &str) -> bool {
+        match self.open.get_mut(&(sender.to_string(), stream_id.to_string())) {
+            Some(last) => {
+                *last = now;
+                true
             }
-            stream.data = inline;
-            return Some(StreamEvent::Complete(stream));
+            None => false,
         }
-        self.open.insert(
-            key,
-            Open {
-                stream,
-                total_length: h.total_length,
-                next_chunk: 0,
-                last_progress: now,
-            },
-        );
-        None
     }
 
-    /// Feeds a chunk.
-    pub fn handle_chunk(
-        &mut self,
-        now: Instant,
-        sender: &str,
-        c: proto::data_stream::Chunk,
-    ) -> Option<StreamEvent> {
-        let key = (sender.to_string(), c.stream_id.clone());
-        let Some(open) = self.open.get_mut(&key) else {
-            log::debug!("chunk for unknown stream {}", c.stream_id);
-            return None;
-        };
-        if c.chunk_index != open.next_chunk {
-            let reason = format!(
-                "chunk {} out of order (expected {})",
-                c.chunk_index, open.next_chunk
-            );
-            return self.fail(&key, reason);
-        }
-        #[allow(deprecated)]
-        let encrypted = c.iv.as_ref().is_some_and(|iv| !iv.is_empty());
-        if encrypted {
-            return self.fail(&key, "encrypted chunk".into());
-        }
-        if open.stream.data.len() + c.content.len() > self.max_stream_bytes {
-            return self.fail(&key, "stream larger than the configured limit".into());
-        }
-        open.stream.data.extend_from_slice(&c.content);
-        open.next_chunk += 1;
-        open.last_progress = now;
-        None
+    /// A trailer arrived; true if it ends an admitted stream (then pass it on).
+    pub fn trailer(&mut self, sender: &str, stream_id: &str) -> bool {
+        self.open
+            .remove(&(sender.to_string(), stream_id.to_string()))
+            .is_some()
     }
 
-    /// Feeds a trailer; completes the stream.
-    pub fn handle_trailer(&mut self, sender: &str, t: proto::data_stream::Trailer) -> Option<StreamEvent> {
-        let key = (sender.to_string(), t.stream_id.clone());
-        let mut open = self.open.remove(&key)?;
-        if let Some(total) = open.total_length {
-            if total != open.stream.data.len() as u64 {
-                let reason = if t.reason.is_empty() {
-                    format!("stream ended after {} of {} bytes", open.stream.data.len(), total)
-                } else {
-                    t.reason
-                };
-                return Some(StreamEvent::Failed(StreamFailure {
-                    id: open.stream.id,
-                    sender_identity: open.stream.sender_identity,
-                    topic: open.stream.topic,
-                    reason,
-                }));
-            }
-        }
-        open.stream.attributes.extend(t.attributes);
-        Some(StreamEvent::Complete(open.stream))
-    }
-
-    /// The sender left: its open streams fail.
-    pub fn participant_left(&mut self, identity: &str) -> Vec<StreamEvent> {
-        let keys: Vec<_> = self.open.keys().filter(|(s, _)| s == identity).cloned().collect();
-        keys.iter()
-            .filter_map(|k| self.fail(k, "sender left".into()))
-            .collect()
+    /// The sender left: forget its streams (the manager aborts them).
+    pub fn participant_left(&mut self, identity: &str) {
+        self.open.retain(|(sender, _), _| sender != identity);
     }
 
     /// Earliest instant at which an idle stream expires.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.open
-            .values()
-            .map(|o| o.last_progress + self.idle_timeout)
-            .min()
+        self.open.values().min().map(|t| *t + self.idle_timeout)
     }
 
-    /// Drops streams idle for longer than the idle timeout.
-    pub fn handle_timeout(&mut self, now: Instant) -> Vec<StreamEvent> {
+    /// Forgets streams idle for longer than the idle timeout; returns their (sender, id), to
+    /// be ended with an [`IDLE_REASON`] trailer.
+    pub fn handle_timeout(&mut self, now: Instant) -> Vec<(String, String)> {
         let idle = self.idle_timeout;
-        let keys: Vec<_> = self
+        let expired: Vec<_> = self
             .open
             .iter()
-            .filter(|(_, o)| o.last_progress + idle <= now)
+            .filter(|(_, last)| **last + idle <= now)
             .map(|(k, _)| k.clone())
             .collect();
-        keys.iter()
-            .filter_map(|k| self.fail(k, "stream idle for too long".into()))
-            .collect()
+        for k in &expired {
+            self.open.remove(k);
+        }
+        expired
     }
 
-    /// Number of streams being received.
+    /// Number of streams in flight.
     pub fn open_streams(&self) -> usize {
         self.open.len()
     }
 }
 
-/// Description of an outgoing byte stream.
-#[derive(Debug, Clone, Default)]
-pub struct OutgoingByteStream {
-    /// Stream id (random if empty).
-    pub id: String,
-    /// Topic.
-    pub topic: String,
-    /// Stream (file) name.
-    pub name: String,
-    /// MIME type (`application/octet-stream` if empty).
-    pub mime_type: String,
-    /// Attributes.
-    pub attributes: HashMap<String, String>,
-    /// Destination identities (everybody if empty).
-    pub destinations: Vec<String>,
+/// The trailer that ends an idle stream.
+pub fn idle_trailer(stream_id: &str) -> proto::data_stream::Trailer {
+    proto::data_stream::Trailer {
+        stream_id: stream_id.to_string(),
+        reason: IDLE_REASON.to_string(),
+        ..Default::default()
+    }
 }
 
-/// Packetizes a byte stream: header, chunks of [`CHUNK_SIZE`] bytes, trailer.
-pub fn byte_stream_packets(s: &OutgoingByteStream, data: &[u8], timestamp_ms: i64) -> Vec<proto::DataPacket> {
-    let packet = |value| proto::DataPacket {
-        destination_identities: s.destinations.clone(),
-        value: Some(value),
-        ..Default::default()
-    };
-    let mime_type = if s.mime_type.is_empty() {
-        "application/octet-stream".to_string()
-    } else {
-        s.mime_type.clone()
-    };
-    let mut out = Vec::with_capacity(data.len() / CHUNK_SIZE + 3);
-    out.push(packet(Value::StreamHeader(proto::data_stream::Header {
-        stream_id: s.id.clone(),
-        timestamp: timestamp_ms,
-        topic: s.topic.clone(),
-        mime_type,
-        total_length: Some(data.len() as u64),
-        attributes: s.attributes.clone(),
-        content_header: Some(ContentHeader::ByteHeader(proto::data_stream::ByteHeader {
-            name: s.name.clone(),
-        })),
-        ..Default::default()
-    })));
-    for (i, chunk) in data.chunks(CHUNK_SIZE).enumerate() {
-        out.push(packet(Value::StreamChunk(proto::data_stream::Chunk {
-            stream_id: s.id.clone(),
-            chunk_index: i as u64,
-            content: chunk.to_vec(),
-            ..Default::default()
-        })));
+/// Reads a stream opened by the incoming manager to its end.
+pub async fn collect(reader: AnyStreamReader, sender: String) -> Result<ByteStream, StreamFailure> {
+    match reader {
+        AnyStreamReader::Byte(r) => {
+            let info = r.info().clone();
+            let failure = |e: &dyn std::fmt::Display| StreamFailure {
+                id: info.id.clone(),
+                sender_identity: sender.clone(),
+                topic: info.topic.clone(),
+                reason: e.to_string(),
+            };
+            let data = r.read_all().await.map_err(|e| failure(&e))?;
+            Ok(ByteStream {
+                id: info.id.clone(),
+                sender_identity: sender.clone(),
+                topic: info.topic.clone(),
+                name: info.name.clone(),
+                mime_type: info.mime_type.clone(),
+                attributes: info.attributes(),
+                is_text: false,
+                timestamp_ms: info.timestamp.timestamp_millis(),
+                data: data.to_vec(),
+            })
+        }
+        AnyStreamReader::Text(r) => {
+            let info = r.info().clone();
+            let failure = |e: &dyn std::fmt::Display| StreamFailure {
+                id: info.id.clone(),
+                sender_identity: sender.clone(),
+                topic: info.topic.clone(),
+                reason: e.to_string(),
+            };
+            let text = r.read_all().await.map_err(|e| failure(&e))?;
+            Ok(ByteStream {
+                id: info.id.clone(),
+                sender_identity: sender.clone(),
+                topic: info.topic.clone(),
+                name: String::new(),
+                mime_type: info.mime_type.clone(),
+                attributes: info.attributes(),
+                is_text: true,
+                timestamp_ms: info.timestamp.timestamp_millis(),
+                data: text.into_bytes(),
+            })
+        }
     }
-    out.push(packet(Value::StreamTrailer(proto::data_stream::Trailer {
-        stream_id: s.id.clone(),
-        ..Default::default()
-    })));
-    out
+}
+
+/// Feeds packets through `gate` into a fresh incoming manager, as the engine does, and
+/// collects every stream that comes out (for tests and fuzzing; blocks on a runtime of its own).
+#[cfg(any(test, fuzzing))]
+pub(crate) fn receive(
+    gate: &mut StreamGate,
+    max_bytes: usize,
+    sender: &str,
+    pkts: Vec<proto::DataPacket>,
+    idle_at: Option<Instant>,
+) -> Vec<Result<ByteStream, StreamFailure>> {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+        return Vec::new();
+    };
+    rt.block_on(async {
+        let (manager, input, mut output) =
+            livekit_data_stream::backend::incoming::Manager::new(Some(max_bytes));
+        tokio::spawn(manager.run());
+        let now = Instant::now();
+        let mut refused = Vec::new();
+        let feed = |packet: livekit_data_stream::backend::Packet| {
+            let event = livekit_data_stream::backend::incoming::PacketReceived::new(packet, sender.into());
+            let _ = input.send(event.into());
+        };
+        let none = livekit_common::EncryptionType::None;
+        for p in pkts {
+            match p.value.unwrap() {
+                proto::data_packet::Value::StreamHeader(h) => match gate.header(now, sender, &h) {
+                    Ok(()) => feed(livekit_data_stream::backend::Packet::Header {
+                        header: h.into(),
+                        encryption_type: none,
+                    }),
+                    Err(f) => refused.push(Err(f)),
+                },
+                proto::data_packet::Value::StreamChunk(c) if gate.chunk(now, sender, &c.stream_id) => {
+                    feed(livekit_data_stream::backend::Packet::Chunk {
+                        chunk: c.into(),
+                        encryption_type: none,
+                    })
+                }
+                proto::data_packet::Value::StreamTrailer(t) if gate.trailer(sender, &t.stream_id) => {
+                    feed(livekit_data_stream::backend::Packet::Trailer {
+                        trailer: t.into(),
+                        encryption_type: none,
+                    })
+                }
+                _ => {}
+            }
+        }
+        if let Some(at) = idle_at {
+            for (_, id) in gate.handle_timeout(at) {
+                feed(livekit_data_stream::backend::Packet::Trailer {
+                    trailer: idle_trailer(&id).into(),
+                    encryption_type: none,
+                });
+            }
+        }
+        let _ = input.send(livekit_data_stream::backend::incoming::InputEvent::Shutdown);
+        let mut out = refused;
+        while let Some(ev) = output.recv().await {
+            if let livekit_data_stream::backend::incoming::OutputEvent::StreamOpened(o) = ev {
+                out.push(collect(o.stream_reader, o.participant_identity.0).await);
+            }
+        }
+        out
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proto::data_packet::Value;
+    use proto::data_stream::header::ContentHeader;
 
-    fn feed(r: &mut StreamReassembler, sender: &str, pkts: Vec<proto::DataPacket>) -> Vec<StreamEvent> {
-        let now = Instant::now();
-        let mut out = Vec::new();
-        for p in pkts {
-            let ev = match p.value.unwrap() {
-                Value::StreamHeader(h) => r.handle_header(now, sender, h),
-                Value::StreamChunk(c) => r.handle_chunk(now, sender, c),
-                Value::StreamTrailer(t) => r.handle_trailer(sender, t),
-                _ => None,
-            };
-            out.extend(ev);
+    /// Bytes of content per chunk packet (same as LiveKit's SDKs).
+    const CHUNK_SIZE: usize = 15_000;
+
+    /// Description of an outgoing byte stream.
+    #[derive(Debug, Clone, Default)]
+    struct OutgoingByteStream {
+        /// Stream id (random if empty).
+        pub id: String,
+        /// Topic.
+        pub topic: String,
+        /// Stream (file) name.
+        pub name: String,
+        /// MIME type (`application/octet-stream` if empty).
+        pub mime_type: String,
+        /// Attributes.
+        pub attributes: HashMap<String, String>,
+        /// Destination identities (everybody if empty).
+        pub destinations: Vec<String>,
+    }
+
+    /// Classic packetization (header, chunks, trailer), as LiveKit's SDKs send a byte stream.
+    fn byte_stream_packets(s: &OutgoingByteStream, data: &[u8], timestamp_ms: i64) -> Vec<proto::DataPacket> {
+        let packet = |value| proto::DataPacket {
+            destination_identities: s.destinations.clone(),
+            value: Some(value),
+            ..Default::default()
+        };
+        let mime_type = if s.mime_type.is_empty() {
+            "application/octet-stream".to_string()
+        } else {
+            s.mime_type.clone()
+        };
+        let mut out = Vec::with_capacity(data.len() / CHUNK_SIZE + 3);
+        out.push(packet(Value::StreamHeader(proto::data_stream::Header {
+            stream_id: s.id.clone(),
+            timestamp: timestamp_ms,
+            topic: s.topic.clone(),
+            mime_type,
+            total_length: Some(data.len() as u64),
+            attributes: s.attributes.clone(),
+            content_header: Some(ContentHeader::ByteHeader(proto::data_stream::ByteHeader {
+                name: s.name.clone(),
+            })),
+            ..Default::default()
+        })));
+        for (i, chunk) in data.chunks(CHUNK_SIZE).enumerate() {
+            out.push(packet(Value::StreamChunk(proto::data_stream::Chunk {
+                stream_id: s.id.clone(),
+                chunk_index: i as u64,
+                content: chunk.to_vec(),
+                ..Default::default()
+            })));
         }
+        out.push(packet(Value::StreamTrailer(proto::data_stream::Trailer {
+            stream_id: s.id.clone(),
+            ..Default::default()
+        })));
         out
     }
 
@@ -367,62 +370,190 @@ mod tests {
         let data: Vec<u8> = (0..1280 * 720 / 4).map(|i| (i % 251) as u8).collect();
         let pkts = byte_stream_packets(&desc(), &data, 1);
         assert_eq!(pkts.len(), data.len().div_ceil(CHUNK_SIZE) + 2);
-        let mut r = StreamReassembler::default();
-        let ev = feed(&mut r, "robot", pkts);
-        assert_eq!(ev.len(), 1);
-        let StreamEvent::Complete(s) = &ev[0] else {
-            panic!("{ev:?}")
+        let mut gate = StreamGate::default();
+        let out = receive(&mut gate, DEFAULT_MAX_STREAM_BYTES, "robot", pkts, None);
+        let [Ok(s)] = out.as_slice() else {
+            panic!("{out:?}")
         };
         assert_eq!(s.data, data);
         assert_eq!(s.topic, "menlo.camera_capture");
         assert_eq!(s.name, "frame.jpg");
+        assert_eq!(s.mime_type, "image/jpeg");
         assert_eq!(s.attributes["request_id"], "r1");
         assert_eq!(s.sender_identity, "robot");
-        assert_eq!(r.open_streams(), 0);
+        assert_eq!(s.timestamp_ms, 1);
+        assert_eq!(gate.open_streams(), 0);
     }
 
     #[test]
-    fn out_of_order_and_oversize_fail() {
+    fn out_of_order_oversize_and_truncated_fail() {
         let data = vec![7u8; CHUNK_SIZE * 3];
         let mut pkts = byte_stream_packets(&desc(), &data, 1);
         pkts.swap(1, 2);
-        let ev = feed(&mut StreamReassembler::default(), "robot", pkts);
-        assert!(matches!(&ev[0], StreamEvent::Failed(f) if f.reason.contains("out of order")));
+        let out = receive(
+            &mut StreamGate::default(),
+            DEFAULT_MAX_STREAM_BYTES,
+            "robot",
+            pkts,
+            None,
+        );
+        assert!(matches!(out.as_slice(), [Err(f)] if f.id == "s1"), "{out:?}");
 
-        let mut small = StreamReassembler::new(CHUNK_SIZE, 4, DEFAULT_STREAM_IDLE_TIMEOUT);
-        let ev = feed(&mut small, "robot", byte_stream_packets(&desc(), &data, 1));
-        assert!(matches!(&ev[0], StreamEvent::Failed(f) if f.reason.contains("limit")));
-    }
+        let pkts = byte_stream_packets(&desc(), &data, 1);
+        let out = receive(&mut StreamGate::default(), CHUNK_SIZE, "robot", pkts, None);
+        assert!(
+            matches!(out.as_slice(), [Err(f)] if f.topic == "menlo.camera_capture"),
+            "{out:?}"
+        );
 
-    #[test]
-    fn truncated_stream_and_sender_leaving() {
-        let data = vec![1u8; CHUNK_SIZE * 2];
         let mut pkts = byte_stream_packets(&desc(), &data, 1);
         pkts.remove(2);
-        let ev = feed(&mut StreamReassembler::default(), "robot", pkts.clone());
-        assert!(matches!(&ev[0], StreamEvent::Failed(_)));
-
-        let mut r = StreamReassembler::default();
-        feed(&mut r, "robot", pkts[..2].to_vec());
-        assert_eq!(r.open_streams(), 1);
-        assert_eq!(r.participant_left("robot").len(), 1);
-        assert_eq!(r.open_streams(), 0);
+        let out = receive(
+            &mut StreamGate::default(),
+            DEFAULT_MAX_STREAM_BYTES,
+            "robot",
+            pkts,
+            None,
+        );
+        assert!(matches!(out.as_slice(), [Err(_)]), "{out:?}");
     }
 
     #[test]
-    fn idle_streams_expire_and_inline_completes() {
-        let mut r = StreamReassembler::new(1 << 20, 4, Duration::from_secs(1));
+    fn gate_limits_open_and_idle_streams() {
         let now = Instant::now();
-        let pkts = byte_stream_packets(&desc(), &[1, 2, 3], 1);
-        if let Some(Value::StreamHeader(h)) = pkts[0].value.clone() {
-            assert!(r.handle_header(now, "x", h.clone()).is_none());
-            assert_eq!(r.poll_timeout(), Some(now + Duration::from_secs(1)));
-            assert_eq!(r.handle_timeout(now + Duration::from_secs(1)).len(), 1);
-            let mut inline = h;
-            inline.inline_content = Some(vec![9, 9]);
-            assert!(
-                matches!(r.handle_header(now, "x", inline), Some(StreamEvent::Complete(s)) if s.data == vec![9, 9])
+        let mut gate = StreamGate::new(2, Duration::from_secs(1));
+        let header = |id: &str| proto::data_stream::Header {
+            stream_id: id.into(),
+            topic: "t".into(),
+            ..Default::default()
+        };
+        assert!(gate.header(now, "a", &header("1")).is_ok());
+        assert!(gate.header(now, "b", &header("1")).is_ok());
+        let refused = gate.header(now, "a", &header("2")).unwrap_err();
+        assert_eq!(refused.reason, "too many open streams");
+        let mut inline = header("3");
+        inline.inline_content = Some(vec![1]);
+        assert!(
+            gate.header(now, "a", &inline).is_ok(),
+            "inline streams never stay open"
+        );
+        assert!(gate.header(now, "a", &header("")).is_err());
+        assert!(!gate.chunk(now, "a", "2"));
+        assert!(gate.chunk(now + Duration::from_millis(500), "a", "1"));
+        assert_eq!(gate.poll_timeout(), Some(now + Duration::from_secs(1)));
+        assert_eq!(
+            gate.handle_timeout(now + Duration::from_secs(1)),
+            vec![("b".into(), "1".into())]
+        );
+        gate.participant_left("a");
+        assert_eq!(gate.open_streams(), 0);
+        assert!(!gate.trailer("a", "1"));
+
+        // An idle stream's reader fails with the reason.
+        let data = vec![1u8; CHUNK_SIZE * 2];
+        let pkts = byte_stream_packets(&desc(), &data, 1);
+        let later = Instant::now() + DEFAULT_STREAM_IDLE_TIMEOUT + Duration::from_secs(1);
+        let out = receive(
+            &mut StreamGate::default(),
+            DEFAULT_MAX_STREAM_BYTES,
+            "robot",
+            pkts[..2].to_vec(),
+            Some(later),
+        );
+        assert!(
+            matches!(out.as_slice(), [Err(f)] if f.reason.contains(IDLE_REASON)),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn text_and_inline_streams() {
+        let mut h = proto::data_stream::Header {
+            stream_id: "x".into(),
+            topic: "chat".into(),
+            mime_type: "text/plain".into(),
+            total_length: Some(2),
+            inline_content: Some(b"hi".to_vec()),
+            content_header: Some(proto::data_stream::header::ContentHeader::TextHeader(
+                Default::default(),
+            )),
+            ..Default::default()
+        };
+        let packet = |h: proto::data_stream::Header| proto::DataPacket {
+            value: Some(Value::StreamHeader(h)),
+            ..Default::default()
+        };
+        let out = receive(
+            &mut StreamGate::default(),
+            1024,
+            "p",
+            vec![packet(h.clone())],
+            None,
+        );
+        assert!(
+            matches!(out.as_slice(), [Ok(s)] if s.is_text && s.data == b"hi"),
+            "{out:?}"
+        );
+        h.inline_content = Some(vec![0; 2048]);
+        h.total_length = None;
+        let out = receive(&mut StreamGate::default(), 1024, "p", vec![packet(h)], None);
+        assert!(matches!(out.as_slice(), [Err(_)]), "over the cap: {out:?}");
+    }
+
+    /// What the engine sends (livekit-data-stream's packetizer) reassembles here, for a
+    /// recipient that advertises nothing (classic chunks) and one on data streams v2 (inline).
+    #[test]
+    fn livekit_data_stream_packets_reassemble() {
+        use livekit_common::{ClientCapability, ParticipantIdentity, RemoteParticipantRegistry};
+        use livekit_data_stream::api::SendByteOptions;
+        struct Registry(i32);
+        impl RemoteParticipantRegistry for Registry {
+            fn remote_client_protocol(&self, _: &ParticipantIdentity) -> i32 {
+                self.0
+            }
+            fn remote_capabilities(&self, _: &ParticipantIdentity) -> Vec<ClientCapability> {
+                Vec::new()
+            }
+            fn remote_identities(&self) -> Vec<ParticipantIdentity> {
+                vec!["me".into()]
+            }
+        }
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        for (protocol, data) in [(0, vec![5u8; CHUNK_SIZE * 2 + 7]), (2, vec![6u8; 100])] {
+            let packets = rt.block_on(async {
+                let (manager, mut rx) = livekit_data_stream::backend::outgoing::Manager::new();
+                let pump = tokio::spawn(async move {
+                    let (batch, responder) = rx.recv().await.unwrap();
+                    let _ = responder.respond(Ok(()));
+                    batch
+                });
+                let mut options = SendByteOptions::new_with_topic("menlo.camera_capture");
+                options.name = Some("frame.jpg".into());
+                options.attributes.insert("request_id".into(), "r1".into());
+                options.destination_identities = vec!["me".into()];
+                manager
+                    .send_bytes(&data, options, &Registry(protocol))
+                    .await
+                    .unwrap();
+                pump.await.unwrap()
+            });
+            assert_eq!(packets.len(), if protocol == 0 { 5 } else { 1 }, "{protocol}");
+            let out = receive(
+                &mut StreamGate::default(),
+                DEFAULT_MAX_STREAM_BYTES,
+                "robot",
+                packets,
+                None,
             );
+            let [Ok(s)] = out.as_slice() else {
+                panic!("{out:?}")
+            };
+            assert_eq!(
+                (s.data.as_slice(), s.name.as_str()),
+                (data.as_slice(), "frame.jpg")
+            );
+            assert_eq!(s.attributes["request_id"], "r1");
+            assert_eq!(s.topic, "menlo.camera_capture");
         }
     }
 }
