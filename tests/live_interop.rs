@@ -194,6 +194,11 @@ fn serve(host: &Arc<RuntimeHost>, seen: &Seen) {
         .to_string())
     });
     let s = seen.clone();
+    host.handle("runtime.echo", move |call| {
+        let payload = record(&s, call);
+        Ok(json!({"pad": payload["pad"]}).to_string())
+    });
+    let s = seen.clone();
     host.handle("runtime.fail", move |call| {
         record(&s, call);
         Err(RpcFailure::new(4042, "battery too low"))
@@ -283,6 +288,12 @@ fn python_client_calls_the_rust_runtime_host() {
     assert_eq!(stream["size"], 320 * 240 / 4, "{capture}");
     assert_eq!(stream["head"], "ffd8ffe0", "{capture}");
 
+    // 40 kB each way is over RPC v1's 15 KiB cap: this round trip only works because both
+    // sides speak RPC v2 (request and response as text data streams).
+    let large = caller.wait_event("large", STEP);
+    assert_eq!(large["ok"], true, "{large}");
+    assert_eq!(large["reply"]["pad_len"], 40_000, "{large}");
+
     caller.wait_event("done", STEP);
 
     // What the Rust side saw: the Python caller's identity and its JSON payloads.
@@ -293,6 +304,7 @@ fn python_client_calls_the_rust_runtime_host() {
         "runtime.state",
         "runtime.fail",
         "runtime.cameras_capture",
+        "runtime.echo",
     ] {
         let (caller_identity, _) = seen
             .get(method)
@@ -303,6 +315,7 @@ fn python_client_calls_the_rust_runtime_host() {
         seen["runtime.tools_call"].1["options"]["action_id"],
         "act_0123456789ab"
     );
+    assert_eq!(seen["runtime.echo"].1["pad"].as_str().map(str::len), Some(40_000));
     assert!(!seen.contains_key("runtime.no_such_method"));
     assert!(host.is_connected());
 }

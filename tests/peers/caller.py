@@ -10,6 +10,8 @@ Joins the room, waits for the runtime participant, then performs in order:
   unknown      runtime.no_such_method                   (expects LiveKit UNSUPPORTED_METHOD 1400)
   failing      runtime.fail                             (the runtime replies a custom error code)
   capture      runtime.cameras_capture                  pov 320x240; the frame comes as a byte stream
+  large        runtime.echo                             a 40,000-byte payload; the reply is as large
+                                                        (over RPC v1's 15 KiB cap: only RPC v2 carries it)
 
 and prints one JSON line per step, {"event": <step>, "ok": true, "reply": <JSON reply>} or
 {"event": <step>, "ok": false, "code": <RpcError code>, "message": ..., "data": ...}; the
@@ -110,6 +112,11 @@ async def main():
     except asyncio.TimeoutError:
         outcome["stream"] = None
     out(outcome)
+
+    large = await call(lp, target, "large", "runtime.echo", {"pad": "x" * 40_000})
+    if large["ok"]:
+        large["reply"] = {"pad_len": len(large["reply"].get("pad", ""))}
+    out(large)
     out({"event": "done"})
     await room.disconnect()
 
