@@ -10,7 +10,7 @@ use crate::live::participants::{Participant, ParticipantChange, ParticipantTrack
 use crate::live::peer::{Peer, PeerOutput};
 use crate::live::room::SendBytesOptions;
 use crate::live::rpc::{self, CallParams, EngineTransport, Outbox, Rpc, RpcReply};
-use crate::live::signal::{self, SignalPath};
+use crate::live::signal;
 use crate::live::streams::{self, ByteStream, StreamFailure, StreamGate};
 use crate::live::ws::Ws;
 use crossbeam_channel as cb;
@@ -75,11 +75,6 @@ pub(crate) enum Command {
         data: Vec<u8>,
         reply: cb::Sender<Result<(), LiveError>>,
     },
-    PublishData {
-        packet: proto::DataPacket,
-        reliable: bool,
-        reply: cb::Sender<Result<(), LiveError>>,
-    },
     Disconnect,
 }
 
@@ -126,8 +121,6 @@ pub(crate) struct SessionConfig {
     pub max_stream_bytes: usize,
     /// Extra trust anchors (DER) for `wss://`, on top of the webpki roots.
     pub extra_roots_der: Vec<Vec<u8>>,
-    /// Signalling path / peer connection layout.
-    pub signal_path: SignalPath,
 }
 
 pub(crate) struct SessionIo {
@@ -184,24 +177,19 @@ pub(crate) async fn run(cfg: SessionConfig, io: SessionIo) {
     s.shutdown(reason).await;
 }
 
-/// Opens the signalling websocket on the configured path; returns it, the JoinResponse and
-/// whether the dual peer connection layout (`/rtc`) is in use.
+/// Opens the signalling websocket on `/rtc/v1` (one peer connection), falling back to `/rtc`
+/// (two peer connections) when the server answers 404; returns it, the JoinResponse and
+/// whether the dual layout is in use.
 async fn connect_signal(cfg: &SessionConfig) -> Result<(Ws, proto::JoinResponse, bool), LiveError> {
     let v1 = || signal::join_url(&cfg.url, &signal::join_request(false));
-    match cfg.signal_path {
-        SignalPath::SinglePc => open_signal(cfg, v1()?).await.map(|(w, j)| (w, j, false)),
-        SignalPath::DualPc => open_signal(cfg, signal::join_url_v0(&cfg.url)?)
-            .await
-            .map(|(w, j)| (w, j, true)),
-        SignalPath::Auto => match open_signal(cfg, v1()?).await {
-            Err(LiveError::Refused { status: 404, .. }) => {
-                log::info!("server has no /rtc/v1; falling back to /rtc with two peer connections");
-                open_signal(cfg, signal::join_url_v0(&cfg.url)?)
-                    .await
-                    .map(|(w, j)| (w, j, true))
-            }
-            other => other.map(|(w, j)| (w, j, false)),
-        },
+    match open_signal(cfg, v1()?).await {
+        Err(LiveError::Refused { status: 404, .. }) => {
+            log::info!("server has no /rtc/v1; falling back to /rtc with two peer connections");
+            open_signal(cfg, signal::join_url_v0(&cfg.url)?)
+                .await
+                .map(|(w, j)| (w, j, true))
+        }
+        other => other.map(|(w, j)| (w, j, false)),
     }
 }
 
@@ -858,13 +846,6 @@ impl Session {
                         let _ = reply.send(rpc.transport.send_bytes(data, options).await);
                     });
                 }
-                Command::PublishData {
-                    packet,
-                    reliable,
-                    reply,
-                } => {
-                    let _ = reply.send(self.send_packet(&packet, reliable));
-                }
                 Command::Disconnect => return Some("client disconnected".into()),
             }
         }
@@ -897,7 +878,7 @@ impl Session {
                 Command::PerformRpc { reply, .. } => {
                     let _ = reply.send(Err(RpcError::built_in(RpcError::RECIPIENT_DISCONNECTED)));
                 }
-                Command::SendBytes { reply, .. } | Command::PublishData { reply, .. } => {
+                Command::SendBytes { reply, .. } => {
                     let _ = reply.send(Err(LiveError::Disconnected(reason.clone())));
                 }
                 Command::Transmit { done, .. } => {

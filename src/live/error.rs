@@ -113,11 +113,6 @@ impl RpcError {
         }
     }
 
-    pub(crate) fn from_proto(e: livekit_protocol::RpcError) -> Self {
-        let data = if e.data.is_empty() { None } else { Some(e.data) };
-        RpcError::new(e.code, e.message, data)
-    }
-
     pub(crate) fn to_proto(&self) -> livekit_protocol::RpcError {
         livekit_protocol::RpcError {
             code: self.code,

@@ -7,7 +7,7 @@
 //! runtime the SDK owns; [`Room`] is the only door in, with blocking methods and crossbeam
 //! channels. Our own protocol logic (participants, the stream gate, signaling, the websocket
 //! upgrade) lives in sans-IO state machines tested without sockets.
-#![allow(dead_code, unreachable_pub)]
+#![allow(unreachable_pub)]
 
 pub(crate) mod engine;
 pub(crate) mod error;

@@ -170,13 +170,9 @@ impl ParticipantTracker {
     }
 
     /// Looks a participant up by identity.
+    #[cfg(test)]
     pub fn get(&self, identity: &str) -> Option<&Participant> {
         self.by_identity.get(identity).map(|(p, _)| p)
-    }
-
-    /// All current remote participants.
-    pub fn all(&self) -> Vec<Participant> {
-        self.by_identity.values().map(|(p, _)| p.clone()).collect()
     }
 }
 

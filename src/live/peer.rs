@@ -142,16 +142,6 @@ impl Peer {
         Ok((peer, offer.to_sdp_string()))
     }
 
-    /// Local UDP address.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local
-    }
-
-    /// Whether the reliable channel is open.
-    pub fn is_open(&self) -> bool {
-        self.reliable_open && !self.closed
-    }
-
     /// Applies the server's SDP answer.
     pub fn accept_answer(&mut self, sdp: &str) -> Result<(), LiveError> {
         let Some(pending) = self.pending_offer.take() else {
@@ -233,11 +223,6 @@ impl Peer {
         self.queue.push_back(data);
         self.flush();
         Ok(())
-    }
-
-    /// Bytes waiting to be accepted by the SCTP stack.
-    pub fn queued_bytes(&self) -> usize {
-        self.queued_bytes
     }
 
     fn flush(&mut self) {

@@ -5,25 +5,19 @@ use crate::live::error::{LiveError, RpcError};
 use crate::live::participants::Participant;
 use crate::live::rpc::{self, CallParams, Invocation, RpcReply};
 use crate::live::runtime::{self, SharedRuntime};
-use crate::live::signal::SignalPath;
 use crate::live::streams::ByteStream;
 use crossbeam_channel as cb;
-use livekit_protocol as proto;
 use livekit_rpc::backend::RpcServerManager;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Options of [`Room::connect`].
 #[derive(Debug, Clone)]
 pub struct RoomOptions {
     /// Time allowed for signalling, ICE, DTLS and the data channel to come up.
     pub connect_timeout: Duration,
-    /// Default ack timeout of outgoing RPCs.
-    pub rpc_ack_timeout: Duration,
-    /// Default response timeout of outgoing RPCs.
-    pub rpc_response_timeout: Duration,
     /// Largest incoming data stream accepted.
     pub max_stream_bytes: usize,
     /// Capacity of the event queue (when full, the oldest event is dropped with a warning).
@@ -32,22 +26,16 @@ pub struct RoomOptions {
     pub stream_capacity: usize,
     /// Extra trusted root certificates (DER) for `wss://` servers, e.g. a private CA.
     pub extra_root_certs_der: Vec<Vec<u8>>,
-    /// Signalling path: `/rtc/v1` single peer connection (default, with fallback to `/rtc` and
-    /// two peer connections on servers without it).
-    pub signal_path: SignalPath,
 }
 
 impl Default for RoomOptions {
     fn default() -> Self {
         RoomOptions {
             connect_timeout: Duration::from_secs(10),
-            rpc_ack_timeout: crate::live::rpc::DEFAULT_ACK_TIMEOUT,
-            rpc_response_timeout: crate::live::rpc::DEFAULT_RESPONSE_TIMEOUT,
             max_stream_bytes: crate::live::streams::DEFAULT_MAX_STREAM_BYTES,
             event_capacity: 1024,
             stream_capacity: 64,
             extra_root_certs_der: Vec::new(),
-            signal_path: SignalPath::Auto,
         }
     }
 }
@@ -66,7 +54,6 @@ pub struct Room {
     rpc_server: Arc<RpcServerManager>,
     done: cb::Receiver<()>,
     joined: Joined,
-    options: RoomOptions,
     // Last field: dropped after the session task has been waited for.
     runtime: Option<Arc<SharedRuntime>>,
 }
@@ -115,7 +102,6 @@ impl Room {
             connect_timeout: options.connect_timeout,
             max_stream_bytes: options.max_stream_bytes,
             extra_roots_der: options.extra_root_certs_der.clone(),
-            signal_path: options.signal_path,
         };
         let io = SessionIo {
             commands: cmd_rx,
@@ -154,7 +140,6 @@ impl Room {
             rpc_server,
             done: done_rx,
             joined,
-            options,
             runtime: Some(rt),
         })
     }
@@ -178,30 +163,14 @@ impl Room {
         &self.joined.local_identity
     }
 
-    /// Our participant SID.
-    pub fn local_sid(&self) -> &str {
-        &self.joined.local_sid
-    }
-
     /// Room name.
     pub fn room_name(&self) -> &str {
         &self.joined.room_name
     }
 
-    /// Version reported by the server.
-    pub fn server_version(&self) -> &str {
-        &self.joined.server_version
-    }
-
     /// Whether the room is still connected.
     pub fn is_connected(&self) -> bool {
         self.shared.connected.load(Ordering::SeqCst)
-    }
-
-    /// Round trip of the last signalling ping/pong (keepalive), if one completed yet.
-    pub fn signal_rtt(&self) -> Option<Duration> {
-        let ms = self.shared.signal_rtt_ms.load(Ordering::Relaxed);
-        u64::try_from(ms).ok().map(Duration::from_millis)
     }
 
     /// Snapshot of the remote participants.
@@ -213,29 +182,6 @@ impl Room {
             .unwrap_or_default()
     }
 
-    /// A remote participant by identity.
-    pub fn participant(&self, identity: &str) -> Option<Participant> {
-        self.shared
-            .participants
-            .lock()
-            .ok()
-            .and_then(|m| m.get(identity).cloned())
-    }
-
-    /// Blocks until `identity` is in the room (or the timeout passes / the room disconnects).
-    pub fn wait_for_participant(&self, identity: &str, timeout: Duration) -> Option<Participant> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(p) = self.participant(identity) {
-                return Some(p);
-            }
-            if Instant::now() >= deadline || !self.is_connected() {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
     /// Room events (participants joining / leaving, data, disconnection).
     pub fn events(&self) -> &cb::Receiver<RoomEvent> {
         &self.events
@@ -244,14 +190,6 @@ impl Room {
     /// Completely received incoming data streams.
     pub fn byte_streams(&self) -> &cb::Receiver<ByteStream> {
         &self.streams
-    }
-
-    /// Calls `method` on `destination` with the room's default timeouts.
-    pub fn perform_rpc(&self, destination: &str, method: &str, payload: &str) -> Result<String, RpcError> {
-        let mut params = CallParams::new(destination, method, payload);
-        params.ack_timeout = self.options.rpc_ack_timeout;
-        params.response_timeout = self.options.rpc_response_timeout;
-        self.perform_rpc_with(params)
     }
 
     /// Calls a method with explicit parameters. Blocks until the response, an error or a timeout.
@@ -326,42 +264,6 @@ impl Room {
         rx.recv_timeout(Duration::from_secs(30))
             .unwrap_or_else(|_| Err(LiveError::Disconnected("room closed".into())))
     }
-
-    /// Publishes a user data packet.
-    pub fn publish_data(
-        &self,
-        payload: Vec<u8>,
-        topic: &str,
-        reliable: bool,
-        destinations: &[&str],
-    ) -> Result<(), LiveError> {
-        let packet = proto::DataPacket {
-            destination_identities: destinations.iter().map(|s| s.to_string()).collect(),
-            value: Some(proto::data_packet::Value::User(proto::UserPacket {
-                payload,
-                topic: if topic.is_empty() {
-                    None
-                } else {
-                    Some(topic.to_string())
-                },
-                ..Default::default()
-            })),
-            ..Default::default()
-        };
-        let (tx, rx) = cb::bounded(1);
-        if !self.send(Command::PublishData {
-            packet,
-            reliable,
-            reply: tx,
-        }) {
-            return Err(LiveError::Disconnected("room closed".into()));
-        }
-        rx.recv_timeout(Duration::from_secs(10))
-            .unwrap_or_else(|_| Err(LiveError::Disconnected("room closed".into())))
-    }
-
-    /// Leaves the room (same as dropping it, but explicit).
-    pub fn disconnect(self) {}
 }
 
 impl Drop for Room {

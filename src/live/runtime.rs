@@ -60,8 +60,3 @@ pub(crate) fn acquire() -> std::io::Result<Arc<SharedRuntime>> {
     log::debug!("live runtime started");
     Ok(shared)
 }
-
-/// Whether the private runtime is currently running (for tests and diagnostics).
-pub fn is_running() -> bool {
-    RUNTIME.lock().map(|s| s.strong_count() > 0).unwrap_or(false)
-}

@@ -20,19 +20,6 @@ pub const PROTOCOL_VERSION: i32 = 16;
 /// not inline single-packet streams (2), and no compression capability is advertised.
 pub const CLIENT_PROTOCOL: i32 = livekit_common::CLIENT_PROTOCOL_DATA_STREAM_RPC;
 
-/// Which signalling path / peer-connection layout to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SignalPath {
-    /// `/rtc/v1` (single peer connection), falling back to `/rtc` when the server answers 404.
-    #[default]
-    Auto,
-    /// `/rtc/v1` only: one peer connection, we offer, data both ways on our channels.
-    SinglePc,
-    /// `/rtc` (v0): a publisher PC we offer (we send on its channels) and a subscriber PC the
-    /// server offers (it sends on channels it opens there).
-    DualPc,
-}
-
 fn base_ws_url(base: &str) -> Result<url::Url, LiveError> {
     let mut url = url::Url::parse(base).map_err(|e| LiveError::InvalidUrl(e.to_string()))?;
     let scheme = match url.scheme() {
@@ -145,21 +132,6 @@ pub fn parse_candidate_init(json: &str) -> Result<CandidateInit, LiveError> {
     serde_json::from_str(json).map_err(|e| LiveError::Protocol(format!("bad trickle candidate: {e}")))
 }
 
-/// Builds a trickle request for one of our candidates.
-pub fn trickle_request(candidate: &str, sdp_mid: &str, target: proto::SignalTarget) -> Req {
-    let init = CandidateInit {
-        candidate: candidate.to_string(),
-        sdp_mid: Some(sdp_mid.to_string()),
-        sdp_mline_index: Some(0),
-        username_fragment: None,
-    };
-    Req::Trickle(proto::TrickleRequest {
-        candidate_init: serde_json::to_string(&init).unwrap_or_default(),
-        target: target as i32,
-        r#final: false,
-    })
-}
-
 /// Ping request carrying the current time (ms).
 pub fn ping_request(now_ms: i64, rtt_ms: i64) -> Req {
     Req::PingReq(proto::Ping {
@@ -221,12 +193,5 @@ mod tests {
         .unwrap();
         assert_eq!(c.sdp_mid.as_deref(), Some("0"));
         assert!(parse_candidate_init("{").is_err());
-        let Req::Trickle(t) = trickle_request("candidate:x", "0", proto::SignalTarget::Publisher) else {
-            panic!()
-        };
-        assert_eq!(
-            parse_candidate_init(&t.candidate_init).unwrap().candidate,
-            "candidate:x"
-        );
     }
 }

@@ -159,6 +159,7 @@ impl StreamGate {
     }
 
     /// Number of streams in flight.
+    #[cfg(test)]
     pub fn open_streams(&self) -> usize {
         self.open.len()
     }
@@ -177,47 +178,54 @@ pub fn idle_trailer(stream_id: &str) -> proto::data_stream::Trailer {
 pub async fn collect(reader: AnyStreamReader, sender: String) -> Result<ByteStream, StreamFailure> {
     match reader {
         AnyStreamReader::Byte(r) => {
-            let info = r.info().clone();
-            let failure = |e: &dyn std::fmt::Display| StreamFailure {
+            let info = r.info();
+            let stream = ByteStream {
                 id: info.id.clone(),
-                sender_identity: sender.clone(),
-                topic: info.topic.clone(),
-                reason: e.to_string(),
-            };
-            let data = r.read_all().await.map_err(|e| failure(&e))?;
-            Ok(ByteStream {
-                id: info.id.clone(),
-                sender_identity: sender.clone(),
+                sender_identity: sender,
                 topic: info.topic.clone(),
                 name: info.name.clone(),
                 mime_type: info.mime_type.clone(),
                 attributes: info.attributes(),
                 is_text: false,
                 timestamp_ms: info.timestamp.timestamp_millis(),
-                data: data.to_vec(),
-            })
+                data: Vec::new(),
+            };
+            with_data(stream, r.read_all().await.map(|data| data.to_vec()))
         }
         AnyStreamReader::Text(r) => {
-            let info = r.info().clone();
-            let failure = |e: &dyn std::fmt::Display| StreamFailure {
+            let info = r.info();
+            let stream = ByteStream {
                 id: info.id.clone(),
-                sender_identity: sender.clone(),
-                topic: info.topic.clone(),
-                reason: e.to_string(),
-            };
-            let text = r.read_all().await.map_err(|e| failure(&e))?;
-            Ok(ByteStream {
-                id: info.id.clone(),
-                sender_identity: sender.clone(),
+                sender_identity: sender,
                 topic: info.topic.clone(),
                 name: String::new(),
                 mime_type: info.mime_type.clone(),
                 attributes: info.attributes(),
                 is_text: true,
                 timestamp_ms: info.timestamp.timestamp_millis(),
-                data: text.into_bytes(),
-            })
+                data: Vec::new(),
+            };
+            with_data(stream, r.read_all().await.map(String::into_bytes))
         }
+    }
+}
+
+/// The described `stream` with its content, or the failure that cut it off.
+fn with_data(
+    mut stream: ByteStream,
+    read: Result<Vec<u8>, impl std::fmt::Display>,
+) -> Result<ByteStream, StreamFailure> {
+    match read {
+        Ok(data) => {
+            stream.data = data;
+            Ok(stream)
+        }
+        Err(e) => Err(StreamFailure {
+            id: stream.id,
+            sender_identity: stream.sender_identity,
+            topic: stream.topic,
+            reason: e.to_string(),
+        }),
     }
 }
 
