@@ -291,12 +291,51 @@ pub struct RecordedRequest {
     pub status: Option<u16>,
 }
 
+/// A platform session that started or ended, reported to
+/// [`ControlPlaneBuilder::on_session_change`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionChange {
+    /// `POST /v1/robots/{id}/session` created a session (replacing any earlier one).
+    Created {
+        /// The robot.
+        robot_id: String,
+        /// Its LiveKit room.
+        room_name: String,
+        /// The agents the platform dispatches into the room (`worker_names`, or the default).
+        agent_names: Vec<String>,
+        /// The scene asked for.
+        scene_id: Option<String>,
+    },
+    /// The session ended: deleted, replaced, or its robot deleted.
+    Deleted {
+        /// The robot.
+        robot_id: String,
+        /// Its LiveKit room.
+        room_name: String,
+    },
+}
+
+/// Receives [`SessionChange`]s. Runs on the emulator's thread: it must return quickly.
+pub type SessionChangeHook = Arc<dyn Fn(&SessionChange) + Send + Sync>;
+
 /// Configures a [`ControlPlane`] before starting it.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ControlPlaneBuilder {
     livekit: LiveKitSettings,
     default_worker_names: Vec<String>,
     bind: SocketAddr,
+    on_session_change: Option<SessionChangeHook>,
+}
+
+impl fmt::Debug for ControlPlaneBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ControlPlaneBuilder")
+            .field("livekit", &self.livekit)
+            .field("default_worker_names", &self.default_worker_names)
+            .field("bind", &self.bind)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for ControlPlaneBuilder {
@@ -305,6 +344,7 @@ impl Default for ControlPlaneBuilder {
             livekit: LiveKitSettings::default(),
             default_worker_names: vec!["sim-worker".into()],
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            on_session_change: None,
         }
     }
 }
@@ -338,6 +378,15 @@ impl ControlPlaneBuilder {
         self
     }
 
+    /// Calls `hook` after each request that started or ended a session, outside the
+    /// emulator's state lock, on its thread (so it must return quickly: hand work to a
+    /// thread of your own). The embedded [`Platform`](crate::dev) uses it to dispatch
+    /// simulated robots and to end rooms.
+    pub fn on_session_change(mut self, hook: impl Fn(&SessionChange) + Send + Sync + 'static) -> Self {
+        self.on_session_change = Some(Arc::new(hook));
+        self
+    }
+
     /// Binds the socket and starts serving on a background thread.
     pub fn start(self) -> std::io::Result<ControlPlane> {
         let listener = StdTcpListener::bind(self.bind)?;
@@ -350,6 +399,7 @@ impl ControlPlaneBuilder {
             rcs: Mutex::new(rcs::Rcs::new(self.livekit.clone(), self.default_worker_names)),
             faults: Mutex::new(Vec::new()),
             log: Mutex::new(Log::default()),
+            on_session_change: self.on_session_change,
         });
         let (shutdown, stop) = oneshot::channel();
         let server_shared = Arc::clone(&shared);
@@ -451,6 +501,7 @@ struct Shared {
     rcs: Mutex<rcs::Rcs>,
     faults: Mutex<Vec<Fault>>,
     log: Mutex<Log>,
+    on_session_change: Option<SessionChangeHook>,
 }
 
 #[derive(Default)]
@@ -666,7 +717,17 @@ impl OwnedRequest {
             content_type: self.content_type.as_deref(),
             body,
         };
-        lock(&shared.rcs).handle(&request)
+        let (reply, changes) = {
+            let mut rcs = lock(&shared.rcs);
+            let reply = rcs.handle(&request);
+            (reply, rcs.take_changes())
+        };
+        if let Some(hook) = &shared.on_session_change {
+            for change in &changes {
+                hook(change);
+            }
+        }
+        reply
     }
 }
 
@@ -745,6 +806,7 @@ mod tests {
             rcs: Mutex::new(rcs::Rcs::new(LiveKitSettings::default(), vec![])),
             faults: Mutex::new(vec![Fault::status(500).times(2), Fault::status(429)]),
             log: Mutex::new(Log::default()),
+            on_session_change: None,
         };
         let codes: Vec<Option<FaultKind>> = (0..4)
             .map(|_| shared.take_fault("GET", "/").map(|f| f.kind))

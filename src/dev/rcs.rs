@@ -12,7 +12,7 @@ use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
 use super::token::{now_rfc3339, random_alnum, random_hex, rfc3339, unix_now};
-use super::{mint_livekit_token, LiveKitSettings, Principal, TokenOptions};
+use super::{mint_livekit_token, LiveKitSettings, Principal, SessionChange, TokenOptions};
 
 /// The OpenAPI 3.1 document served at `/openapi.json`.
 pub(crate) const OPENAPI: &str = include_str!("openapi.json");
@@ -645,6 +645,8 @@ pub(crate) struct Rcs {
     sessions: HashMap<String, Session>,
     default_worker_names: Vec<String>,
     livekit: LiveKitSettings,
+    /// Session changes not yet reported to the embedding platform.
+    changes: Vec<SessionChange>,
 }
 
 impl Rcs {
@@ -655,6 +657,21 @@ impl Rcs {
             sessions: HashMap::new(),
             default_worker_names,
             livekit,
+            changes: Vec::new(),
+        }
+    }
+
+    /// The session changes since the last call, oldest first.
+    pub(crate) fn take_changes(&mut self) -> Vec<SessionChange> {
+        std::mem::take(&mut self.changes)
+    }
+
+    fn remove_session(&mut self, robot_id: &str) {
+        if self.sessions.remove(robot_id).is_some() {
+            self.changes.push(SessionChange::Deleted {
+                robot_id: robot_id.to_owned(),
+                room_name: robot_id.to_owned(),
+            });
         }
     }
 
@@ -859,7 +876,7 @@ impl Rcs {
     fn delete_robot(&mut self, id: &str, p: &Principal) -> Result<Reply, Reply> {
         let i = self.robot(id, p)?;
         let robot = self.robots.remove(i);
-        self.sessions.remove(&robot.id);
+        self.remove_session(&robot.id);
         Ok(Reply::no_content())
     }
 
@@ -907,6 +924,14 @@ impl Rcs {
             "participant_token": token,
             "room_metadata": session.metadata(),
         });
+        // A new session replaces the robot's previous one, whose room ends.
+        self.remove_session(&robot_id);
+        self.changes.push(SessionChange::Created {
+            robot_id: robot_id.clone(),
+            room_name: robot_id.clone(),
+            agent_names: session.names().into_iter().map(str::to_owned).collect(),
+            scene_id: session.scene_id.clone(),
+        });
         self.sessions.insert(robot_id, session);
         Ok(Reply::json(201, &reply))
     }
@@ -928,7 +953,7 @@ impl Rcs {
 
     fn delete_session(&mut self, id: &str, p: &Principal) -> Result<Reply, Reply> {
         let robot_id = self.session(id, p)?.robot_id.clone();
-        self.sessions.remove(&robot_id);
+        self.remove_session(&robot_id);
         Ok(Reply::no_content())
     }
 
@@ -1091,6 +1116,47 @@ mod tests {
         let r = rcs.handle(&req("GET", &path, ""));
         assert_eq!(r.status, 200);
         assert!(r.parsed().get("pin_code").is_none());
+    }
+
+    #[test]
+    fn session_changes_are_reported_in_order() {
+        let mut rcs = Rcs::new(lk(), vec!["sim-worker".into()]);
+        let r = rcs.handle(&req("POST", "/v1/robots", r#"{"name":"a","model":"m"}"#));
+        let id = r.parsed()["robot"]["id"].as_str().unwrap().to_owned();
+        let session = format!("/v1/robots/{id}/session");
+        let created = |agents: &[&str], scene: Option<&str>| SessionChange::Created {
+            robot_id: id.clone(),
+            room_name: id.clone(),
+            agent_names: agents.iter().map(|a| a.to_string()).collect(),
+            scene_id: scene.map(str::to_owned),
+        };
+        let deleted = SessionChange::Deleted {
+            robot_id: id.clone(),
+            room_name: id.clone(),
+        };
+        assert!(rcs.take_changes().is_empty(), "creating a robot is no session change");
+
+        assert_eq!(rcs.handle(&req("POST", &session, "")).status, 201);
+        assert_eq!(rcs.take_changes(), [created(&["sim-worker"], None)]);
+
+        let body = r#"{"worker_names":[],"scene_id":"warehouse"}"#;
+        assert_eq!(rcs.handle(&req("POST", &session, body)).status, 201);
+        assert_eq!(
+            rcs.take_changes(),
+            [deleted.clone(), created(&[], Some("warehouse"))],
+            "a new session replaces the old one"
+        );
+
+        assert_eq!(rcs.handle(&req("DELETE", &session, "")).status, 204);
+        assert_eq!(rcs.take_changes(), [deleted.clone()]);
+        assert_eq!(rcs.handle(&req("DELETE", &session, "")).status, 404);
+        assert!(rcs.take_changes().is_empty());
+
+        assert_eq!(rcs.handle(&req("POST", &session, "")).status, 201);
+        rcs.take_changes();
+        let robot = format!("/v1/robots/{id}");
+        assert_eq!(rcs.handle(&req("DELETE", &robot, "")).status, 204);
+        assert_eq!(rcs.take_changes(), [deleted], "deleting the robot ends its session");
     }
 
     #[test]
