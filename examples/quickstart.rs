@@ -1,79 +1,63 @@
-//! The quickstart: create a robot, start its session, mint a room key, clean up.
+//! The quickstart, step by step with the time each step took: create a robot, connect to its
+//! session, open the viewer (the runtime), discover skills, drive to `pad_B`, grab a camera
+//! frame, disconnect and clean up.
 //!
-//! With `MENLO_API_KEY` set it talks to the real platform (`MENLO_RCS_URL`, default
-//! `https://api.menlo.ai/rcs`). Without it, it starts the embedded local platform, so it runs
-//! on a fresh machine with no account:
+//! Without `MENLO_API_KEY` it runs against the embedded platform (simulated robot, data-only
+//! LiveKit SFU, control-plane emulator), so it works on a fresh machine with no account:
 //!
 //! ```text
 //! cargo run --example quickstart --features dev
 //! ```
+//!
+//! With `MENLO_API_KEY` set it uses the real platform and asks you to open the viewer link in
+//! Chrome.
 
-use menlo_robot_sdk::{Client, NewRobot, SessionOptions};
+#[path = "common/mod.rs"]
+mod common;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // Keeps the embedded platform alive for the whole run when no API key is set.
-    let (client, _platform) = client()?;
+use std::time::Duration;
 
-    let created = client.robots().create(&NewRobot::new("My bot", "asimov-v0"))?;
+use common::{step, Res, Target};
+use menlo_robot_sdk::{connect, CaptureOptions, ConnectOptions, NewRobot};
+use serde_json::json;
+
+fn main() -> Res<()> {
+    let target = Target::from_env()?;
+    let client = target.client();
+
+    let created = step("create a robot", || Ok(client.robots().create(&NewRobot::new("My bot", "asimov-v0"))?))?;
     let robot_id = created.robot.id.clone();
-    println!("created robot {robot_id} ({})", created.robot.model);
+    println!("    robot {robot_id}");
     if created.pin_code.is_some() {
-        println!("  the platform returned its show-once PIN: store it securely");
+        println!("    the platform returned its show-once PIN: store it securely, it is never shown again");
     }
 
-    // SimpleSim: dispatch no worker; the browser viewer tab is the runtime.
-    let session = client
-        .robots()
-        .create_session(&robot_id, &SessionOptions::new().no_workers())?;
-    println!("session in room {} on {}", session.room_name, session.livekit_url);
+    let session = step("connect (worker_names [], runtime prefix simplesim)", || {
+        let options = ConnectOptions::new()
+            .worker_names(Vec::<String>::new()) // SimpleSim: the viewer tab is the runtime
+            .runtime_identity_prefix("simplesim");
+        Ok(connect(client, &robot_id, options)?)
+    })?;
 
-    let link = client.room_keys().link(&robot_id, &Default::default())?;
-    println!(
-        "viewer link minted ({} chars): open it in Chrome, one tab per robot",
-        link.len()
-    );
+    let link = step("mint a room key link", || Ok(client.room_keys().link(&robot_id, &Default::default())?))?;
+    step("open the viewer", || target.open_viewer(&link))?;
 
-    for robot in client.robots().iter(50) {
-        let robot = robot?;
-        println!(
-            "  robot {} {:?} updated {}",
-            robot.id, robot.name, robot.updated_at
-        );
-    }
+    let skills = step("discover skills", || Ok(session.discover_skills()?))?;
+    let names: Vec<&str> = skills.iter().map(|s| s.name.as_str()).collect();
+    println!("    {}", names.join(", "));
 
-    client.robots().delete_session(&robot_id)?;
-    client.robots().delete(&robot_id)?;
-    println!("cleaned up {robot_id}");
+    let result = step("go_to pad_B", || {
+        let target = json!({"target": {"kind": "entity", "entity_id": "pad_B"}});
+        Ok(session.invoke("go_to", target, Some(Duration::from_secs(300)))?)
+    })?;
+    println!("    {} {:?}", result.status, result.error.as_ref().map(|e| &e.code));
+
+    let jpeg = step("get_vision(\"pov\")", || Ok(session.get_vision("pov", &CaptureOptions::new())?))?;
+    let path = std::env::temp_dir().join(format!("{robot_id}-pov.jpg"));
+    std::fs::write(&path, &jpeg)?;
+    println!("    wrote {} ({} bytes)", path.display(), jpeg.len());
+
+    step("disconnect and delete the session", || Ok(session.disconnect()?))?;
+    step("delete the robot", || Ok(client.robots().delete(&robot_id)?))?;
     Ok(())
-}
-
-#[cfg(feature = "dev")]
-type Platform = Option<menlo_robot_sdk::dev::ControlPlane>;
-#[cfg(not(feature = "dev"))]
-type Platform = Option<()>;
-
-fn client() -> Result<(Client, Platform), Box<dyn std::error::Error>> {
-    let has_key = std::env::var("MENLO_API_KEY").is_ok_and(|key| !key.trim().is_empty());
-    if has_key {
-        return Ok((Client::from_env()?, None));
-    }
-    embedded()
-}
-
-#[cfg(feature = "dev")]
-fn embedded() -> Result<(Client, Platform), Box<dyn std::error::Error>> {
-    use menlo_robot_sdk::dev::{ControlPlane, Principal};
-    let platform = ControlPlane::start()?;
-    let key = platform.create_api_key(&Principal::new("quickstart", "org_local", "team_local"));
-    println!(
-        "no MENLO_API_KEY: using the embedded platform at {}",
-        platform.url()
-    );
-    let client = Client::builder().rcs_url(platform.url()).api_key(key).build()?;
-    Ok((client, Some(platform)))
-}
-
-#[cfg(not(feature = "dev"))]
-fn embedded() -> Result<(Client, Platform), Box<dyn std::error::Error>> {
-    Err("MENLO_API_KEY is not set; set it, or run with --features dev for the embedded platform".into())
 }
