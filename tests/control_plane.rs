@@ -11,7 +11,7 @@ use common::{builder, harness, principal};
 use menlo_robot_sdk::dev::Fault;
 use menlo_robot_sdk::{
     DevIdentity, Error, Language, NewRobot, ParticipantTokenRequest, RobotType, RobotUpdate, RoomKey,
-    SessionOptions, Voice,
+    RoomKeyOptions, SessionOptions, Voice,
 };
 
 fn jwt_claims(token: &str) -> serde_json::Value {
@@ -247,7 +247,8 @@ fn participant_tokens_and_room_keys() {
     assert_eq!(claims["sub"], format!("simplesim:{id}"));
 
     let link = h.client.room_keys().link(&id, &Default::default()).unwrap();
-    assert!(link.starts_with("https://sim.menlo.ai/?key=k1%7E"), "{link}");
+    assert!(link.starts_with("https://sim.menlo.ai/?key=k1~"), "{link}");
+    assert_eq!(RoomKey::parse(&link).unwrap().room_name().unwrap(), id);
     let legacy = h
         .client
         .room_keys()
@@ -261,6 +262,33 @@ fn participant_tokens_and_room_keys() {
         "{legacy}"
     );
     assert!(legacy.ends_with(&format!("&lk_room={id}")), "{legacy}");
+}
+
+#[test]
+fn room_key_options_set_the_viewer_identity_and_name() {
+    let h = harness();
+    let id = h.robot();
+    let options = RoomKeyOptions::new()
+        .participant_identity("viewer:alice")
+        .participant_name("Alice");
+    let key = h.client.room_keys().generate_with(&id, &options).unwrap();
+    assert_eq!(jwt_claims(key.token().expose())["sub"], "viewer:alice");
+    h.client.room_keys().link(&id, &options).unwrap();
+    h.client.room_keys().legacy_viewer_url(&id, &options).unwrap();
+    let token_requests: Vec<_> = h
+        .platform
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/participant-token"))
+        .collect();
+    assert_eq!(token_requests.len(), 3);
+    for request in token_requests {
+        let body = request.body.unwrap();
+        assert!(
+            body.contains(r#""participant_identity":"viewer:alice","participant_name":"Alice""#),
+            "{body}"
+        );
+    }
 }
 
 #[test]

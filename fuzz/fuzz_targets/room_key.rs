@@ -47,7 +47,9 @@ fn check_key(input: &str) -> Option<RoomKey> {
         );
     }
     let link = key.link("https://sim.menlo.ai/");
-    assert!(link.starts_with("https://sim.menlo.ai/?key=k1%7E"), "{link}");
+    assert!(link.starts_with("https://sim.menlo.ai/?key=k1~"), "{link}");
+    let from_link = RoomKey::parse(&link).unwrap_or_else(|e| panic!("a key's own link does not parse: {e}"));
+    assert!(from_link == key, "the link changed the key");
     let _ = format!("{key:?}");
     Some(key)
 }
