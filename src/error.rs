@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use crate::json::OrderedJson;
+
 /// Everything that can go wrong in the SDK.
 ///
 /// Match on the variant to tell a platform refusal ([`Error::Api`]) from a network problem
@@ -165,21 +167,33 @@ impl ApiError {
     /// Normalizes an error body of any shape the platform produces (CONTRACT §3).
     ///
     /// `reason` is the HTTP reason phrase, used when the body is empty. Never fails.
+    ///
+    /// - `code` is the body's own (a string, or a number as text) whatever else it holds;
+    ///   without one: `unknown.error` next to a `message`, `http.<status>` next to an `error`,
+    ///   `request.validation_error` (422) or `http.<status>` next to a `detail`, `http.error`
+    ///   for a body that is not a JSON object.
+    /// - `message` is the first of `message`, `error`, `detail` that is present: a string as
+    ///   is, anything else as compact JSON with the server's key order; else `Unknown error`.
+    ///   A non-object body gives its trimmed text, or `reason` when empty.
+    /// - An empty string, like `null`, counts as missing for `code` and the message fields.
+    /// - `request_id` / `trace_id` come from `details` (a number is kept as text).
     pub fn from_response(status: u16, body: &[u8], reason: &str) -> Self {
-        let text = String::from_utf8_lossy(body);
         let (code, message, details) = match serde_json::from_slice::<Value>(body) {
-            Ok(Value::Object(object)) => normalize_object(status, object),
+            Ok(Value::Object(object)) => {
+                let texts = message_texts(body, &object);
+                normalize_object(status, object, texts)
+            }
             _ => {
+                let text = String::from_utf8_lossy(body);
                 let trimmed = text.trim();
                 let message = if trimmed.is_empty() { reason } else { trimmed };
                 ("http.error".to_owned(), message.to_owned(), Map::new())
             }
         };
-        let detail_string = |key: &str| details.get(key).and_then(Value::as_str).map(str::to_owned);
         ApiError {
             status,
-            request_id: detail_string("request_id"),
-            trace_id: detail_string("trace_id"),
+            request_id: id_text(details.get("request_id")),
+            trace_id: id_text(details.get("trace_id")),
             code,
             message,
             details,
@@ -187,34 +201,99 @@ impl ApiError {
     }
 }
 
-fn normalize_object(status: u16, mut object: Map<String, Value>) -> (String, String, Map<String, Value>) {
+/// The fields a message can come from, read in the body's own key order.
+#[derive(serde::Deserialize)]
+struct MessageSources {
+    #[serde(default)]
+    message: Option<OrderedJson>,
+    #[serde(default)]
+    error: Option<OrderedJson>,
+    #[serde(default)]
+    detail: Option<OrderedJson>,
+}
+
+/// The `message`, `error` and `detail` fields as text (see [`ordered_text`]).
+struct MessageTexts {
+    message: Option<String>,
+    error: Option<String>,
+    detail: Option<String>,
+}
+
+/// Reads the message fields in key order. A body that `Value` accepts but the derive refuses
+/// (a repeated field) falls back to `Value`'s sorted rendering.
+fn message_texts(body: &[u8], object: &Map<String, Value>) -> MessageTexts {
+    match serde_json::from_slice::<MessageSources>(body) {
+        Ok(sources) => MessageTexts {
+            message: ordered_text(sources.message.as_ref()),
+            error: ordered_text(sources.error.as_ref()),
+            detail: ordered_text(sources.detail.as_ref()),
+        },
+        Err(_) => MessageTexts {
+            message: value_text(object.get("message")),
+            error: value_text(object.get("error")),
+            detail: value_text(object.get("detail")),
+        },
+    }
+}
+
+/// A message field as text: a string as is, any other value as compact JSON; `None` when
+/// absent, `null` or an empty string.
+fn ordered_text(field: Option<&OrderedJson>) -> Option<String> {
+    match field? {
+        OrderedJson::Null => None,
+        OrderedJson::String(text) if text.is_empty() => None,
+        OrderedJson::String(text) => Some(text.clone()),
+        other => Some(other.to_compact_string()),
+    }
+}
+
+/// The same as [`ordered_text`] from a sorted `Value`, for bodies [`message_sources`] refuses.
+fn value_text(field: Option<&Value>) -> Option<String> {
+    match field? {
+        Value::Null => None,
+        Value::String(text) if text.is_empty() => None,
+        Value::String(text) => Some(text.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// A code or id given as a non-empty string or as a number, as text.
+fn id_text(value: Option<&Value>) -> Option<String> {
+    match value? {
+        Value::String(text) if !text.is_empty() => Some(text.clone()),
+        Value::Number(number) => Some(number.to_string()),
+        _ => None,
+    }
+}
+
+fn normalize_object(
+    status: u16,
+    mut object: Map<String, Value>,
+    texts: MessageTexts,
+) -> (String, String, Map<String, Value>) {
     let details = match object.remove("details") {
         Some(Value::Object(details)) => details,
         _ => Map::new(),
     };
-    let code = object.get("code").and_then(Value::as_str).map(str::to_owned);
-    if let Some(message) = object.get("message").and_then(Value::as_str) {
-        let code = code.unwrap_or_else(|| "unknown.error".to_owned());
-        return (code, message.to_owned(), details);
+    let (default_code, message) = if let Some(message) = texts.message {
+        ("unknown.error".to_owned(), message)
+    } else if let Some(error) = texts.error {
+        (format!("http.{status}"), error)
+    } else if let Some(detail) = texts.detail {
+        (detail_code(status), detail)
+    } else {
+        ("unknown.error".to_owned(), "Unknown error".to_owned())
+    };
+    let code = id_text(object.get("code")).unwrap_or(default_code);
+    (code, message, details)
+}
+
+fn detail_code(status: u16) -> String {
+    if status == 422 {
+        "request.validation_error".to_owned()
+    } else {
+        format!("http.{status}")
     }
-    if let Some(error) = object.get("error").and_then(Value::as_str) {
-        let code = code.unwrap_or_else(|| format!("http.{status}"));
-        return (code, error.to_owned(), details);
-    }
-    if let Some(detail) = object.get("detail") {
-        let code = if status == 422 {
-            "request.validation_error".to_owned()
-        } else {
-            format!("http.{status}")
-        };
-        let message = match detail {
-            Value::String(text) => text.clone(),
-            other => other.to_string(),
-        };
-        return (code, message, details);
-    }
-    let code = code.unwrap_or_else(|| "unknown.error".to_owned());
-    (code, "Unknown error".to_owned(), details)
 }
 
 /// Describes a JSON error without repeating string values from the body, which may
@@ -263,6 +342,15 @@ mod tests {
         ApiError::from_response(status, body.as_bytes(), "Reason")
     }
 
+    fn code_and_message(status: u16, body: &str) -> (String, String) {
+        let err = normalize(status, body);
+        (err.code, err.message)
+    }
+
+    fn pair(code: &str, message: &str) -> (String, String) {
+        (code.to_owned(), message.to_owned())
+    }
+
     #[test]
     fn rcs_body_keeps_code_message_and_ids() {
         let err = normalize(
@@ -276,36 +364,140 @@ mod tests {
     }
 
     #[test]
-    fn auth_edge_body_reads_http_status() {
-        let err = normalize(401, r#"{"error":"unauthorized"}"#);
-        assert_eq!(err.to_string(), "http.401: unauthorized");
-        let err = normalize(401, r#"{"error":"unauthorized","code":"auth.expired"}"#);
-        assert_eq!(err.code, "auth.expired");
+    fn numeric_request_and_trace_ids_are_kept_as_text() {
+        let err = normalize(
+            500,
+            r#"{"code":"c","message":"m","details":{"request_id":12345,"trace_id":-7.5}}"#,
+        );
+        assert_eq!(err.request_id.as_deref(), Some("12345"));
+        assert_eq!(err.trace_id.as_deref(), Some("-7.5"));
+        let err = normalize(
+            500,
+            r#"{"message":"m","details":{"request_id":"","trace_id":true}}"#,
+        );
+        assert_eq!((err.request_id, err.trace_id), (None, None));
     }
 
     #[test]
-    fn validation_bodies() {
-        let err = normalize(422, r#"{"detail":[{"loc":["body","name"],"msg":"too short"}]}"#);
-        assert_eq!(err.code, "request.validation_error");
-        assert_eq!(err.message, r#"[{"loc":["body","name"],"msg":"too short"}]"#);
-        let err = normalize(404, r#"{"detail":"Not Found"}"#);
+    fn auth_edge_body_reads_http_status() {
+        let err = normalize(401, r#"{"error":"unauthorized"}"#);
+        assert_eq!(err.to_string(), "http.401: unauthorized");
         assert_eq!(
-            (err.code.as_str(), err.message.as_str()),
-            ("http.404", "Not Found")
+            code_and_message(401, r#"{"error":"unauthorized","code":"auth.expired"}"#),
+            pair("auth.expired", "unauthorized")
+        );
+    }
+
+    #[test]
+    fn detail_string_uses_the_status() {
+        assert_eq!(
+            code_and_message(404, r#"{"detail":"Not Found"}"#),
+            pair("http.404", "Not Found")
+        );
+    }
+
+    #[test]
+    fn detail_list_is_compact_json_in_the_server_key_order() {
+        assert_eq!(
+            code_and_message(
+                422,
+                r#"{"detail": [ {"type": "too_short", "loc": ["body", "name"], "msg": "too short"} ]}"#
+            ),
+            pair(
+                "request.validation_error",
+                r#"[{"type":"too_short","loc":["body","name"],"msg":"too short"}]"#
+            )
+        );
+    }
+
+    #[test]
+    fn detail_object_is_compact_json_in_the_server_key_order() {
+        assert_eq!(
+            code_and_message(400, r#"{"detail": {"z": 1, "a": {"y": null, "b": [1.5]}}}"#),
+            pair("http.400", r#"{"z":1,"a":{"y":null,"b":[1.5]}}"#)
+        );
+    }
+
+    #[test]
+    fn code_next_to_detail_is_kept() {
+        assert_eq!(
+            code_and_message(422, r#"{"code":"robot.invalid","detail":"name too long"}"#),
+            pair("robot.invalid", "name too long")
+        );
+        assert_eq!(
+            code_and_message(400, r#"{"code":42,"detail":[1]}"#),
+            pair("42", "[1]")
+        );
+    }
+
+    #[test]
+    fn empty_message_counts_as_missing() {
+        assert_eq!(
+            code_and_message(500, r#"{"message":""}"#),
+            pair("unknown.error", "Unknown error")
+        );
+        assert_eq!(
+            code_and_message(401, r#"{"message":"","error":"unauthorized"}"#),
+            pair("http.401", "unauthorized")
+        );
+        assert_eq!(
+            code_and_message(400, r#"{"message":null,"error":"","detail":"bad"}"#),
+            pair("http.400", "bad")
+        );
+    }
+
+    #[test]
+    fn empty_code_counts_as_missing() {
+        assert_eq!(
+            code_and_message(500, r#"{"code":"","message":"boom"}"#),
+            pair("unknown.error", "boom")
+        );
+        assert_eq!(
+            code_and_message(403, r#"{"code":"","error":"forbidden"}"#),
+            pair("http.403", "forbidden")
+        );
+        assert_eq!(
+            code_and_message(422, r#"{"code":null,"detail":"bad"}"#),
+            pair("request.validation_error", "bad")
+        );
+    }
+
+    #[test]
+    fn non_string_message_is_rendered() {
+        assert_eq!(
+            code_and_message(500, r#"{"code":"c","message":{"why":"x","at":[1, 2]}}"#),
+            pair("c", r#"{"why":"x","at":[1,2]}"#)
+        );
+        assert_eq!(
+            code_and_message(500, r#"{"message":42}"#),
+            pair("unknown.error", "42")
+        );
+        assert_eq!(
+            code_and_message(500, r#"{"message":false}"#),
+            pair("unknown.error", "false")
+        );
+        assert_eq!(
+            code_and_message(401, r#"{"error":{"reason":"expired"}}"#),
+            pair("http.401", r#"{"reason":"expired"}"#)
+        );
+    }
+
+    #[test]
+    fn a_repeated_field_still_normalizes() {
+        assert_eq!(
+            code_and_message(400, r#"{"detail":{"b":1,"a":2},"detail":{"d":1,"c":2}}"#),
+            pair("http.400", r#"{"c":2,"d":1}"#)
         );
     }
 
     #[test]
     fn non_json_and_empty_bodies() {
-        let err = normalize(502, "<html>bad gateway</html>");
         assert_eq!(
-            (err.code.as_str(), err.message.as_str()),
-            ("http.error", "<html>bad gateway</html>")
+            code_and_message(502, "  <html>bad gateway</html>\n"),
+            pair("http.error", "<html>bad gateway</html>")
         );
-        let err = normalize(503, "");
-        assert_eq!(err.message, "Reason");
-        let err = normalize(500, "[1,2]");
-        assert_eq!(err.code, "http.error");
+        assert_eq!(code_and_message(503, ""), pair("http.error", "Reason"));
+        assert_eq!(code_and_message(500, "[1,2]"), pair("http.error", "[1,2]"));
     }
 
     #[test]
@@ -316,6 +508,10 @@ mod tests {
             ("unknown.error", "Unknown error")
         );
         assert!(err.details.is_empty());
+        assert_eq!(
+            code_and_message(404, r#"{"code":"robot.gone"}"#),
+            pair("robot.gone", "Unknown error")
+        );
     }
 
     #[test]

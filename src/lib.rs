@@ -48,6 +48,7 @@
 mod client;
 mod config;
 mod error;
+mod json;
 mod models;
 mod open_enum;
 mod robots;

@@ -327,7 +327,7 @@ fn a_bad_key_reads_http_401_unauthorized() {
 #[test]
 fn every_error_body_shape_is_normalized() {
     let h = harness();
-    let shapes: [(u16, &str, &str, &str); 5] = [
+    let shapes: [(u16, &str, &str, &str); 7] = [
         (
             409,
             r#"{"code":"robot.conflict","message":"taken","details":{"request_id":"req_9"}}"#,
@@ -338,6 +338,18 @@ fn every_error_body_shape_is_normalized() {
         (400, r#"{"detail":"bad thing"}"#, "http.400", "bad thing"),
         (418, "I am a teapot", "http.error", "I am a teapot"),
         (400, r#"{"unexpected":true}"#, "unknown.error", "Unknown error"),
+        (
+            400,
+            r#"{"code":"scene.bad","detail":{"z":1,"a":2}}"#,
+            "scene.bad",
+            r#"{"z":1,"a":2}"#,
+        ),
+        (
+            409,
+            r#"{"code":"","message":""}"#,
+            "unknown.error",
+            "Unknown error",
+        ),
     ];
     for (status, body, code, message) in shapes {
         h.platform
