@@ -470,7 +470,8 @@ impl ParticipantTokenRequest {
         self
     }
 
-    /// Lifetime in seconds (platform default 14400 = 4 h; the server caps it at 6 h).
+    /// Lifetime in seconds, at least 1 (platform default 14400 = 4 h). More than 21600 (6 h)
+    /// is sent as asked and the server caps it at 6 h; see the response's `expires_at`.
     pub fn ttl_seconds(mut self, ttl_seconds: u32) -> Self {
         self.ttl_seconds = Some(ttl_seconds);
         self

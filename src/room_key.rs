@@ -166,7 +166,8 @@ impl RoomKeyOptions {
         Self::default()
     }
 
-    /// Lifetime of the credential (the server caps it at 6 h).
+    /// Lifetime of the credential, in whole seconds, at least 1 s. A longer one than 6 h is
+    /// sent as asked and the server caps it at 6 h (the key's token then expires after 6 h).
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
         self
@@ -267,10 +268,15 @@ impl RoomKeys<'_> {
     }
 }
 
+/// Whole seconds of a TTL. Anything from 1 s up is sent as asked (saturating at `u32::MAX`):
+/// the server caps the credential at 6 h, as it does for every token request.
 fn ttl_seconds(ttl: Duration) -> Result<u32> {
-    match u32::try_from(ttl.as_secs()) {
-        Ok(seconds) if seconds > 0 => Ok(seconds),
-        _ => Err(Error::invalid("ttl", "must be between 1 second and 6 hours")),
+    match ttl.as_secs() {
+        0 => Err(Error::invalid(
+            "ttl",
+            "must be at least 1 second (the server caps it at 6 hours)",
+        )),
+        seconds => Ok(u32::try_from(seconds).unwrap_or(u32::MAX)),
     }
 }
 
@@ -403,6 +409,31 @@ mod tests {
             assert!(matches!(err, Error::InvalidInput { .. }), "{bad}: {err}");
             assert!(!err.to_string().contains("secret"), "{err}");
         }
+    }
+
+    #[test]
+    fn ttl_under_a_second_is_refused_and_over_the_cap_is_left_to_the_server() {
+        for short in [Duration::ZERO, Duration::from_millis(999)] {
+            let err = RoomKeyOptions::new()
+                .ttl(short)
+                .token_request("rb_1")
+                .unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "invalid ttl: must be at least 1 second (the server caps it at 6 hours)"
+            );
+        }
+        let seven_hours = Duration::from_secs(7 * 3600);
+        let request = RoomKeyOptions::new()
+            .ttl(seven_hours)
+            .token_request("rb_1")
+            .unwrap();
+        assert_eq!(request.ttl_seconds, Some(25_200));
+        let request = RoomKeyOptions::new()
+            .ttl(Duration::MAX)
+            .token_request("rb_1")
+            .unwrap();
+        assert_eq!(request.ttl_seconds, Some(u32::MAX));
     }
 
     #[test]

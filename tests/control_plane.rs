@@ -265,6 +265,34 @@ fn participant_tokens_and_room_keys() {
 }
 
 #[test]
+fn a_ttl_over_the_6_hour_cap_is_capped_by_the_server_and_zero_is_refused() {
+    let h = harness();
+    let id = h.robot();
+    let options = RoomKeyOptions::new().ttl(Duration::from_secs(7 * 3600));
+    let key = h.client.room_keys().generate_with(&id, &options).unwrap();
+    let body = h.platform.requests().last().unwrap().body.clone().unwrap();
+    assert!(body.contains(r#""ttl_seconds":25200"#), "sent as asked: {body}");
+    let claims = jwt_claims(key.token().expose());
+    let lifetime = claims["exp"].as_i64().unwrap() - claims["nbf"].as_i64().unwrap();
+    assert_eq!(lifetime, 21_600, "the server caps the credential at 6 h");
+
+    let before = h.platform.requests().len();
+    let err = h
+        .client
+        .room_keys()
+        .generate_with(&id, &RoomKeyOptions::new().ttl(Duration::ZERO))
+        .unwrap_err();
+    assert!(err.to_string().contains("at least 1 second"), "{err}");
+    let err = h
+        .client
+        .robots()
+        .create_participant_token(&id, &ParticipantTokenRequest::new("v").ttl_seconds(0))
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
+    assert_eq!(h.platform.requests().len(), before, "nothing sent");
+}
+
+#[test]
 fn room_key_options_set_the_viewer_identity_and_name() {
     let h = harness();
     let id = h.robot();
