@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::json::OrderedJson;
+use crate::retry::{self, Outcome};
 
 /// Everything that can go wrong in the SDK.
 ///
@@ -20,14 +21,21 @@ pub enum Error {
     Api(Box<ApiError>),
 
     /// The request never got an HTTP answer: connection refused or reset, DNS, TLS, protocol.
+    ///
+    /// [`std::error::Error::source`] gives the underlying error (an I/O or HTTP client error);
+    /// [`Error::is_connect`] tells whether the connection could not be made at all.
     #[error("{method} {url} failed: {reason}")]
+    #[non_exhaustive]
     Transport {
-        /// HTTP method.
+        /// HTTP method (`CONNECT` for the live connection to a room).
         method: String,
         /// Request URL.
         url: String,
-        /// What failed.
+        /// What failed: the text of `source`.
         reason: String,
+        /// The underlying error. It never carries a credential: the HTTP client's errors hold
+        /// no header, and the URL holds none either.
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 
     /// An operation did not finish in time.
@@ -43,6 +51,7 @@ pub enum Error {
 
     /// The client configuration is missing or malformed. Raised before any request.
     #[error("configuration error in {setting}: {reason}")]
+    #[non_exhaustive]
     Config {
         /// The environment variable or builder setting at fault, e.g. `MENLO_API_KEY`.
         setting: String,
@@ -52,6 +61,7 @@ pub enum Error {
 
     /// An argument was refused before anything was sent.
     #[error("invalid {field}: {reason}")]
+    #[non_exhaustive]
     InvalidInput {
         /// The argument at fault.
         field: String,
@@ -61,6 +71,7 @@ pub enum Error {
 
     /// A response arrived but could not be understood.
     #[error("could not decode {what}: {reason}")]
+    #[non_exhaustive]
     Decode {
         /// What was being decoded, e.g. `GET /v1/robots/{id} response`.
         what: String,
@@ -103,14 +114,38 @@ impl Error {
         }
     }
 
-    /// The HTTP status, if the platform answered with an error status.
+    /// The HTTP status, if the platform answered with an error status (400 or above).
     pub fn status(&self) -> Option<u16> {
         self.as_api().map(|api| api.status)
     }
 
-    /// True for [`Error::Timeout`].
+    /// True when an operation did not finish in time ([`Error::Timeout`]): an HTTP request
+    /// phase (connect, send, answer), joining a room, or an RPC reply.
     pub fn is_timeout(&self) -> bool {
         matches!(self, Error::Timeout { .. })
+    }
+
+    /// True when no connection could be made at all: refused, unreachable host or network,
+    /// DNS failure, TLS handshake or certificate failure. Nothing reached the server, so
+    /// even a non-idempotent request may be sent again. A connect that times out is
+    /// [`Error::is_timeout`] instead.
+    pub fn is_connect(&self) -> bool {
+        match self {
+            Error::Transport { source, .. } => is_connect_failure(source.as_ref()),
+            _ => false,
+        }
+    }
+
+    /// True when the SDK's retry rules (CONTRACT §4) would retry this failure of an
+    /// idempotent request (a GET, say): a transport failure, a timeout, HTTP 429 or 5xx.
+    /// Whether a request that creates something may be sent again is the caller's call.
+    pub fn is_retryable(&self) -> bool {
+        let outcome = match self {
+            Error::Transport { .. } | Error::Timeout { .. } => Outcome::TransportFailure,
+            Error::Api(api) => Outcome::Status(api.status),
+            _ => return false,
+        };
+        retry::is_retryable("GET", outcome)
     }
 
     pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
@@ -133,6 +168,38 @@ impl Error {
             reason: describe_json_error(err),
         }
     }
+}
+
+/// Whether a transport error's cause says the connection was never made.
+fn is_connect_failure(cause: &(dyn std::error::Error + 'static)) -> bool {
+    if let Some(err) = cause.downcast_ref::<ureq::Error>() {
+        return match err {
+            ureq::Error::Io(io) => is_connect_io(io),
+            ureq::Error::HostNotFound
+            | ureq::Error::ConnectionFailed
+            | ureq::Error::ConnectProxyFailed(_)
+            | ureq::Error::Tls(_)
+            | ureq::Error::Rustls(_)
+            | ureq::Error::TlsRequired => true,
+            _ => false,
+        };
+    }
+    cause.downcast_ref::<std::io::Error>().is_some_and(is_connect_io)
+}
+
+/// Refused, unreachable, or a TLS failure (which rustls reports inside an I/O error).
+fn is_connect_io(io: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    let tls = io
+        .get_ref()
+        .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some());
+    tls || matches!(
+        io.kind(),
+        ErrorKind::ConnectionRefused
+            | ErrorKind::AddrNotAvailable
+            | ErrorKind::HostUnreachable
+            | ErrorKind::NetworkUnreachable
+    )
 }
 
 impl From<ApiError> for Error {
@@ -520,6 +587,110 @@ mod tests {
         let text = describe_json_error(&err);
         assert!(!text.contains("secret"), "{text}");
         assert!(text.contains("invalid type"), "{text}");
+    }
+
+    fn transport(cause: impl std::error::Error + Send + Sync + 'static) -> Error {
+        Error::Transport {
+            method: "GET".into(),
+            url: "http://127.0.0.1:1/v1/robots".into(),
+            reason: cause.to_string(),
+            source: Box::new(cause),
+        }
+    }
+
+    fn api(status: u16) -> Error {
+        normalize(status, r#"{"code":"c","message":"m"}"#).into()
+    }
+
+    fn timeout() -> Error {
+        Error::Timeout {
+            operation: "GET http://127.0.0.1:1/v1/robots".into(),
+            after: Duration::from_secs(1),
+            may_still_be_running: false,
+        }
+    }
+
+    fn io(kind: std::io::ErrorKind) -> std::io::Error {
+        std::io::Error::from(kind)
+    }
+
+    #[test]
+    fn transport_errors_keep_their_cause() {
+        use std::error::Error as _;
+        let err = transport(ureq::Error::HostNotFound);
+        let source = err.source().expect("a source");
+        assert!(matches!(
+            source.downcast_ref::<ureq::Error>(),
+            Some(ureq::Error::HostNotFound)
+        ));
+        let err = transport(io(std::io::ErrorKind::ConnectionRefused));
+        let source = err.source().expect("a source");
+        assert_eq!(
+            source.downcast_ref::<std::io::Error>().map(std::io::Error::kind),
+            Some(std::io::ErrorKind::ConnectionRefused)
+        );
+        assert!(
+            api(404).source().is_none(),
+            "an API error is the platform's own answer"
+        );
+    }
+
+    #[test]
+    fn is_connect_means_no_connection_was_made() {
+        use std::io::ErrorKind;
+        for connect in [
+            transport(ureq::Error::HostNotFound),
+            transport(ureq::Error::ConnectionFailed),
+            transport(ureq::Error::Tls("handshake")),
+            transport(ureq::Error::Io(io(ErrorKind::ConnectionRefused))),
+            transport(io(ErrorKind::ConnectionRefused)),
+            transport(io(ErrorKind::HostUnreachable)),
+        ] {
+            assert!(connect.is_connect(), "{connect}");
+        }
+        for other in [
+            transport(ureq::Error::Io(io(ErrorKind::ConnectionReset))),
+            transport(io(ErrorKind::UnexpectedEof)),
+            transport(ureq::Error::TooManyRedirects),
+            timeout(),
+            api(503),
+            Error::invalid("robot_id", "empty"),
+        ] {
+            assert!(!other.is_connect(), "{other}");
+        }
+    }
+
+    #[test]
+    fn is_retryable_follows_the_retry_rules_of_an_idempotent_request() {
+        for retryable in [
+            transport(io(std::io::ErrorKind::ConnectionReset)),
+            timeout(),
+            api(429),
+            api(500),
+            api(503),
+        ] {
+            assert!(retryable.is_retryable(), "{retryable}");
+        }
+        for final_error in [
+            api(400),
+            api(401),
+            api(404),
+            api(422),
+            Error::invalid("robot_id", "empty"),
+            Error::config("MENLO_API_KEY", "missing"),
+        ] {
+            assert!(!final_error.is_retryable(), "{final_error}");
+        }
+    }
+
+    #[test]
+    fn status_and_is_timeout() {
+        assert_eq!(api(404).status(), Some(404));
+        assert_eq!(timeout().status(), None);
+        assert_eq!(transport(ureq::Error::HostNotFound).status(), None);
+        assert!(timeout().is_timeout());
+        assert!(!api(504).is_timeout());
+        assert!(!transport(ureq::Error::HostNotFound).is_timeout());
     }
 
     #[test]

@@ -57,7 +57,7 @@ impl fmt::Debug for Transport {
 /// A request failed before any HTTP status arrived.
 enum AttemptError {
     Timeout,
-    Transport(String),
+    Transport(ureq::Error),
 }
 
 /// One HTTP answer: status, body, and the `Retry-After` the client honours, if any.
@@ -155,10 +155,11 @@ impl Transport {
                 after: self.config.timeout,
                 may_still_be_running: false,
             },
-            Failure::NoAnswer(AttemptError::Transport(reason)) => Error::Transport {
+            Failure::NoAnswer(AttemptError::Transport(cause)) => Error::Transport {
                 method: method.as_str().to_owned(),
                 url,
-                reason,
+                reason: cause.to_string(),
+                source: Box::new(cause),
             },
         }
     }
@@ -170,12 +171,12 @@ impl Transport {
             Some(bytes) => self.agent.run(
                 request
                     .body(bytes)
-                    .map_err(|e| AttemptError::Transport(e.to_string()))?,
+                    .map_err(|e| AttemptError::Transport(ureq::Error::Http(e)))?,
             ),
             None => self.agent.run(
                 request
                     .body(())
-                    .map_err(|e| AttemptError::Transport(e.to_string()))?,
+                    .map_err(|e| AttemptError::Transport(ureq::Error::Http(e)))?,
             ),
         };
         let outcome = result.map_err(classify).and_then(|mut response| {
@@ -239,7 +240,7 @@ fn classify(err: ureq::Error) -> AttemptError {
     match err {
         ureq::Error::Timeout(_) => AttemptError::Timeout,
         ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => AttemptError::Timeout,
-        other => AttemptError::Transport(other.to_string()),
+        other => AttemptError::Transport(other),
     }
 }
 

@@ -585,6 +585,7 @@ fn a_slow_server_times_out_and_safe_requests_are_retried() {
     );
     let err = client.robots().get(&id).unwrap_err();
     assert!(err.is_timeout(), "{err}");
+    assert!(err.is_retryable() && !err.is_connect(), "{err}");
     assert_eq!(h.seen("GET", &path), 2, "one retry after the first timeout");
 }
 
@@ -603,7 +604,67 @@ fn an_unreachable_server_is_a_transport_error() {
         .unwrap();
     let err = client.robots().list(None, None).unwrap_err();
     assert!(matches!(err, Error::Transport { .. }), "{err}");
+    assert!(
+        err.is_connect() && err.is_retryable() && !err.is_timeout(),
+        "{err}"
+    );
+    let source = std::error::Error::source(&err).expect("the refused connection");
+    assert!(!source.to_string().contains("sk_live_x"), "{source}");
+    assert!(!format!("{err:?}").contains("sk_live_x"), "{err:?}");
     assert_eq!(sleeps.lock().unwrap().len(), 2, "GET retried twice");
+}
+
+#[test]
+fn a_tls_failure_is_a_connect_error_without_the_key() {
+    // A plain TCP listener that answers the TLS hello with garbage and closes.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        use std::io::Write;
+        if let Ok((mut stream, _)) = listener.accept() {
+            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+        }
+    });
+    let client = menlo_robot_sdk::Client::builder()
+        .rcs_url(url)
+        .api_key("sk_live_tls_secret")
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let err = client
+        .robots()
+        .create(&NewRobot::new("a", "asimov-v0"))
+        .unwrap_err();
+    server.join().unwrap();
+    assert!(err.is_connect(), "{err:?}");
+    let mut chain = format!("{err} {err:?}");
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        chain.push_str(&format!(" {cause} {cause:?}"));
+        source = cause.source();
+    }
+    assert!(!chain.contains("tls_secret"), "{chain}");
+}
+
+#[test]
+fn a_rate_limited_answer_is_retryable_but_a_missing_robot_is_not() {
+    let h = harness();
+    let sleeps = Default::default();
+    let client = builder(&h.platform, &sleeps)
+        .api_key(h.key.clone())
+        .max_retries(0)
+        .build()
+        .unwrap();
+    h.platform.inject_fault(Fault::status(429).method("GET").times(1));
+    let err = client.robots().list(None, None).unwrap_err();
+    assert_eq!(err.status(), Some(429));
+    assert!(
+        err.is_retryable() && !err.is_connect() && !err.is_timeout(),
+        "{err}"
+    );
+    let err = client.robots().get("rb_missing").unwrap_err();
+    assert_eq!(err.status(), Some(404));
+    assert!(!err.is_retryable(), "{err}");
 }
 
 #[test]
