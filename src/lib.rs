@@ -57,7 +57,13 @@ mod secret;
 mod sessions;
 mod transport;
 
-pub mod retry;
+mod retry;
+/// Control-plane internals the fuzz targets exercise; compiled only under `--cfg fuzzing`.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod __control_plane_fuzzing {
+    pub use crate::room_key::is_container_internal;
+}
 
 #[cfg(feature = "dev")]
 pub mod dev;
@@ -86,7 +92,7 @@ pub use models::{
     SessionMetadata, SessionOptions, SessionStatus, Voice, DEFAULT_TOKEN_TTL_SECONDS,
 };
 pub use robots::{RobotIter, Robots, DEFAULT_PAGE_SIZE};
-pub use room_key::{is_container_internal, RoomKey, RoomKeyOptions, RoomKeys};
+pub use room_key::{RoomKey, RoomKeyOptions, RoomKeys};
 pub use secret::Secret;
 pub use sessions::Sessions;
 pub use transport::{JitterFn, SleepFn};

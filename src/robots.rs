@@ -145,6 +145,7 @@ impl<'c> Robots<'c> {
 }
 
 /// Lazily follows `next_id` across pages. Made by [`Robots::iter`].
+#[must_use = "iterators are lazy and fetch nothing unless consumed"]
 #[derive(Debug)]
 pub struct RobotIter<'c> {
     robots: Robots<'c>,

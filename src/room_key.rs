@@ -151,6 +151,7 @@ impl fmt::Debug for RoomKey {
 }
 
 /// Options of a room key.
+#[must_use]
 #[derive(Clone, Debug, Default)]
 pub struct RoomKeyOptions {
     ttl: Option<Duration>,

@@ -15,7 +15,8 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use libfuzzer_sys::fuzz_target;
-use menlo_robot_sdk::{is_container_internal, Error, RoomKey};
+use menlo_robot_sdk::__control_plane_fuzzing::is_container_internal;
+use menlo_robot_sdk::{Error, RoomKey};
 
 fn check_key(input: &str) -> Option<RoomKey> {
     let key = match RoomKey::parse(input) {
