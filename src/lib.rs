@@ -114,3 +114,9 @@ pub use session::{
 
 /// The crate version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The README's code blocks, compiled (and the `no_run` ones type-checked) as doctests so the
+/// README cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
