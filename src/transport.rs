@@ -284,6 +284,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_refused_header_value_is_not_echoed_by_the_error_source() {
+        let refused = http::Request::builder()
+            .uri("http://127.0.0.1/")
+            .header("authorization", "Bearer sk_live_secret\n")
+            .body(())
+            .unwrap_err();
+        let cause = ureq::Error::Http(refused);
+        let shown = format!("{cause} {cause:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+    }
+
+    #[test]
     fn segments_cannot_escape_the_path() {
         assert_eq!(encode_segment("rb_1"), "rb_1");
         assert_eq!(encode_segment("../x?y#z"), "..%2Fx%3Fy%23z");
