@@ -1,4 +1,4 @@
-//! The async core of a room: one task on the private runtime that owns the websocket, the
+//! The async core of a room: one task on the executor (the SDK's private tokio pool) that owns the websocket, the
 //! UDP socket and the str0m peer, and drives the sans-IO state machines (participants, the
 //! stream gate). RPC and data streams run in LiveKit's `livekit-rpc` / `livekit-data-stream`
 //! managers on tasks of their own, which send through the engine's command channel (see
@@ -112,9 +112,9 @@ pub(crate) struct Joined {
     pub server_version: String,
 }
 
-/// Configuration of a session.
+/// Configuration of a connection.
 #[derive(Clone)]
-pub(crate) struct SessionConfig {
+pub(crate) struct ConnectionConfig {
     pub url: String,
     pub token: String,
     pub connect_timeout: Duration,
@@ -123,7 +123,7 @@ pub(crate) struct SessionConfig {
     pub extra_roots_der: Vec<Vec<u8>>,
 }
 
-pub(crate) struct SessionIo {
+pub(crate) struct ConnectionIo {
     pub commands: cb::Receiver<Command>,
     /// A sender on the same channel, for the RPC transport.
     pub commands_tx: cb::Sender<Command>,
@@ -149,8 +149,8 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Runs a session to completion.
-pub(crate) async fn run(cfg: SessionConfig, io: SessionIo) {
+/// Runs a connection to completion.
+pub(crate) async fn run(cfg: ConnectionConfig, io: ConnectionIo) {
     let deadline = tokio::time::Instant::now() + cfg.connect_timeout;
     let connected = tokio::time::timeout_at(deadline, connect_signal(&cfg)).await;
     let (ws, join, dual) = match connected {
@@ -166,7 +166,7 @@ pub(crate) async fn run(cfg: SessionConfig, io: SessionIo) {
             return;
         }
     };
-    let mut s = match Session::new(cfg, io, ws, join, dual).await {
+    let mut s = match Connection::new(cfg, io, ws, join, dual).await {
         Ok(s) => s,
         Err((io, e)) => {
             let _ = io.ready.send(Err(e));
@@ -180,7 +180,7 @@ pub(crate) async fn run(cfg: SessionConfig, io: SessionIo) {
 /// Opens the signalling websocket on `/rtc/v1` (one peer connection), falling back to `/rtc`
 /// (two peer connections) when the server answers 404; returns it, the JoinResponse and
 /// whether the dual layout is in use.
-async fn connect_signal(cfg: &SessionConfig) -> Result<(Ws, proto::JoinResponse, bool), LiveError> {
+async fn connect_signal(cfg: &ConnectionConfig) -> Result<(Ws, proto::JoinResponse, bool), LiveError> {
     let v1 = || signal::join_url(&cfg.url, &signal::join_request(false));
     match open_signal(cfg, v1()?).await {
         Err(LiveError::Refused { status: 404, .. }) => {
@@ -193,7 +193,7 @@ async fn connect_signal(cfg: &SessionConfig) -> Result<(Ws, proto::JoinResponse,
     }
 }
 
-async fn open_signal(cfg: &SessionConfig, url: url::Url) -> Result<(Ws, proto::JoinResponse), LiveError> {
+async fn open_signal(cfg: &ConnectionConfig, url: url::Url) -> Result<(Ws, proto::JoinResponse), LiveError> {
     let tls = if url.scheme() == "wss" {
         Some(tls_config(&cfg.extra_roots_der)?)
     } else {
@@ -277,8 +277,8 @@ async fn bind_udp_towards(url: &str) -> Result<UdpSocket, LiveError> {
     Ok(UdpSocket::bind(SocketAddr::new(local_ip, 0)).await?)
 }
 
-struct Session {
-    io: SessionIo,
+struct Connection {
+    io: ConnectionIo,
     ws: Ws,
     socket: UdpSocket,
     /// Publisher peer: our channels; in single-PC mode also the receive path.
@@ -309,15 +309,15 @@ struct Session {
     rtt_ms: i64,
 }
 
-impl Session {
+impl Connection {
     #[allow(clippy::result_large_err)]
     async fn new(
-        cfg: SessionConfig,
-        io: SessionIo,
+        cfg: ConnectionConfig,
+        io: ConnectionIo,
         mut ws: Ws,
         join: proto::JoinResponse,
         dual: bool,
-    ) -> Result<Session, (SessionIo, LiveError)> {
+    ) -> Result<Connection, (ConnectionIo, LiveError)> {
         let local = join.participant.clone().unwrap_or_default();
         let joined = Joined {
             local_identity: local.identity.clone(),
@@ -398,7 +398,7 @@ impl Session {
         );
         let ping_interval = Duration::from_secs(u64::try_from(join.ping_interval).unwrap_or(0).max(1));
         let ping_timeout = Duration::from_secs(u64::try_from(join.ping_timeout).unwrap_or(0).max(2));
-        let mut s = Session {
+        let mut s = Connection {
             io,
             ws,
             socket,
@@ -812,7 +812,7 @@ impl Session {
         }
     }
 
-    /// Handles queued commands. Returns a reason when the session must end.
+    /// Handles queued commands. Returns a reason when the connection must end.
     fn drain_commands(&mut self) -> Option<String> {
         while let Ok(cmd) = self.io.commands.try_recv() {
             match cmd {

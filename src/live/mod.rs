@@ -3,8 +3,8 @@
 //! Signaling over LiveKit's single-peer-connection protocol (`/rtc/v1`, falling back to the
 //! two-connection `/rtc`), WebRTC data channels over str0m (pure Rust, so no prebuilt
 //! libwebrtc), LiveKit RPC (LiveKit's `livekit-rpc` managers; see [`rpc`]) and data streams
-//! (LiveKit's `livekit-data-stream` managers; see [`streams`]). Every async task runs on one
-//! runtime the SDK owns; [`Room`] is the only door in, with blocking methods and crossbeam
+//! (LiveKit's `livekit-data-stream` managers; see [`streams`]). Every async task runs on the
+//! executor (the SDK's private tokio pool); [`Room`] is the only door in, with blocking methods and crossbeam
 //! channels. Our own protocol logic (participants, the stream gate, signaling, the websocket
 //! upgrade) lives in sans-IO state machines tested without sockets.
 #![allow(unreachable_pub)]
@@ -17,7 +17,7 @@ pub(crate) mod participants;
 pub(crate) mod peer;
 pub(crate) mod room;
 pub(crate) mod rpc;
-pub(crate) mod runtime;
+pub(crate) mod executor;
 pub(crate) mod signal;
 pub(crate) mod streams;
 pub(crate) mod ws;

@@ -121,7 +121,7 @@ impl ParticipantTracker {
             }
             let disconnected = info.state == proto::participant_info::State::Disconnected as i32;
             if disconnected {
-                // Only remove when the SID matches (a stale leave of an older session
+                // Only remove when the SID matches (a stale leave of an older connection
                 // must not remove a participant that already rejoined).
                 let matches = self
                     .by_identity
@@ -143,7 +143,7 @@ impl ParticipantTracker {
                 }
                 Some((old, version)) => {
                     if old.sid != new.sid {
-                        // Same identity, new session: report the old one as gone.
+                        // Same identity, new connection: report the old one as gone.
                         let gone = std::mem::replace(old, new.clone());
                         *version = info.version;
                         changes.push(ParticipantChange::Left(gone));
@@ -221,7 +221,7 @@ mod tests {
     }
 
     #[test]
-    fn stale_leave_of_old_session_is_ignored() {
+    fn stale_leave_of_old_connection_is_ignored() {
         let mut t = ParticipantTracker::new("me", "PA_me");
         t.apply_join(&[info("robot", "PA_2", 1, State::Active)]);
         let c = t.apply_update(&[info("robot", "PA_1", 5, State::Disconnected)]);

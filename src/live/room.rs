@@ -1,10 +1,10 @@
 //! The synchronous room handle.
 
-use crate::live::engine::{self, Command, Joined, RoomEvent, SessionConfig, SessionIo, Shared};
+use crate::live::engine::{self, Command, Joined, RoomEvent, ConnectionConfig, ConnectionIo, Shared};
 use crate::live::error::{LiveError, RpcError};
 use crate::live::participants::Participant;
 use crate::live::rpc::{self, CallParams, Invocation, RpcReply};
-use crate::live::runtime::{self, SharedRuntime};
+use crate::live::executor::{self, Executor};
 use crate::live::streams::ByteStream;
 use crossbeam_channel as cb;
 use livekit_rpc::backend::RpcServerManager;
@@ -43,8 +43,8 @@ impl Default for RoomOptions {
 /// A connected, data-only LiveKit participant.
 ///
 /// All methods are blocking and may be called from any thread; the async machinery runs on
-/// a private runtime. Dropping the room leaves it and releases its sockets and tasks; the
-/// runtime stops when the last room is gone.
+/// the executor. Dropping the room leaves it and releases its sockets and tasks; the
+/// executor stops when the last room is gone.
 pub struct Room {
     commands: cb::Sender<Command>,
     wake: Arc<tokio::sync::Notify>,
@@ -54,8 +54,8 @@ pub struct Room {
     rpc_server: Arc<RpcServerManager>,
     done: cb::Receiver<()>,
     joined: Joined,
-    // Last field: dropped after the session task has been waited for.
-    runtime: Option<Arc<SharedRuntime>>,
+    // Last field: dropped after the connection task has been waited for.
+    executor: Option<Arc<Executor>>,
 }
 
 impl std::fmt::Debug for Room {
@@ -87,7 +87,7 @@ impl Room {
     /// Joins the room at `url` (e.g. `ws://127.0.0.1:7880`) with an access token and waits
     /// until the data channel is usable. The token is sent as a bearer header and never logged.
     pub fn connect(url: &str, token: &str, options: RoomOptions) -> Result<Room, LiveError> {
-        let rt = runtime::acquire()?;
+        let rt = executor::acquire()?;
         let (cmd_tx, cmd_rx) = cb::unbounded();
         let (ready_tx, ready_rx) = cb::bounded(1);
         let (ev_tx, ev_rx) = cb::bounded(options.event_capacity.max(1));
@@ -96,14 +96,14 @@ impl Room {
         let wake = Arc::new(tokio::sync::Notify::new());
         let shared = Arc::new(Shared::default());
         let rpc_server = Arc::new(RpcServerManager::new());
-        let cfg = SessionConfig {
+        let cfg = ConnectionConfig {
             url: url.to_string(),
             token: token.to_string(),
             connect_timeout: options.connect_timeout,
             max_stream_bytes: options.max_stream_bytes,
             extra_roots_der: options.extra_root_certs_der.clone(),
         };
-        let io = SessionIo {
+        let io = ConnectionIo {
             commands: cmd_rx,
             commands_tx: cmd_tx.clone(),
             wake: wake.clone(),
@@ -140,7 +140,7 @@ impl Room {
             rpc_server,
             done: done_rx,
             joined,
-            runtime: Some(rt),
+            executor: Some(rt),
         })
     }
 
@@ -212,7 +212,7 @@ impl Room {
         }
     }
 
-    /// Starts a call without waiting; `on_done` runs on the library's runtime with the outcome
+    /// Starts a call without waiting; `on_done` runs on the executor with the outcome
     /// (exactly once) and must not block.
     pub fn start_rpc(
         &self,
@@ -269,8 +269,8 @@ impl Room {
 impl Drop for Room {
     fn drop(&mut self) {
         self.send(Command::Disconnect);
-        // Wait for the session task to finish (it drops its end of `done`).
+        // Wait for the connection task to finish (it drops its end of `done`).
         let _ = self.done.recv_timeout(Duration::from_secs(3));
-        drop(self.runtime.take());
+        drop(self.executor.take());
     }
 }

@@ -287,7 +287,7 @@ impl Rpc {
 }
 
 /// Registers (or replaces) a blocking handler on `server`. Each request runs it with
-/// `spawn_blocking` on the library's runtime, so a slow handler never holds up the engine; a
+/// `spawn_blocking` on the executor, so a slow handler never holds up the engine; a
 /// panicking handler answers `APPLICATION_ERROR`.
 pub(crate) fn register_handler(server: &RpcServerManager, method: &str, handler: RpcHandler) {
     let name = method.to_string();
