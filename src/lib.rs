@@ -94,9 +94,11 @@ pub use transport::{JitterFn, SleepFn};
 pub use crossbeam_channel;
 #[cfg(feature = "livekit")]
 pub use runtime::{
-    ActionResult, ActionStatus, CaptureOptions, Participant, ParticipantKind, RuntimeEvent, RuntimeState,
+    ActionResult, ActionStatus, CaptureOptions, RuntimeEvent, RuntimeState,
     SceneState, StateReply, ToolDescriptor,
 };
+#[cfg(feature = "livekit")]
+pub use live::{Participant, ParticipantKind};
 #[cfg(feature = "livekit")]
 pub use runtime_host::{OutgoingStream, RpcFailure, RuntimeCall, RuntimeHost};
 #[cfg(feature = "livekit")]

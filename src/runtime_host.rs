@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::live::{Invocation, Room, RoomOptions, RpcError, SendBytesOptions};
-use crate::runtime::resolve::Participant;
+use crate::live::Participant;
 use crate::session::live_error;
 
 /// One incoming RPC call.
@@ -100,11 +100,7 @@ impl RuntimeHost {
 
     /// The other participants in the room now.
     pub fn participants(&self) -> Vec<Participant> {
-        self.room
-            .participants()
-            .into_iter()
-            .map(crate::session::to_participant)
-            .collect()
+        self.room.participants()
     }
 
     /// Answers `method` with `handler` (replacing any earlier one). The handler returns the

@@ -24,9 +24,8 @@ use crate::models::{SessionMetadata, SessionOptions};
 use crate::room_key::check_livekit_url;
 use crate::runtime::calls::{self, CapabilitiesOutcome, CaptureAck, CaptureOptions, RpcRequest, StateReply};
 use crate::runtime::models::{ActionResult, RuntimeEvent, RuntimeState, SceneState, ToolDescriptor};
-use crate::runtime::resolve::{
-    self, Participant, ParticipantKind, ProbeOutcome, ResolveStep, Resolver, RuntimeHints,
-};
+use crate::live::Participant;
+use crate::runtime::resolve::{self, ProbeOutcome, ResolveStep, Resolver, RuntimeHints};
 
 /// How long [`Session::wait_until_ready`] and runtime resolution wait by default.
 pub const DEFAULT_SESSION_READY_TIMEOUT: Duration = resolve::DEFAULT_READY_TIMEOUT;
@@ -761,7 +760,7 @@ impl fmt::Debug for PendingAction {
 
 impl Shared {
     fn participants(&self) -> Vec<Participant> {
-        self.room.participants().into_iter().map(to_participant).collect()
+        self.room.participants()
     }
 
     /// Pushes an event to the channel (dropping the oldest if full) and to the callbacks.
@@ -969,12 +968,12 @@ impl Shared {
     fn on_room_event(&self, event: RoomEvent) -> bool {
         match event {
             RoomEvent::ParticipantJoined(p) => {
-                self.emit(SessionEvent::ParticipantJoined(to_participant(p)));
+                self.emit(SessionEvent::ParticipantJoined(p));
                 self.check_ready();
             }
             RoomEvent::ParticipantUpdated(_) => self.check_ready(),
             RoomEvent::ParticipantLeft(p) => {
-                let participant = to_participant(p);
+                let participant = p;
                 self.forget_runtime(&participant.identity);
                 self.emit(SessionEvent::ParticipantLeft(participant));
             }
@@ -1054,20 +1053,6 @@ fn pump(shared: &Arc<Shared>, jobs: &cb::Receiver<Job>) {
     // Run the callbacks of events emitted before the stop (such as `Disconnected`).
     while let Ok(Job::Callback(event)) = jobs.try_recv() {
         shared.callbacks.dispatch(&event);
-    }
-}
-
-pub(crate) fn to_participant(p: crate::live::Participant) -> Participant {
-    use crate::live::ParticipantKind as Kind;
-    let kind = match p.kind {
-        Kind::Standard => ParticipantKind::Standard,
-        Kind::Agent => ParticipantKind::Agent,
-        other => ParticipantKind::Other(format!("{other:?}").to_ascii_lowercase()),
-    };
-    Participant {
-        identity: p.identity,
-        kind,
-        attributes: p.attributes.into_iter().collect(),
     }
 }
 

@@ -24,7 +24,7 @@ pub(crate) mod ws;
 
 pub(crate) use engine::RoomEvent;
 pub(crate) use error::{LiveError, RpcError};
-pub(crate) use participants::{Participant, ParticipantKind};
+pub use participants::{Participant, ParticipantKind};
 pub(crate) use room::{Room, RoomOptions, SendBytesOptions};
 pub(crate) use rpc::{CallParams, Invocation};
 pub(crate) use streams::ByteStream;

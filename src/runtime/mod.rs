@@ -21,4 +21,4 @@ pub use models::{
     RuntimeInfo, RuntimeState, RuntimeStatus, SceneState, StateTimestamp, ToolAnnotations, ToolCost,
     ToolDescriptor, ToolUses,
 };
-pub use resolve::{Participant, ParticipantKind, Readiness, Resolver, RuntimeHints};
+pub use resolve::{Readiness, Resolver, RuntimeHints};

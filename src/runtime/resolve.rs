@@ -8,13 +8,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::live::{Participant, ParticipantKind};
 use crate::models::RequiredParticipant;
-
-/// The participant attribute naming a dispatched agent.
-pub const AGENT_NAME_ATTRIBUTE: &str = "lk.agent.name";
-
-/// The older spelling of [`AGENT_NAME_ATTRIBUTE`], read when the first is absent.
-pub const AGENT_NAME_ATTRIBUTE_FALLBACK: &str = "lk.agent_name";
 
 /// Slot names that are never the runtime worker.
 pub const NON_RUNTIME_SLOTS: [&str; 2] = ["robot", "controller"];
@@ -30,53 +25,6 @@ pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The error code when no runtime worker could be found.
 pub const RUNTIME_NOT_FOUND: &str = "RUNTIME_NOT_FOUND";
-
-/// The LiveKit participant kind.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum ParticipantKind {
-    /// A regular participant (e.g. a human viewer or an SDK client).
-    Standard,
-    /// A dispatched LiveKit agent.
-    Agent,
-    /// Any other kind (ingress, egress, SIP, …), by name.
-    Other(String),
-}
-
-/// What resolution needs to know about a participant in the room.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Participant {
-    /// The participant identity.
-    pub identity: String,
-    /// The participant kind.
-    pub kind: ParticipantKind,
-    /// The participant attributes.
-    pub attributes: BTreeMap<String, String>,
-}
-
-impl Participant {
-    /// A participant with no attributes.
-    pub fn new(identity: impl Into<String>, kind: ParticipantKind) -> Self {
-        Participant {
-            identity: identity.into(),
-            kind,
-            attributes: BTreeMap::new(),
-        }
-    }
-
-    /// Adds an attribute.
-    pub fn with_attribute(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.attributes.insert(key.into(), value.into());
-        self
-    }
-
-    /// The agent name from [`AGENT_NAME_ATTRIBUTE`] (fallback [`AGENT_NAME_ATTRIBUTE_FALLBACK`]).
-    pub fn agent_name(&self) -> Option<&str> {
-        self.attributes
-            .get(AGENT_NAME_ATTRIBUTE)
-            .or_else(|| self.attributes.get(AGENT_NAME_ATTRIBUTE_FALLBACK))
-            .map(String::as_str)
-    }
-}
 
 /// True when `participant` fills slot `slot`: identity `slot` or `slot-…`, or agent name `slot`.
 pub fn matches_slot(participant: &Participant, slot: &str) -> bool {
