@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use crate::runtime_error::RuntimeErrorCode;
+
 /// Everything that can go wrong in the SDK.
 ///
 /// Match on the variant to tell a platform refusal ([`Error::Api`]) from a network problem
@@ -66,14 +68,22 @@ pub enum Error {
         reason: String,
     },
 
-    /// A `runtime.*` call failed at the robot runtime.
+    /// A `runtime.*` call failed at the robot runtime (its error envelope), or the SDK could
+    /// not find the runtime worker ([`RuntimeErrorCode::RuntimeNotFound`]).
     #[error("runtime error {code}: {message}")]
     Runtime {
-        /// The runtime's error code, e.g. `NOT_READY`.
-        code: String,
+        /// The runtime's error code, e.g. [`RuntimeErrorCode::NotReady`].
+        code: RuntimeErrorCode,
         /// The runtime's message.
         message: String,
     },
+
+    /// A LiveKit RPC call failed below the runtime: no handler for the method, the runtime
+    /// left the room, a payload over the cap, a handler's own error code. Reply timeouts are
+    /// [`Error::Timeout`]; a lost room connection is [`Error::Disconnected`].
+    #[cfg(feature = "livekit")]
+    #[error("{0}")]
+    Rpc(crate::live::RpcError),
 
     /// The feature is blocked on upstream work.
     #[error("{feature} is not available yet ({issue})")]
@@ -89,6 +99,8 @@ pub enum Error {
     Disconnected {
         /// Why the connection ended.
         reason: String,
+        /// The engine failure underneath, when there is one (never carries a token).
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
 }
 

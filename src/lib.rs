@@ -52,6 +52,7 @@ mod models;
 mod open_enum;
 mod robots;
 mod room_key;
+mod runtime_error;
 mod secret;
 mod sessions;
 mod transport;
@@ -86,6 +87,7 @@ pub use models::{
 };
 pub use robots::{RobotIter, Robots, DEFAULT_PAGE_SIZE};
 pub use room_key::{is_container_internal, RoomKey, RoomKeyOptions, RoomKeys};
+pub use runtime_error::RuntimeErrorCode;
 pub use secret::Secret;
 pub use sessions::Sessions;
 pub use transport::{JitterFn, SleepFn};
@@ -93,14 +95,14 @@ pub use transport::{JitterFn, SleepFn};
 #[cfg(feature = "livekit")]
 pub use crossbeam_channel;
 #[cfg(feature = "livekit")]
+pub use live::{OutgoingStream, Participant, ParticipantKind, RpcError, RpcErrorCode};
+#[cfg(feature = "livekit")]
 pub use runtime::{
-    ActionResult, ActionStatus, CaptureOptions, RuntimeEvent, RuntimeState,
-    SceneState, StateReply, ToolDescriptor,
+    ActionResult, ActionStatus, CaptureOptions, RuntimeEvent, RuntimeState, SceneState, StateReply,
+    ToolDescriptor,
 };
 #[cfg(feature = "livekit")]
-pub use live::{Participant, ParticipantKind};
-#[cfg(feature = "livekit")]
-pub use runtime_host::{OutgoingStream, RpcFailure, RuntimeCall, RuntimeHost};
+pub use runtime_host::{RuntimeCall, RuntimeHost};
 #[cfg(feature = "livekit")]
 pub use session::{
     connect, ConnectCallbacks, ConnectOptions, PendingAction, Session, SessionEvent, StateReader,

@@ -4,13 +4,12 @@
 //! This is what a robot runtime, a simulator or a test peer builds on; a [`crate::Session`]
 //! is the other side. Handlers run on the SDK's blocking pool, never on an async task.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::live::{Invocation, Room, RoomOptions, RpcError, SendBytesOptions};
 use crate::live::Participant;
+use crate::live::{Invocation, OutgoingStream, Room, RoomOptions, RpcError};
 use crate::session::live_error;
 
 /// One incoming RPC call.
@@ -27,44 +26,6 @@ pub struct RuntimeCall {
     pub response_timeout: Duration,
 }
 
-/// An RPC error reply: a LiveKit RPC error code and message (codes 1001–1999 are LiveKit's
-/// own; handlers may use any other).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RpcFailure {
-    /// Error code.
-    pub code: u32,
-    /// Message (at most 256 bytes on the wire).
-    pub message: String,
-}
-
-impl RpcFailure {
-    /// LiveKit's "application error" code, the default for a failed handler.
-    pub const APPLICATION_ERROR: u32 = RpcError::APPLICATION_ERROR;
-
-    /// An error reply.
-    pub fn new(code: u32, message: impl Into<String>) -> Self {
-        RpcFailure {
-            code,
-            message: message.into(),
-        }
-    }
-}
-
-/// A byte stream to send (a camera frame, say).
-#[derive(Clone, Debug, Default)]
-pub struct OutgoingStream {
-    /// Topic, e.g. `menlo.camera_capture`.
-    pub topic: String,
-    /// Stream name.
-    pub name: String,
-    /// MIME type, e.g. `image/jpeg`.
-    pub mime_type: String,
-    /// Attributes, e.g. `request_id`.
-    pub attributes: HashMap<String, String>,
-    /// Recipients by identity (everybody when empty).
-    pub destinations: Vec<String>,
-}
-
 /// A participant that serves `runtime.*` RPC in a robot's room.
 pub struct RuntimeHost {
     room: Room,
@@ -79,7 +40,7 @@ impl RuntimeHost {
             ..RoomOptions::default()
         };
         let room = Room::connect(livekit_url, token, options)
-            .map_err(|e| live_error(&e, livekit_url, connect_timeout))?;
+            .map_err(|e| live_error(e, livekit_url, connect_timeout))?;
         Ok(RuntimeHost { room })
     }
 
@@ -104,11 +65,11 @@ impl RuntimeHost {
     }
 
     /// Answers `method` with `handler` (replacing any earlier one). The handler returns the
-    /// reply payload (JSON text, at most 15 KiB) or an error reply. A panicking handler
-    /// answers `APPLICATION_ERROR`.
+    /// reply payload (JSON text) or an [`RpcError`] reply, e.g. [`RpcError::application`].
+    /// A panicking handler answers [`crate::RpcErrorCode::ApplicationError`].
     pub fn handle<F>(&self, method: &str, handler: F)
     where
-        F: Fn(&RuntimeCall) -> std::result::Result<String, RpcFailure> + Send + Sync + 'static,
+        F: Fn(&RuntimeCall) -> std::result::Result<String, RpcError> + Send + Sync + 'static,
     {
         self.room
             .register_rpc_method(method, move |invocation: Invocation| {
@@ -118,7 +79,7 @@ impl RuntimeHost {
                     payload: invocation.payload,
                     response_timeout: invocation.response_timeout,
                 };
-                handler(&call).map_err(|failure| RpcError::new(failure.code, failure.message, None))
+                handler(&call)
             });
     }
 
@@ -129,18 +90,9 @@ impl RuntimeHost {
 
     /// Sends `data` as a byte stream; returns once it is queued on the reliable channel.
     pub fn send_bytes(&self, data: Vec<u8>, stream: OutgoingStream) -> Result<()> {
-        let options = SendBytesOptions {
-            topic: stream.topic,
-            name: stream.name,
-            mime_type: stream.mime_type,
-            attributes: stream.attributes,
-            destinations: stream.destinations,
-        };
         self.room
-            .send_bytes(data, options)
-            .map_err(|e| Error::Disconnected {
-                reason: e.to_string(),
-            })
+            .send_bytes(data, stream)
+            .map_err(|e| Error::disconnected_by("the byte stream was not sent", e))
     }
 
     /// Leaves the room (dropping the host does the same).

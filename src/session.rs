@@ -19,13 +19,14 @@ use serde_json::Value;
 
 use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::live::{ByteStream, CallParams, LiveError, Room, RoomEvent, RoomOptions, RpcError};
+use crate::live::Participant;
+use crate::live::{ByteStream, CallParams, LiveError, Room, RoomEvent, RoomOptions, RpcError, RpcErrorCode};
 use crate::models::{SessionMetadata, SessionOptions};
 use crate::room_key::check_livekit_url;
 use crate::runtime::calls::{self, CapabilitiesOutcome, CaptureAck, CaptureOptions, RpcRequest, StateReply};
 use crate::runtime::models::{ActionResult, RuntimeEvent, RuntimeState, SceneState, ToolDescriptor};
-use crate::live::Participant;
 use crate::runtime::resolve::{self, ProbeOutcome, ResolveStep, Resolver, RuntimeHints};
+use crate::runtime_error::RuntimeErrorCode;
 
 /// How long [`Session::wait_until_ready`] and runtime resolution wait by default.
 pub const DEFAULT_SESSION_READY_TIMEOUT: Duration = resolve::DEFAULT_READY_TIMEOUT;
@@ -291,7 +292,7 @@ pub fn connect(client: &Client, robot_id: &str, options: ConnectOptions) -> Resu
             ..RoomOptions::default()
         };
         Room::connect(&url, created.participant_token.expose(), room_options)
-            .map_err(|e| live_error(&e, &url, options.connect_timeout))
+            .map_err(|e| live_error(e, &url, options.connect_timeout))
     });
     let room = match joined {
         Ok(room) => room,
@@ -472,9 +473,9 @@ impl Session {
                 return Ok(());
             }
             if !self.is_connected() {
-                return Err(Error::Disconnected {
-                    reason: "the room connection ended while waiting for readiness".into(),
-                });
+                return Err(Error::disconnected(
+                    "the room connection ended while waiting for readiness",
+                ));
             }
             if !self.shared.wait_for_change(deadline) {
                 return Err(Error::Timeout {
@@ -561,7 +562,7 @@ impl Session {
         let request = calls::capabilities_request();
         match self.shared.call(request, None) {
             Ok(reply) => calls::parse_capabilities_reply(CapabilitiesOutcome::Reply(&reply)),
-            Err(Error::Runtime { code, .. }) if code == "UNSUPPORTED_METHOD" => {
+            Err(Error::Rpc(err)) if err.code == RpcErrorCode::UnsupportedMethod => {
                 calls::parse_capabilities_reply(CapabilitiesOutcome::UnsupportedMethod)
             }
             Err(err) => Err(err),
@@ -817,15 +818,13 @@ impl Shared {
         let mut guard = lock(&self.resolver);
         let Some(resolver) = guard.as_mut() else {
             return Err(self.hints.check().err().unwrap_or_else(|| Error::Runtime {
-                code: resolve::RUNTIME_NOT_FOUND.into(),
+                code: RuntimeErrorCode::RuntimeNotFound,
                 message: "no runtime hint".into(),
             }));
         };
         loop {
             if !self.room.is_connected() {
-                return Err(Error::Disconnected {
-                    reason: "the room connection ended".into(),
-                });
+                return Err(Error::disconnected("the room connection ended"));
             }
             for identity in std::mem::take(&mut *lock(&self.forgotten)) {
                 if resolver.cached() == Some(identity.as_str()) {
@@ -846,7 +845,7 @@ impl Shared {
                     };
                     let outcome = match self.room.perform_rpc_with(params) {
                         Ok(_) => ProbeOutcome::Answered,
-                        Err(err) if err.code == RpcError::APPLICATION_ERROR => ProbeOutcome::Answered,
+                        Err(err) if err.code == RpcErrorCode::ApplicationError => ProbeOutcome::Answered,
                         Err(_) => ProbeOutcome::NoAnswer,
                     };
                     resolver.on_probe(&identity, outcome, Instant::now());
@@ -911,28 +910,25 @@ impl Shared {
     /// Maps a LiveKit RPC failure onto the SDK's error type.
     fn rpc_error(&self, runtime: &str, method: &str, timeout: Duration, err: RpcError) -> Error {
         let may_still_be_running = matches!(method, "runtime.tools_call" | "runtime.cameras_capture");
+        let recipient_gone = matches!(
+            err.code,
+            RpcErrorCode::RecipientDisconnected | RpcErrorCode::RecipientNotFound
+        );
         match err.code {
-            RpcError::RESPONSE_TIMEOUT | RpcError::CONNECTION_TIMEOUT => Error::Timeout {
+            RpcErrorCode::ResponseTimeout | RpcErrorCode::ConnectionTimeout => Error::Timeout {
                 operation: method.to_owned(),
                 after: timeout,
                 may_still_be_running,
             },
-            RpcError::RECIPIENT_DISCONNECTED | RpcError::RECIPIENT_NOT_FOUND if !self.room.is_connected() => {
-                Error::Disconnected {
-                    reason: "the room connection ended".into(),
-                }
-            }
-            code => {
-                if matches!(
-                    code,
-                    RpcError::RECIPIENT_DISCONNECTED | RpcError::RECIPIENT_NOT_FOUND
-                ) {
+            _ if recipient_gone && !self.room.is_connected() => Error::Disconnected {
+                reason: "the room connection ended".into(),
+                source: Some(Box::new(err)),
+            },
+            _ => {
+                if recipient_gone {
                     self.forget_runtime(runtime);
                 }
-                Error::Runtime {
-                    code: rpc_code_name(code),
-                    message: err.message,
-                }
+                Error::Rpc(err)
             }
         }
     }
@@ -1056,31 +1052,16 @@ fn pump(shared: &Arc<Shared>, jobs: &cb::Receiver<Job>) {
     }
 }
 
-fn rpc_code_name(code: u32) -> String {
-    match code {
-        RpcError::APPLICATION_ERROR => "APPLICATION_ERROR".into(),
-        RpcError::RECIPIENT_DISCONNECTED => "RECIPIENT_DISCONNECTED".into(),
-        RpcError::RESPONSE_PAYLOAD_TOO_LARGE => "RESPONSE_PAYLOAD_TOO_LARGE".into(),
-        RpcError::SEND_FAILED => "SEND_FAILED".into(),
-        RpcError::UNSUPPORTED_METHOD => "UNSUPPORTED_METHOD".into(),
-        RpcError::RECIPIENT_NOT_FOUND => "RECIPIENT_NOT_FOUND".into(),
-        RpcError::REQUEST_PAYLOAD_TOO_LARGE => "REQUEST_PAYLOAD_TOO_LARGE".into(),
-        RpcError::UNSUPPORTED_SERVER => "UNSUPPORTED_SERVER".into(),
-        RpcError::UNSUPPORTED_VERSION => "UNSUPPORTED_VERSION".into(),
-        other => format!("RPC_{other}"),
-    }
-}
-
 /// Maps an engine failure while joining `url` (bounded by `connect_timeout`) onto the SDK's
 /// error type (never with the token).
-pub(crate) fn live_error(err: &LiveError, url: &str, connect_timeout: Duration) -> Error {
+pub(crate) fn live_error(err: LiveError, url: &str, connect_timeout: Duration) -> Error {
     match err {
-        LiveError::Io(io) => Error::Transport {
+        LiveError::Io(ref io) => Error::Transport {
             method: "CONNECT".into(),
             url: url.to_owned(),
             reason: io.to_string(),
         },
-        LiveError::Timeout(what) => Error::Timeout {
+        LiveError::Timeout(ref what) => Error::Timeout {
             operation: format!("joining the room ({what})"),
             after: connect_timeout,
             may_still_be_running: false,
@@ -1088,9 +1069,7 @@ pub(crate) fn live_error(err: &LiveError, url: &str, connect_timeout: Duration) 
         LiveError::InvalidUrl(_) | LiveError::InvalidArgument(_) => {
             Error::invalid("livekit_url", err.to_string())
         }
-        other => Error::Disconnected {
-            reason: other.to_string(),
-        },
+        other => Error::disconnected_by(other.to_string(), other),
     }
 }
 

@@ -19,7 +19,8 @@ use menlo_robot_sdk::dev::Fault;
 use menlo_robot_sdk::runtime::ActionPhase;
 use menlo_robot_sdk::{
     connect, ActionStatus, CaptureOptions, Client, ConnectCallbacks, ConnectOptions, Error, OutgoingStream,
-    ParticipantKind, RpcFailure, RuntimeCall, RuntimeHost, Session, SessionEvent, StateReply,
+    ParticipantKind, RpcError, RpcErrorCode, RuntimeCall, RuntimeErrorCode, RuntimeHost, Session,
+    SessionEvent, StateReply,
 };
 use serde_json::{json, Value};
 
@@ -141,9 +142,16 @@ fn is_invalid(err: &Error, field: &str) -> bool {
     matches!(err, Error::InvalidInput { field: f, .. } if f == field)
 }
 
-fn runtime_code(err: &Error) -> Option<&str> {
+fn runtime_code(err: &Error) -> Option<&RuntimeErrorCode> {
     match err {
         Error::Runtime { code, .. } => Some(code),
+        _ => None,
+    }
+}
+
+fn rpc_code(err: &Error) -> Option<RpcErrorCode> {
+    match err {
+        Error::Rpc(rpc) => Some(rpc.code),
         _ => None,
     }
 }
@@ -408,7 +416,11 @@ fn a_prefix_is_not_a_bare_string_prefix() {
 
     let started = Instant::now();
     let err = session.discover_skills().unwrap_err();
-    assert_eq!(runtime_code(&err), Some("RUNTIME_NOT_FOUND"), "{err}");
+    assert_eq!(
+        runtime_code(&err),
+        Some(&RuntimeErrorCode::RuntimeNotFound),
+        "{err}"
+    );
     let text = err.to_string();
     assert!(text.contains("sim") && text.contains("simulated-human"), "{text}");
     assert!(started.elapsed() < Duration::from_secs(10));
@@ -473,7 +485,7 @@ fn falls_back_to_an_agent_when_no_hinted_participant_answers() {
         let probes = Arc::clone(&hinted_probes);
         hinted.handle("runtime.tools_list", move |_| {
             probes.fetch_add(1, Ordering::SeqCst);
-            Err(RpcFailure::new(1400, "Method not supported at destination"))
+            Err(RpcError::built_in(RpcErrorCode::UnsupportedMethod))
         });
     }
     let hinted_calls = Arc::new(AtomicUsize::new(0));
@@ -555,10 +567,18 @@ fn without_hint_or_runtime_slot_runtime_calls_fail_at_once() {
     let started = Instant::now();
     let err = session.discover_skills().unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(1), "not at once");
-    assert_eq!(runtime_code(&err), Some("RUNTIME_NOT_FOUND"), "{err}");
+    assert_eq!(
+        runtime_code(&err),
+        Some(&RuntimeErrorCode::RuntimeNotFound),
+        "{err}"
+    );
     assert!(err.to_string().contains("prefix"), "{err}");
     let err = session.invoke("go_to", json!({}), None).unwrap_err();
-    assert_eq!(runtime_code(&err), Some("RUNTIME_NOT_FOUND"), "{err}");
+    assert_eq!(
+        runtime_code(&err),
+        Some(&RuntimeErrorCode::RuntimeNotFound),
+        "{err}"
+    );
     assert_eq!(agent_calls.load(Ordering::SeqCst), 0);
     session.disconnect(true).unwrap();
 }
@@ -600,7 +620,7 @@ fn guard_envelopes_become_failed_results_or_runtime_errors() {
     assert_eq!(result.meta.action_id, id);
     assert_eq!(result.meta.started_at_ms, 0);
     let error = result.error.as_ref().expect("the guard's error");
-    assert_eq!(error.code, "NOT_READY");
+    assert_eq!(error.code, RuntimeErrorCode::NotReady);
     assert_eq!(error.message, "the scene is loading");
     assert_eq!(seen_ids.lock().unwrap().as_slice(), std::slice::from_ref(&id));
     // The same through invoke.
@@ -611,18 +631,18 @@ fn guard_envelopes_become_failed_results_or_runtime_errors() {
     let err = session.state().get("robot_status").unwrap_err();
     match &err {
         Error::Runtime { code, message } => {
-            assert_eq!(code, "NOT_READY");
+            assert_eq!(*code, RuntimeErrorCode::NotReady);
             assert_eq!(message, "the scene is loading");
         }
         other => panic!("runtime error expected, got {other:?}"),
     }
     let err = session.state().robot_status().unwrap_err();
-    assert_eq!(runtime_code(&err), Some("NOT_READY"), "{err}");
+    assert_eq!(runtime_code(&err), Some(&RuntimeErrorCode::NotReady), "{err}");
     // Missing code and message take the defaults.
     let err = session.state().scene_state().unwrap_err();
     match &err {
         Error::Runtime { code, message } => {
-            assert_eq!(code, "RUNTIME_FAILED");
+            assert_eq!(*code, RuntimeErrorCode::RuntimeFailed);
             assert_eq!(message, "runtime call failed");
         }
         other => panic!("runtime error expected, got {other:?}"),
@@ -638,7 +658,7 @@ fn unknown_methods_mean_no_capabilities_or_an_unsupported_method_error() {
 
     assert_eq!(session.get_capabilities().unwrap(), None);
     let err = session.state().get("battery").unwrap_err();
-    assert_eq!(runtime_code(&err), Some("UNSUPPORTED_METHOD"), "{err}");
+    assert_eq!(rpc_code(&err), Some(RpcErrorCode::UnsupportedMethod), "{err}");
 
     // Once the runtime answers them, the same calls return its replies.
     runtime.handle("runtime.capabilities", |_| {
@@ -734,13 +754,13 @@ fn camera_runtime(p: &Platform, frame: Vec<u8>, small: Vec<u8>) -> CameraRuntime
         requests2.lock().unwrap().push(request.clone());
         let id = request["stream"]["id"]
             .as_str()
-            .ok_or_else(|| RpcFailure::new(1500, "no stream.id"))?
+            .ok_or_else(|| RpcError::application("no stream.id"))?
             .to_owned();
         let mode = *mode2.lock().unwrap();
         let ack_meta = json!({"action_id": format!("cap-{id}"), "started_at_ms": 1, "finished_at_ms": 2, "duration_ms": 1});
         match mode {
             CaptureMode::Stream | CaptureMode::StreamByName => {
-                let host = weak.upgrade().ok_or_else(|| RpcFailure::new(1500, "gone"))?;
+                let host = weak.upgrade().ok_or_else(|| RpcError::application("gone"))?;
                 let mut attributes = HashMap::new();
                 let name = if mode == CaptureMode::Stream {
                     attributes.insert("request_id".to_owned(), id.clone());
@@ -750,15 +770,15 @@ fn camera_runtime(p: &Platform, frame: Vec<u8>, small: Vec<u8>) -> CameraRuntime
                 };
                 host.send_bytes(
                     frame.clone(),
-                    OutgoingStream {
-                        topic: request["stream"]["topic"].as_str().unwrap_or_default().to_owned(),
-                        name,
-                        mime_type: "image/jpeg".into(),
-                        attributes,
-                        destinations: vec![call.caller_identity.clone()],
-                    },
+                    attributes.into_iter().fold(
+                        OutgoingStream::new(request["stream"]["topic"].as_str().unwrap_or_default())
+                            .name(name)
+                            .mime_type("image/jpeg")
+                            .destination(call.caller_identity.clone()),
+                        |stream, (key, value)| stream.attribute(key, value),
+                    ),
                 )
-                .map_err(|e| RpcFailure::new(1500, e.to_string()))?;
+                .map_err(|e| RpcError::application(e.to_string()))?;
                 Ok(json!({"status":"done","result":{"payload":{"kind":"byte_stream"}},"meta":ack_meta}).to_string())
             }
             CaptureMode::Inline => {
@@ -844,7 +864,7 @@ fn get_vision_inline_fallback_failed_ack_and_invalid_options() {
     let err = session.get_vision("pov", &CaptureOptions::new()).unwrap_err();
     match &err {
         Error::Runtime { code, message } => {
-            assert_eq!(code, "CAPTURE_FAILED");
+            assert_eq!(*code, RuntimeErrorCode::CaptureFailed);
             assert!(message.contains("the camera is off"), "{message}");
         }
         other => panic!("runtime error expected, got {other:?}"),
@@ -925,7 +945,7 @@ fn cancel_ends_a_long_action_as_cancelled() {
     });
     let result = pending.poll().unwrap().as_ref().unwrap().clone();
     assert_eq!(result.status, ActionStatus::Failed);
-    assert_eq!(result.error.as_ref().unwrap().code, "CANCELLED");
+    assert_eq!(result.error.as_ref().unwrap().code, RuntimeErrorCode::Cancelled);
     assert_eq!(result.meta.action_id, id);
     let event = wait_event(
         &session,
@@ -957,7 +977,11 @@ fn cancel_ends_a_long_action_as_cancelled() {
 
     // Nothing left to cancel: the runtime's guard envelope is a runtime error.
     let err = session.cancel_action("cancel-active").unwrap_err();
-    assert_eq!(runtime_code(&err), Some("NO_ACTIVE_ACTION"), "{err}");
+    assert_eq!(
+        runtime_code(&err),
+        Some(&RuntimeErrorCode::Other("NO_ACTIVE_ACTION".into())),
+        "{err}"
+    );
     session.disconnect(true).unwrap();
 }
 
@@ -1004,7 +1028,7 @@ fn runtime_leaving_mid_invoke_fails_the_call_promptly() {
     assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
     assert!(!err.is_timeout(), "{err:?}");
     assert!(
-        matches!(&err, Error::Runtime { code, .. } if code == "RECIPIENT_DISCONNECTED"),
+        rpc_code(&err) == Some(RpcErrorCode::RecipientDisconnected),
         "{err:?}"
     );
     assert!(session.is_connected());
@@ -1071,7 +1095,7 @@ fn a_failing_call_does_not_stall_a_concurrent_runtime_search() {
     let (invoke_result, invoke_elapsed) = invoke;
     let err = invoke_result.unwrap_err();
     assert!(
-        matches!(&err, Error::Runtime { code, .. } if code == "RECIPIENT_DISCONNECTED"),
+        rpc_code(&err) == Some(RpcErrorCode::RecipientDisconnected),
         "{err:?}"
     );
     assert!(
@@ -1134,18 +1158,16 @@ fn get_vision_takes_the_frame_even_when_the_ack_times_out() {
         host.handle("runtime.cameras_capture", move |call| {
             let request = payload(call);
             let id = request["stream"]["id"].as_str().unwrap_or_default().to_owned();
-            let host = weak.upgrade().ok_or_else(|| RpcFailure::new(1500, "gone"))?;
+            let host = weak.upgrade().ok_or_else(|| RpcError::application("gone"))?;
             host.send_bytes(
                 frame.clone(),
-                OutgoingStream {
-                    topic: "menlo.camera_capture".into(),
-                    name: "pov.jpg".into(),
-                    mime_type: "image/jpeg".into(),
-                    attributes: HashMap::from([("request_id".to_owned(), id.clone())]),
-                    destinations: vec![call.caller_identity.clone()],
-                },
+                OutgoingStream::new("menlo.camera_capture")
+                    .name("pov.jpg")
+                    .mime_type("image/jpeg")
+                    .attribute("request_id", id.clone())
+                    .destination(call.caller_identity.clone()),
             )
-            .map_err(|e| RpcFailure::new(1500, e.to_string()))?;
+            .map_err(|e| RpcError::application(e.to_string()))?;
             // The ack is late (the render thread is busy, say).
             let _ = release_rx.recv_timeout(Duration::from_secs(25));
             Ok(

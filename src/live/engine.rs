@@ -5,10 +5,10 @@
 //! [`crate::live::rpc`], [`crate::live::streams`]). It talks to the synchronous
 //! [`crate::live::Room`] handle only through channels.
 
-use crate::live::error::{LiveError, RpcError};
+use crate::live::error::{LiveError, RpcError, RpcErrorCode};
 use crate::live::participants::{Participant, ParticipantChange, ParticipantTracker};
 use crate::live::peer::{Peer, PeerOutput};
-use crate::live::room::SendBytesOptions;
+use crate::live::room::OutgoingStream;
 use crate::live::rpc::{self, CallParams, EngineTransport, Outbox, Rpc, RpcReply};
 use crate::live::signal;
 use crate::live::streams::{self, ByteStream, StreamFailure, StreamGate};
@@ -71,7 +71,7 @@ pub(crate) enum Command {
         done: tokio::sync::oneshot::Sender<Result<(), LiveError>>,
     },
     SendBytes {
-        options: SendBytesOptions,
+        options: OutgoingStream,
         data: Vec<u8>,
         reply: cb::Sender<Result<(), LiveError>>,
     },
@@ -818,7 +818,7 @@ impl Connection {
             match cmd {
                 Command::PerformRpc { params, reply } => {
                     if !self.ready_sent {
-                        let _ = reply.send(Err(RpcError::built_in(RpcError::SEND_FAILED)));
+                        let _ = reply.send(Err(RpcError::built_in(RpcErrorCode::SendFailed)));
                         continue;
                     }
                     // No "recipient not found" pre-check: livekit-server announces data-only
@@ -876,7 +876,7 @@ impl Connection {
         while let Ok(cmd) = self.io.commands.try_recv() {
             match cmd {
                 Command::PerformRpc { reply, .. } => {
-                    let _ = reply.send(Err(RpcError::built_in(RpcError::RECIPIENT_DISCONNECTED)));
+                    let _ = reply.send(Err(RpcError::built_in(RpcErrorCode::RecipientDisconnected)));
                 }
                 Command::SendBytes { reply, .. } => {
                     let _ = reply.send(Err(LiveError::Disconnected(reason.clone())));

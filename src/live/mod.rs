@@ -11,21 +11,23 @@
 
 pub(crate) mod engine;
 pub(crate) mod error;
+pub(crate) mod executor;
 #[cfg(fuzzing)]
 pub mod fuzzing;
 pub(crate) mod participants;
 pub(crate) mod peer;
 pub(crate) mod room;
 pub(crate) mod rpc;
-pub(crate) mod executor;
 pub(crate) mod signal;
 pub(crate) mod streams;
 pub(crate) mod ws;
 
 pub(crate) use engine::RoomEvent;
-pub(crate) use error::{LiveError, RpcError};
+pub(crate) use error::LiveError;
+pub use error::{RpcError, RpcErrorCode};
 pub use participants::{Participant, ParticipantKind};
-pub(crate) use room::{Room, RoomOptions, SendBytesOptions};
+pub use room::OutgoingStream;
+pub(crate) use room::{Room, RoomOptions};
 pub(crate) use rpc::{CallParams, Invocation};
 pub(crate) use streams::ByteStream;
 

@@ -1,10 +1,10 @@
 //! The synchronous room handle.
 
-use crate::live::engine::{self, Command, Joined, RoomEvent, ConnectionConfig, ConnectionIo, Shared};
-use crate::live::error::{LiveError, RpcError};
+use crate::live::engine::{self, Command, ConnectionConfig, ConnectionIo, Joined, RoomEvent, Shared};
+use crate::live::error::{LiveError, RpcError, RpcErrorCode};
+use crate::live::executor::{self, Executor};
 use crate::live::participants::Participant;
 use crate::live::rpc::{self, CallParams, Invocation, RpcReply};
-use crate::live::executor::{self, Executor};
 use crate::live::streams::ByteStream;
 use crossbeam_channel as cb;
 use livekit_rpc::backend::RpcServerManager;
@@ -68,19 +68,59 @@ impl std::fmt::Debug for Room {
     }
 }
 
-/// Description of a byte stream to send (see [`Room::send_bytes`]).
-#[derive(Debug, Clone, Default)]
-pub struct SendBytesOptions {
-    /// Topic.
+/// A byte stream to send (a camera frame, say): its topic, name, type, attributes and
+/// recipients. Used by [`crate::RuntimeHost::send_bytes`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OutgoingStream {
+    /// Topic, e.g. `menlo.camera_capture`.
     pub topic: String,
     /// Stream (file) name.
     pub name: String,
-    /// MIME type (`application/octet-stream` if empty).
+    /// MIME type, e.g. `image/jpeg` (`application/octet-stream` when empty).
     pub mime_type: String,
-    /// Attributes.
+    /// Attributes, e.g. `request_id`.
     pub attributes: HashMap<String, String>,
-    /// Destination identities (everybody if empty).
+    /// Recipients by identity (everybody when empty).
     pub destinations: Vec<String>,
+}
+
+impl OutgoingStream {
+    /// A stream on `topic` to everybody, with no name, type or attributes.
+    pub fn new(topic: impl Into<String>) -> Self {
+        OutgoingStream {
+            topic: topic.into(),
+            ..OutgoingStream::default()
+        }
+    }
+
+    /// Sets the stream name.
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Sets the MIME type.
+    #[must_use]
+    pub fn mime_type(mut self, mime_type: impl Into<String>) -> Self {
+        self.mime_type = mime_type.into();
+        self
+    }
+
+    /// Adds an attribute.
+    #[must_use]
+    pub fn attribute(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.attributes.insert(key.into(), value.into());
+        self
+    }
+
+    /// Adds a recipient (the stream goes to everybody while there is none).
+    #[must_use]
+    pub fn destination(mut self, identity: impl Into<String>) -> Self {
+        self.destinations.push(identity.into());
+        self
+    }
 }
 
 impl Room {
@@ -201,13 +241,13 @@ impl Room {
             params,
             reply: RpcReply::channel(tx),
         }) {
-            return Err(RpcError::built_in(RpcError::RECIPIENT_DISCONNECTED));
+            return Err(RpcError::built_in(RpcErrorCode::RecipientDisconnected));
         }
         match rx.recv_timeout(wait) {
             Ok(r) => r,
-            Err(cb::RecvTimeoutError::Timeout) => Err(RpcError::built_in(RpcError::RESPONSE_TIMEOUT)),
+            Err(cb::RecvTimeoutError::Timeout) => Err(RpcError::built_in(RpcErrorCode::ResponseTimeout)),
             Err(cb::RecvTimeoutError::Disconnected) => {
-                Err(RpcError::built_in(RpcError::RECIPIENT_DISCONNECTED))
+                Err(RpcError::built_in(RpcErrorCode::RecipientDisconnected))
             }
         }
     }
@@ -223,7 +263,7 @@ impl Room {
         if let Err(cb::SendError(Command::PerformRpc { reply, .. })) =
             self.try_send(Command::PerformRpc { params, reply })
         {
-            let _ = reply.send(Err(RpcError::built_in(RpcError::RECIPIENT_DISCONNECTED)));
+            let _ = reply.send(Err(RpcError::built_in(RpcErrorCode::RecipientDisconnected)));
         }
     }
 
@@ -252,7 +292,7 @@ impl Room {
     /// Sends `data` as a byte stream (packetized by `livekit-data-stream`: inline or
     /// compressed when every recipient advertises support). Returns once every packet is
     /// queued on the reliable channel (delivery is then up to SCTP).
-    pub fn send_bytes(&self, data: Vec<u8>, options: SendBytesOptions) -> Result<(), LiveError> {
+    pub fn send_bytes(&self, data: Vec<u8>, options: OutgoingStream) -> Result<(), LiveError> {
         let (tx, rx) = cb::bounded(1);
         if !self.send(Command::SendBytes {
             options,

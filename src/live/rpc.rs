@@ -11,7 +11,7 @@
 //! participant snapshot.
 
 use crate::live::engine::{Command, Shared};
-use crate::live::error::{LiveError, RpcError};
+use crate::live::error::{LiveError, RpcError, RpcErrorCode};
 use crossbeam_channel as cb;
 use livekit_common::{ClientCapability, ParticipantIdentity, RemoteParticipantRegistry};
 use livekit_data_stream::api::{SendByteOptions, SendTextOptions, StreamResult, TextStreamInfo};
@@ -94,13 +94,17 @@ pub struct Invocation {
 
 impl From<lk::RpcError> for RpcError {
     fn from(e: lk::RpcError) -> Self {
-        RpcError::new(e.code, e.message, e.data.filter(|d| !d.is_empty()))
+        let error = RpcError::new(e.code, e.message);
+        match e.data.filter(|d| !d.is_empty()) {
+            Some(data) => error.with_data(data),
+            None => error,
+        }
     }
 }
 
 impl From<RpcError> for lk::RpcError {
     fn from(e: RpcError) -> Self {
-        lk::RpcError::new(e.code, e.message, e.data)
+        lk::RpcError::new(e.code.as_u32(), e.message, e.data)
     }
 }
 
@@ -142,7 +146,7 @@ impl RpcReply {
 
 impl Drop for RpcReply {
     fn drop(&mut self) {
-        self.deliver(Err(RpcError::built_in(RpcError::RECIPIENT_DISCONNECTED)));
+        self.deliver(Err(RpcError::built_in(RpcErrorCode::RecipientDisconnected)));
     }
 }
 
@@ -198,7 +202,7 @@ impl EngineTransport {
     pub(crate) async fn send_bytes(
         &self,
         data: Vec<u8>,
-        options: crate::live::SendBytesOptions,
+        options: crate::live::OutgoingStream,
     ) -> Result<(), LiveError> {
         let mut send = SendByteOptions::new_with_topic(options.topic);
         send.attributes = options.attributes;
@@ -277,8 +281,8 @@ impl Rpc {
             .map_err(|e| {
                 let e = RpcError::from(e);
                 // A send that failed because the room went away is a disconnection.
-                if e.code == RpcError::SEND_FAILED && !self.transport.shared.is_connected() {
-                    RpcError::built_in(RpcError::RECIPIENT_DISCONNECTED)
+                if e.code == RpcErrorCode::SendFailed && !self.transport.shared.is_connected() {
+                    RpcError::built_in(RpcErrorCode::RecipientDisconnected)
                 } else {
                     e
                 }
@@ -334,14 +338,7 @@ pub(crate) fn response_parts(
         Some(proto::rpc_response::Value::Error(e)) => (None, Some(e)),
         Some(proto::rpc_response::Value::CompressedPayload(_)) => (
             None,
-            Some(
-                RpcError::new(
-                    RpcError::APPLICATION_ERROR,
-                    "compressed RPC payloads are not supported",
-                    None,
-                )
-                .to_proto(),
-            ),
+            Some(RpcError::application("compressed RPC payloads are not supported").to_proto()),
         ),
     }
 }
@@ -419,7 +416,7 @@ mod tests {
         register_handler(
             &server,
             "fail",
-            Arc::new(|_| Err(RpcError::new(42, "nope", Some("why".into())))),
+            Arc::new(|_| Err(RpcError::new(42u32, "nope").with_data("why"))),
         );
         register_handler(
             &server,
@@ -487,19 +484,19 @@ mod tests {
             let err = call(&lb, CallParams::new("robot", "fail", "")).await.unwrap_err();
             assert_eq!(
                 (err.code, err.message.as_str(), err.data.as_deref()),
-                (42, "nope", Some("why"))
+                (RpcErrorCode::Other(42), "nope", Some("why"))
             );
             assert_eq!(
                 code(call(&lb, CallParams::new("robot", "unknown", "")).await),
-                RpcError::UNSUPPORTED_METHOD
+                RpcErrorCode::UnsupportedMethod
             );
             assert_eq!(
                 code(call(&lb, CallParams::new("robot", "big", "")).await),
-                RpcError::RESPONSE_PAYLOAD_TOO_LARGE
+                RpcErrorCode::ResponsePayloadTooLarge
             );
             assert_eq!(
                 code(call(&lb, CallParams::new("robot", "panic", "")).await),
-                RpcError::APPLICATION_ERROR
+                RpcErrorCode::ApplicationError
             );
         });
     }
@@ -518,7 +515,7 @@ mod tests {
             let err = call(&lb, CallParams::new("robot", "echo", big))
                 .await
                 .unwrap_err();
-            assert_eq!(err.code, RpcError::REQUEST_PAYLOAD_TOO_LARGE);
+            assert_eq!(err.code, RpcErrorCode::RequestPayloadTooLarge);
             assert!(lb.sent.lock().unwrap().is_empty(), "refused locally");
         });
     }
@@ -531,7 +528,7 @@ mod tests {
             let mut p = CallParams::new("robot", "echo", "");
             p.ack_timeout = Duration::from_millis(100);
             let err = call(&lb, p.clone()).await.unwrap_err();
-            assert_eq!(err.code, RpcError::CONNECTION_TIMEOUT);
+            assert_eq!(err.code, RpcErrorCode::ConnectionTimeout);
 
             // The recipient leaves: the call fails after the grace, well before its timeouts.
             let started = std::time::Instant::now();
@@ -542,7 +539,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
             lb.client.handle_participant_disconnected(&"robot".into());
             let err = pending.await.unwrap().unwrap_err();
-            assert_eq!(err.code, RpcError::RECIPIENT_DISCONNECTED);
+            assert_eq!(err.code, RpcErrorCode::RecipientDisconnected);
             assert!(
                 started.elapsed() < Duration::from_secs(5),
                 "{:?}",
@@ -562,7 +559,7 @@ mod tests {
             for p in pending {
                 assert_eq!(
                     p.await.unwrap().unwrap_err().code,
-                    RpcError::RECIPIENT_DISCONNECTED
+                    RpcErrorCode::RecipientDisconnected
                 );
             }
             assert!(started.elapsed() < Duration::from_secs(1));
@@ -571,13 +568,13 @@ mod tests {
 
     #[test]
     fn errors_convert_both_ways_and_replies_arrive_once() {
-        let ours = RpcError::new(1500, "boom", None);
+        let ours = RpcError::new(1500u32, "boom");
         let theirs = lk::RpcError::from(ours.clone());
         assert_eq!(theirs.to_proto().data, "");
         assert_eq!(RpcError::from(theirs), ours);
         assert_eq!(
             RpcError::from(lk::RpcError::built_in(lk::RpcErrorCode::UnsupportedMethod, None)),
-            RpcError::built_in(RpcError::UNSUPPORTED_METHOD)
+            RpcError::built_in(RpcErrorCode::UnsupportedMethod)
         );
         let d = lk::PerformRpcData::default();
         assert_eq!(
@@ -589,7 +586,7 @@ mod tests {
         drop(RpcReply::channel(tx));
         assert_eq!(
             rx.recv().unwrap().unwrap_err().code,
-            RpcError::RECIPIENT_DISCONNECTED
+            RpcErrorCode::RecipientDisconnected
         );
         let (tx, rx) = cb::bounded(1);
         assert!(RpcReply::channel(tx).send(Ok("x".into())));

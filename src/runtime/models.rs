@@ -10,9 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use crate::open_enum::open_enum;
-
-/// The error code a cancelled action fails with.
-pub const CANCELLED_CODE: &str = "CANCELLED";
+use crate::runtime_error::RuntimeErrorCode;
 
 open_enum! {
     /// How an action ended.
@@ -101,8 +99,8 @@ open_enum! {
 /// An error reported by the runtime (`RuntimeError` on the wire).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RuntimeErrorInfo {
-    /// Machine-readable code, e.g. `NAVIGATION_STUCK`, `CANCELLED`, `NOT_READY`.
-    pub code: String,
+    /// Machine-readable code, e.g. [`RuntimeErrorCode::NavigationStuck`].
+    pub code: RuntimeErrorCode,
     /// Human-readable message.
     pub message: String,
     /// Extra details, if any.
@@ -167,7 +165,7 @@ impl ActionResult {
     pub fn is_cancelled(&self) -> bool {
         self.error
             .as_ref()
-            .is_some_and(|error| error.code == CANCELLED_CODE)
+            .is_some_and(|error| error.code == RuntimeErrorCode::Cancelled)
     }
 
     /// A failed result for a call the runtime refused before running it (a guard envelope):
@@ -595,7 +593,7 @@ mod tests {
             ActionResult::failed(
                 "act_1",
                 RuntimeErrorInfo {
-                    code: code.into(),
+                    code: RuntimeErrorCode::from_wire(code),
                     message: "m".into(),
                     details: None,
                 },

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::live::{Participant, ParticipantKind};
 use crate::models::RequiredParticipant;
+use crate::runtime_error::RuntimeErrorCode;
 
 /// Slot names that are never the runtime worker.
 pub const NON_RUNTIME_SLOTS: [&str; 2] = ["robot", "controller"];
@@ -22,9 +23,6 @@ pub const RETRY_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Default time allowed for the session to become ready and the runtime to be found.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// The error code when no runtime worker could be found.
-pub const RUNTIME_NOT_FOUND: &str = "RUNTIME_NOT_FOUND";
 
 /// True when `participant` fills slot `slot`: identity `slot` or `slot-…`, or agent name `slot`.
 pub fn matches_slot(participant: &Participant, slot: &str) -> bool {
@@ -196,7 +194,7 @@ impl RuntimeHints {
     pub fn check(&self) -> Result<()> {
         if self.is_empty() {
             return Err(Error::Runtime {
-                code: RUNTIME_NOT_FOUND.to_owned(),
+                code: RuntimeErrorCode::RuntimeNotFound,
                 message: "cannot find the runtime worker: no runtime identity prefix was given and the session has no \
                           runtime slot; pass the runtime's identity prefix (e.g. \"simplesim\" for the browser viewer) \
                           or dispatch a runtime worker"
@@ -266,10 +264,10 @@ pub fn resolution_failed_message<S: AsRef<str>>(
     )
 }
 
-/// [`resolution_failed_message`] as an [`Error::Runtime`] with code [`RUNTIME_NOT_FOUND`].
+/// [`resolution_failed_message`] as an [`Error::Runtime`] with code [`RuntimeErrorCode::RuntimeNotFound`].
 pub fn resolution_failed<S: AsRef<str>>(hints: &RuntimeHints, waited: Duration, seen: &[S]) -> Error {
     Error::Runtime {
-        code: RUNTIME_NOT_FOUND.to_owned(),
+        code: RuntimeErrorCode::RuntimeNotFound,
         message: resolution_failed_message(hints, waited, seen),
     }
 }
@@ -613,7 +611,7 @@ mod tests {
         let err = Resolver::new(hints, DEFAULT_READY_TIMEOUT).unwrap_err();
         match err {
             Error::Runtime { code, message } => {
-                assert_eq!(code, RUNTIME_NOT_FOUND);
+                assert_eq!(code, RuntimeErrorCode::RuntimeNotFound);
                 assert!(message.contains("identity prefix"), "{message}");
             }
             other => panic!("{other:?}"),
@@ -706,7 +704,7 @@ mod tests {
         );
         match resolver.poll(t0 + Duration::from_secs(1), &room) {
             ResolveStep::Failed(Error::Runtime { code, message }) => {
-                assert_eq!(code, RUNTIME_NOT_FOUND);
+                assert_eq!(code, RuntimeErrorCode::RuntimeNotFound);
                 assert!(message.contains("hints: sim-worker"), "{message}");
                 assert!(message.contains("sim, simulated-human"), "{message}");
             }
