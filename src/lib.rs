@@ -67,7 +67,7 @@ mod live;
 #[doc(hidden)]
 pub use live::fuzzing as __fuzzing;
 #[cfg(feature = "livekit")]
-pub mod runtime;
+mod runtime;
 #[cfg(feature = "livekit")]
 mod runtime_host;
 #[cfg(feature = "livekit")]
@@ -93,19 +93,19 @@ pub use sessions::Sessions;
 pub use transport::{JitterFn, SleepFn};
 
 #[cfg(feature = "livekit")]
-pub use crossbeam_channel;
-#[cfg(feature = "livekit")]
 pub use live::{OutgoingStream, Participant, ParticipantKind, RpcError, RpcErrorCode};
 #[cfg(feature = "livekit")]
 pub use runtime::{
-    ActionResult, ActionStatus, CaptureOptions, RuntimeEvent, RuntimeState, SceneState, StateReply,
-    ToolDescriptor,
+    ActionKind, ActionMeta, ActionPhase, ActionProgress, ActionResult, ActionStatus, ActiveAction,
+    CaptureOptions, EntityState, LastAction, LastActionStatus, Pose, RobotInfo, RobotStatus,
+    RuntimeErrorInfo, RuntimeEvent, RuntimeInfo, RuntimeState, RuntimeStatus, SceneState, StateReply,
+    StateTimestamp, ToolAnnotations, ToolCost, ToolDescriptor, ToolUses,
 };
 #[cfg(feature = "livekit")]
 pub use runtime_host::{RuntimeCall, RuntimeHost};
 #[cfg(feature = "livekit")]
 pub use session::{
-    connect, ConnectCallbacks, ConnectOptions, PendingAction, Session, SessionEvent, StateReader,
+    connect, ConnectCallbacks, ConnectOptions, Events, PendingAction, Session, SessionEvent, StateReader,
     DEFAULT_SESSION_READY_TIMEOUT, EVENT_QUEUE_CAPACITY,
 };
 

@@ -62,6 +62,66 @@ pub enum SessionEvent {
     },
 }
 
+/// The events of one session, in order: a queue the caller reads whenever it likes (without
+/// blocking, with a timeout, or by iterating). When nobody reads, the newest
+/// [`EVENT_QUEUE_CAPACITY`] events are kept and the oldest dropped.
+pub struct Events {
+    rx: cb::Receiver<SessionEvent>,
+}
+
+impl Events {
+    /// Blocks until the next event; `None` once the session is gone and the queue is empty.
+    pub fn recv(&self) -> Option<SessionEvent> {
+        self.rx.recv().ok()
+    }
+
+    /// The next event if there is one, without blocking.
+    pub fn try_recv(&self) -> Option<SessionEvent> {
+        self.rx.try_recv().ok()
+    }
+
+    /// The next event, waiting at most `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<SessionEvent> {
+        self.rx.recv_timeout(timeout).ok()
+    }
+
+    /// Every event queued now, without blocking.
+    pub fn try_iter(&self) -> impl Iterator<Item = SessionEvent> + '_ {
+        self.rx.try_iter()
+    }
+
+    /// Every event, blocking for the next one; ends once the session is gone and the queue is
+    /// empty.
+    pub fn iter(&self) -> impl Iterator<Item = SessionEvent> + '_ {
+        self.rx.iter()
+    }
+
+    /// How many events are queued.
+    pub fn len(&self) -> usize {
+        self.rx.len()
+    }
+
+    /// True when no event is queued.
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+}
+
+impl<'a> IntoIterator for &'a Events {
+    type Item = SessionEvent;
+    type IntoIter = cb::Iter<'a, SessionEvent>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.rx.iter()
+    }
+}
+
+impl fmt::Debug for Events {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Events").field("queued", &self.rx.len()).finish()
+    }
+}
+
 type Callback<T> = Option<Arc<dyn Fn(&T) + Send + Sync>>;
 
 /// Callbacks for session lifecycle events, for parity with the Python SDK's
@@ -362,6 +422,7 @@ struct Shared {
     call_timeout: Option<Duration>,
     events_tx: cb::Sender<SessionEvent>,
     events_rx: cb::Receiver<SessionEvent>,
+    events: Events,
     jobs: Option<cb::Sender<Job>>,
     callbacks: ConnectCallbacks,
     captures: Mutex<HashMap<String, cb::Sender<ByteStream>>>,
@@ -402,6 +463,9 @@ impl Session {
             forgotten: Mutex::new(Vec::new()),
             call_timeout: options.runtime_call_timeout,
             events_tx,
+            events: Events {
+                rx: events_rx.clone(),
+            },
             events_rx,
             jobs: Some(jobs_tx),
             callbacks: options.callbacks,
@@ -455,10 +519,10 @@ impl Session {
         self.shared.participants()
     }
 
-    /// Session events, in order. Poll without blocking (`try_recv`), with a timeout, or in a
-    /// `select!`. When nobody reads, the newest [`EVENT_QUEUE_CAPACITY`] events are kept.
-    pub fn events(&self) -> &cb::Receiver<SessionEvent> {
-        &self.shared.events_rx
+    /// Session events, in order. Poll without blocking (`try_recv`), with a timeout, or
+    /// iterate. When nobody reads, the newest [`EVENT_QUEUE_CAPACITY`] events are kept.
+    pub fn events(&self) -> &Events {
+        &self.shared.events
     }
 
     /// Blocks until every required participant slot is filled, or fails after `timeout`
@@ -550,10 +614,16 @@ impl Session {
         StateReader { session: self }
     }
 
-    /// Cancels an action by id, or the active one with `"cancel-active"`, and returns the
-    /// cancelled action's result.
+    /// Cancels an action by id and returns the cancelled action's result (see also
+    /// [`Session::cancel_active`]).
     pub fn cancel_action(&self, action_id: &str) -> Result<ActionResult> {
         self.shared.cancel(action_id)
+    }
+
+    /// Cancels whatever action the runtime is running now (`"cancel-active"`), and returns
+    /// the cancelled action's result.
+    pub fn cancel_active(&self) -> Result<ActionResult> {
+        self.shared.cancel(calls::CANCEL_ACTIVE)
     }
 
     /// The runtime's capability descriptor (`runtime.capabilities`), or `None` on runtimes

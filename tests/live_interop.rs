@@ -17,11 +17,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use live_common::{Platform, PyPeer};
-use menlo_robot_sdk::runtime::{RobotStatus, RuntimeStatus};
 use menlo_robot_sdk::{
     connect, ActionStatus, CaptureOptions, ConnectOptions, OutgoingStream, RpcError, RuntimeCall,
     RuntimeHost, SessionEvent, StateReply,
 };
+use menlo_robot_sdk::{RobotStatus, RuntimeStatus};
 use serde_json::{json, Value};
 
 /// Python start-up (importing the SDK's native library) plus joining the room.

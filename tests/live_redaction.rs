@@ -132,7 +132,11 @@ fn tokens_and_secrets_never_appear_in_debug_errors_or_logs() {
     let cause = std::error::Error::source(&refused).expect("the engine error underneath");
     assert!(cause.to_string().contains("401"), "{cause}");
     assert_clean("refused join's source chain", &error_chain(&refused), &secrets);
-    assert_clean("unreachable join's source chain", &error_chain(&unreachable), &secrets);
+    assert_clean(
+        "unreachable join's source chain",
+        &error_chain(&unreachable),
+        &secrets,
+    );
     assert_clean(
         "unreachable join",
         &format!("{unreachable:?} {unreachable}"),

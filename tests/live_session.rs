@@ -13,10 +13,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crossbeam_channel as cb;
 use live_common::{free_tcp_port, wait_until, Platform};
-use menlo_robot_sdk::crossbeam_channel as cb;
 use menlo_robot_sdk::dev::Fault;
-use menlo_robot_sdk::runtime::ActionPhase;
+use menlo_robot_sdk::ActionPhase;
 use menlo_robot_sdk::{
     connect, ActionStatus, CaptureOptions, Client, ConnectCallbacks, ConnectOptions, Error, OutgoingStream,
     ParticipantKind, RpcError, RpcErrorCode, RuntimeCall, RuntimeErrorCode, RuntimeHost, Session,
@@ -117,9 +117,9 @@ fn wait_event(session: &Session, timeout: Duration, pred: impl Fn(&SessionEvent)
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match session.events().recv_timeout(left) {
-            Ok(event) if pred(&event) => return event,
-            Ok(_) => {}
-            Err(_) => panic!("no matching session event within {timeout:?}"),
+            Some(event) if pred(&event) => return event,
+            Some(_) => {}
+            None => panic!("no matching session event within {timeout:?}"),
         }
     }
 }

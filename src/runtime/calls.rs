@@ -364,7 +364,7 @@ fn parse_guarded(method: &str, reply: &str) -> Result<Value> {
 pub fn parse_tools_call_reply(reply: &str, action_id: &str) -> Result<ActionResult> {
     let value = parse_json(method::TOOLS_CALL, reply)?;
     if let Some(info) = guard_error(&value) {
-        return Ok(ActionResult::failed(action_id, info));
+        return Ok(ActionResult::failed_with(action_id, info));
     }
     decode_value(method::TOOLS_CALL, &value)
 }

@@ -351,11 +351,6 @@ impl Resolver {
         })
     }
 
-    /// The hints searched for.
-    pub fn hints(&self) -> &RuntimeHints {
-        &self.hints
-    }
-
     /// The cached runtime worker, if found.
     pub fn cached(&self) -> Option<&str> {
         self.cached.as_deref()
