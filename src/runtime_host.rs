@@ -10,7 +10,9 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::live::Participant;
 use crate::live::{Invocation, OutgoingStream, Room, RoomOptions, RpcError};
-use crate::session::live_error;
+use crate::live::{RoomEvent, RoomObserver};
+use crate::session::join_failure;
+use std::sync::Arc;
 
 /// One incoming RPC call.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,8 +41,8 @@ impl RuntimeHost {
             connect_timeout,
             ..RoomOptions::default()
         };
-        let room = Room::connect(livekit_url, token, options)
-            .map_err(|e| live_error(e, livekit_url, connect_timeout))?;
+        let room = Room::connect(livekit_url, token, options, Arc::new(Unobserved))
+            .map_err(|e| join_failure(e, livekit_url, connect_timeout))?;
         Ok(RuntimeHost { room })
     }
 
@@ -99,6 +101,17 @@ impl RuntimeHost {
     pub fn disconnect(self) {
         self.room.close();
     }
+}
+
+/// A host keeps no queue of room events or byte streams: it asks the engine for no stream
+/// topic (so incoming streams are discarded as their packets arrive) and lets room events go
+/// (its participants are a snapshot kept by the engine). Nothing piles up for a host that
+/// never reads.
+struct Unobserved;
+
+impl RoomObserver for Unobserved {
+    fn on_event(&self, _: RoomEvent) {}
+    fn on_stream(&self, _: crate::live::ByteStream) {}
 }
 
 impl fmt::Debug for RuntimeHost {

@@ -125,6 +125,6 @@ fn a_server_without_rtc_v1_is_joined_over_two_peer_connections() {
         jpeg.len(),
         frame.len()
     );
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
     assert_eq!(p.client.sessions().get(&p.robot_id).unwrap(), None);
 }

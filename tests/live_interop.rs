@@ -126,7 +126,7 @@ fn rust_session_drives_the_python_runtime() {
         assert_eq!(&frame[frame.len() - 2..], &[0xFF, 0xD9]);
     }
 
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
     assert!(!session.is_connected());
     assert_eq!(
         p.client.sessions().get(&p.robot_id).unwrap(),

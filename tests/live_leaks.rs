@@ -62,7 +62,7 @@ fn connect_disconnect_cycles_and_drops_leak_nothing() {
     for _ in 0..3 {
         let session = connect(&p.client, &p.robot_id, options()).unwrap();
         session.invoke("go_to", json!({}), None).unwrap();
-        session.disconnect(true).unwrap();
+        session.disconnect().unwrap();
     }
     std::thread::sleep(Duration::from_millis(300));
     let threads_before = thread_count();
@@ -75,7 +75,7 @@ fn connect_disconnect_cycles_and_drops_leak_nothing() {
         if i % 10 == 0 {
             assert!(session.invoke("go_to", json!({}), None).unwrap().is_done());
         }
-        session.disconnect(true).unwrap();
+        session.disconnect().unwrap();
     }
     assert_eq!(p.client.sessions().get(&p.robot_id).unwrap(), None);
     settle(threads_before, fds_before, "100 connect/disconnect cycles");

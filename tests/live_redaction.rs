@@ -91,7 +91,7 @@ fn tokens_and_secrets_never_appear_in_debug_errors_or_logs() {
         ("capture error", format!("{capture_err:?} {capture_err}")),
         ("state error", format!("{state_err:?} {state_err}")),
     ];
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
 
     // A join the server refuses: a token signed with the wrong secret.
     let wrong = LiveKitSettings {

@@ -181,8 +181,8 @@ fn connect_discover_invoke_read_and_disconnect() {
         StateReply::RobotStatus(state) => assert_eq!(state.robot.entity_id, "robot_1"),
         other => panic!("typed robot status expected, got {other:?}"),
     }
-    session.disconnect(true).unwrap();
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
+    session.disconnect().unwrap();
     assert_eq!(
         p.client.sessions().get(&p.robot_id).unwrap(),
         None,
@@ -292,7 +292,7 @@ fn readiness_counts_only_the_dispatched_agent_name() {
     assert!(events
         .iter()
         .any(|e| matches!(e, SessionEvent::ParticipantJoined(p) if p.identity == "agent-AJ_k3Xq9")));
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
 }
 
 #[test]
@@ -333,7 +333,7 @@ fn connect_can_wait_for_readiness() {
             .any(|e| matches!(e, SessionEvent::SessionReady)),
         "SessionReady twice"
     );
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
 }
 
 #[test]
@@ -356,7 +356,7 @@ fn a_participant_fills_only_its_longest_matching_slot() {
     assert!(!text.contains("sim-worker ("), "{text}");
     let _sim = p.runtime("sim-2", false, &[]);
     session.wait_until_ready(Duration::from_secs(10)).unwrap();
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -396,7 +396,7 @@ fn resolves_the_prefixed_identity_before_any_agent_or_viewer() {
     assert_eq!(lists.load(Ordering::SeqCst), 1, "the runtime was probed again");
     assert_eq!(agent_calls.load(Ordering::SeqCst), 0, "the agent was called");
     assert_eq!(viewer_calls.load(Ordering::SeqCst), 0, "the viewer was called");
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
 }
 
 #[test]
@@ -444,7 +444,7 @@ fn a_prefix_is_not_a_bare_string_prefix() {
         0,
         "simulated-human was called"
     );
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
 }
 
 #[test]
@@ -472,7 +472,7 @@ fn resolves_by_slot_name() {
     assert!(session.invoke("go_to", json!({}), None).unwrap().is_done());
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert_eq!(viewer_calls.load(Ordering::SeqCst), 0, "the viewer was called");
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
 }
 
 #[test]
@@ -528,7 +528,7 @@ fn falls_back_to_an_agent_when_no_hinted_participant_answers() {
         0,
         "a human viewer was probed"
     );
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
 }
 
 #[test]
@@ -547,7 +547,7 @@ fn a_call_waits_for_a_runtime_that_joins_late() {
     assert_eq!(skills.unwrap()[0].name, "go_to");
     assert!(started.elapsed() >= Duration::from_millis(750));
     assert!(started.elapsed() < Duration::from_secs(15));
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
 }
 
 #[test]
@@ -580,7 +580,7 @@ fn without_hint_or_runtime_slot_runtime_calls_fail_at_once() {
         "{err}"
     );
     assert_eq!(agent_calls.load(Ordering::SeqCst), 0);
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -615,7 +615,7 @@ fn guard_envelopes_become_failed_results_or_runtime_errors() {
     let pending = session.start_invoke("go_to", json!({}), None).unwrap();
     let id = pending.action_id().to_owned();
     assert!(id.starts_with("act_") && id.len() == 16, "{id}");
-    let result = pending.wait(Duration::from_secs(30)).unwrap();
+    let result = pending.wait().unwrap();
     assert_eq!(result.status, ActionStatus::Failed);
     assert_eq!(result.meta.action_id, id);
     assert_eq!(result.meta.started_at_ms, 0);
@@ -647,7 +647,7 @@ fn guard_envelopes_become_failed_results_or_runtime_errors() {
         }
         other => panic!("runtime error expected, got {other:?}"),
     }
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
 }
 
 #[test]
@@ -681,7 +681,7 @@ fn unknown_methods_mean_no_capabilities_or_an_unsupported_method_error() {
     wait_until(Duration::from_secs(5), "the guard", || {
         session.get_capabilities().unwrap().is_none().then_some(())
     });
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
 }
 
 #[test]
@@ -707,7 +707,7 @@ fn rpc_payloads_over_15_kib_are_refused_before_sending() {
         .unwrap();
     assert!(result.is_done());
     assert_eq!(calls.load(Ordering::SeqCst), 1);
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -831,7 +831,7 @@ fn get_vision_receives_a_full_frame_over_the_byte_stream() {
         camera.requests.lock().unwrap()[0]["stream"]["id"],
         "each capture has its own request id"
     );
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
     drop(camera.host);
 }
 
@@ -873,7 +873,7 @@ fn get_vision_inline_fallback_failed_ack_and_invalid_options() {
         started.elapsed() < Duration::from_secs(10),
         "a failed ack must not wait for the stream"
     );
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -940,10 +940,10 @@ fn cancel_ends_a_long_action_as_cancelled() {
         json!({"options":{"action_id":"cancel-active"}})
     );
 
-    wait_until(Duration::from_secs(10), "the pending action to end", || {
-        pending.poll().map(|_| ())
-    });
-    let result = pending.poll().unwrap().as_ref().unwrap().clone();
+    let result = wait_until(Duration::from_secs(10), "the pending action to end", || {
+        pending.poll()
+    })
+    .unwrap();
     assert_eq!(result.status, ActionStatus::Failed);
     assert_eq!(result.error.as_ref().unwrap().code, RuntimeErrorCode::Cancelled);
     assert_eq!(result.meta.action_id, id);
@@ -956,22 +956,27 @@ fn cancel_ends_a_long_action_as_cancelled() {
         SessionEvent::ActionResult(event) => assert_eq!(event.phase, ActionPhase::Cancelled),
         _ => unreachable!(),
     }
-    let again = pending.wait(Duration::from_secs(1)).unwrap();
-    assert_eq!(again, result);
+    // The owned result is handed out once.
+    assert!(pending.poll().is_none());
+    assert!(pending.is_finished());
+    assert!(matches!(pending.wait(), Err(Error::InvalidInput { .. })));
 
     // PendingAction::cancel names its own action.
-    let pending = session
+    let mut pending = session
         .start_invoke("go_to", json!({}), Some(Duration::from_secs(60)))
         .unwrap();
     let id = pending.action_id().to_owned();
     assert_eq!(started_rx.recv_timeout(Duration::from_secs(10)).unwrap(), id);
-    let cancelled = pending.cancel().unwrap();
+    let cancelled = pending.cancel().unwrap().wait().unwrap();
     assert_eq!(cancelled.meta.action_id, id);
     assert_eq!(
         cancel_requests.lock().unwrap()[1],
         json!({"options":{"action_id": id.clone()}})
     );
-    let result = pending.wait(Duration::from_secs(10)).unwrap();
+    let result = pending
+        .wait_timeout(Duration::from_secs(10))
+        .expect("the cancelled action to end")
+        .unwrap();
     assert!(result.is_cancelled());
     assert_eq!(result.meta.action_id, id);
 
@@ -982,7 +987,7 @@ fn cancel_ends_a_long_action_as_cancelled() {
         Some(&RuntimeErrorCode::Other("NO_ACTIVE_ACTION".into())),
         "{err}"
     );
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1048,7 +1053,7 @@ fn runtime_leaving_mid_invoke_fails_the_call_promptly() {
         result.meta.action_id
     );
     drop(release_tx);
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
 }
 
 #[test]
@@ -1109,7 +1114,7 @@ fn a_failing_call_does_not_stall_a_concurrent_runtime_search() {
         "the search took {search_elapsed:?} (resolution timeout 20 s)"
     );
     drop(release_tx);
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
 }
 
 #[test]
@@ -1142,7 +1147,7 @@ fn a_reply_timeout_says_the_action_may_still_be_running() {
     // The session is fine afterwards.
     assert!(session.invoke("quick", json!({}), None).unwrap().is_done());
     drop(release_tx);
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
 }
 
 #[test]
@@ -1187,7 +1192,7 @@ fn get_vision_takes_the_frame_even_when_the_ack_times_out() {
     assert!(jpeg == frame, "the frame's bytes differ");
     assert!(started.elapsed() < Duration::from_secs(10));
     drop(release_tx);
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
 }
 
 #[test]
@@ -1200,7 +1205,7 @@ fn server_killed_mid_session_fails_calls_and_disconnects() {
     let session = connect(&p.client, &p.robot_id, simplesim()).unwrap();
     session.discover_skills().unwrap();
 
-    let pending = session
+    let mut pending = session
         .start_invoke("slow", json!({}), Some(Duration::from_secs(60)))
         .unwrap();
     assert_eq!(
@@ -1209,7 +1214,10 @@ fn server_killed_mid_session_fails_calls_and_disconnects() {
     );
     p.livekit.kill();
     let started = Instant::now();
-    let err = pending.wait(Duration::from_secs(60)).unwrap_err();
+    let err = pending
+        .wait_timeout(Duration::from_secs(60))
+        .expect("the action to fail")
+        .unwrap_err();
     let elapsed = started.elapsed();
     assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
     assert!(matches!(err, Error::Disconnected { .. }), "{err:?}");
@@ -1230,7 +1238,7 @@ fn server_killed_mid_session_fails_calls_and_disconnects() {
     assert!(matches!(err, Error::Disconnected { .. }), "{err:?}");
 
     // The platform is still there: disconnect deletes the session; no second Disconnected.
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
     assert_eq!(p.client.sessions().get(&p.robot_id).unwrap(), None);
     assert!(!session
         .events()
@@ -1358,7 +1366,7 @@ fn disconnect_is_idempotent_concurrent_and_retries_a_failed_delete() {
     let session = connect(&p.client, &p.robot_id, simplesim()).unwrap();
     let before = deletes();
     std::thread::scope(|s| {
-        let handles: Vec<_> = (0..4).map(|_| s.spawn(|| session.disconnect(true))).collect();
+        let handles: Vec<_> = (0..4).map(|_| s.spawn(|| session.disconnect())).collect();
         for handle in handles {
             handle.join().unwrap().unwrap();
         }
@@ -1369,11 +1377,11 @@ fn disconnect_is_idempotent_concurrent_and_retries_a_failed_delete() {
 
     // delete_session = false leaves the platform session running.
     let session = connect(&p.client, &p.robot_id, simplesim()).unwrap();
-    session.disconnect(false).unwrap();
+    session.leave();
     assert!(!session.is_connected());
     assert!(p.client.sessions().get(&p.robot_id).unwrap().is_some());
     // ... and a later disconnect(true) still deletes it.
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
     assert_eq!(p.client.sessions().get(&p.robot_id).unwrap(), None);
 
     // A failed DELETE is returned, and retried by the next call.
@@ -1386,10 +1394,10 @@ fn disconnect_is_idempotent_concurrent_and_retries_a_failed_delete() {
     let session = connect(&no_retries, &p.robot_id, simplesim()).unwrap();
     p.rcs
         .inject_fault(Fault::status(500).method("DELETE").path(session_path.clone()));
-    let err = session.disconnect(true).unwrap_err();
+    let err = session.disconnect().unwrap_err();
     assert_eq!(err.status(), Some(500), "{err:?}");
     assert!(p.client.sessions().get(&p.robot_id).unwrap().is_some());
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
     assert_eq!(p.client.sessions().get(&p.robot_id).unwrap(), None);
     assert_eq!(disconnected_events(&session), 1);
 }
@@ -1408,7 +1416,7 @@ fn disconnect_unblocks_calls_in_progress() {
     let waiting = std::thread::scope(|s| {
         let waiter = s.spawn(|| session.discover_skills());
         std::thread::sleep(Duration::from_millis(500));
-        session.disconnect(false).unwrap();
+        session.leave();
         waiter.join().unwrap()
     });
     let err = waiting.unwrap_err();
@@ -1425,13 +1433,16 @@ fn disconnect_unblocks_calls_in_progress() {
     let (started_tx, started_rx) = cb::unbounded();
     slow_runtime(&runtime, release_rx, started_tx);
     let session = connect(&p.client, &p.robot_id, simplesim()).unwrap();
-    let pending = session
+    let mut pending = session
         .start_invoke("slow", json!({}), Some(Duration::from_secs(60)))
         .unwrap();
     started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
     let started = Instant::now();
-    session.disconnect(true).unwrap();
-    let err = pending.wait(Duration::from_secs(30)).unwrap_err();
+    session.disconnect().unwrap();
+    let err = pending
+        .wait_timeout(Duration::from_secs(30))
+        .expect("the action to fail")
+        .unwrap_err();
     assert!(matches!(err, Error::Disconnected { .. }), "{err:?}");
     assert!(
         started.elapsed() < Duration::from_secs(5),
@@ -1459,7 +1470,7 @@ fn blocked_features_are_not_available() {
         matches!(&err, Error::NotAvailable { feature, .. } if feature == "get_logs"),
         "{err:?}"
     );
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1513,7 +1524,7 @@ fn eight_threads_invoke_on_one_session() {
         most.load(Ordering::SeqCst) >= 2,
         "the calls were serialized: the runtime never had two at once"
     );
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
 }
 
 #[test]
@@ -1577,11 +1588,11 @@ fn callbacks_run_on_an_sdk_thread_and_survive_a_panic() {
     });
     assert!(session.invoke("go_to", json!({}), None).unwrap().is_done());
 
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
     wait_until(Duration::from_secs(5), "the disconnected callback", || {
         (disconnects.load(Ordering::SeqCst) == 1).then_some(())
     });
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
     drop(session);
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(disconnects.load(Ordering::SeqCst), 1, "disconnected fired twice");

@@ -30,6 +30,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::UdpSocket;
 use tokio_tungstenite::tungstenite::Message;
 
+/// What a room's owner is told, on the executor, as it happens. Implementations must not
+/// block: they run on the connection's own task (events) or a stream task (streams).
+pub(crate) trait RoomObserver: Send + Sync + 'static {
+    /// A participant change or the disconnection.
+    fn on_event(&self, event: RoomEvent);
+    /// A completely received byte stream on one of the topics the owner asked for
+    /// ([`ConnectionConfig::stream_topics`]).
+    fn on_stream(&self, stream: ByteStream);
+}
+
 /// Events delivered by a room.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -40,17 +50,6 @@ pub enum RoomEvent {
     ParticipantUpdated(Participant),
     /// A remote participant left.
     ParticipantLeft(Participant),
-    /// A user data packet arrived.
-    DataReceived {
-        /// Sender identity.
-        sender_identity: String,
-        /// Topic (empty if none).
-        topic: String,
-        /// Payload.
-        payload: Vec<u8>,
-    },
-    /// An incoming data stream was dropped.
-    StreamFailed(streams::StreamFailure),
     /// The room is disconnected; no further events follow.
     Disconnected {
         /// Why.
@@ -82,8 +81,6 @@ pub(crate) enum Command {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub connected: AtomicBool,
-    /// Last signalling round trip measured by ping/pong, in ms (-1 before the first pong).
-    pub signal_rtt_ms: std::sync::atomic::AtomicI64,
     pub participants: Mutex<HashMap<String, Participant>>,
 }
 
@@ -91,7 +88,6 @@ impl Default for Shared {
     fn default() -> Self {
         Shared {
             connected: AtomicBool::new(false),
-            signal_rtt_ms: std::sync::atomic::AtomicI64::new(-1),
             participants: Mutex::new(HashMap::new()),
         }
     }
@@ -121,6 +117,9 @@ pub(crate) struct ConnectionConfig {
     pub max_stream_bytes: usize,
     /// Extra trust anchors (DER) for `wss://`, on top of the webpki roots.
     pub extra_roots_der: Vec<Vec<u8>>,
+    /// Topics of the incoming byte streams the owner wants; streams on other topics (besides
+    /// the RPC ones) are discarded as their packets arrive, never buffered.
+    pub stream_topics: Vec<String>,
 }
 
 pub(crate) struct ConnectionIo {
@@ -129,12 +128,7 @@ pub(crate) struct ConnectionIo {
     pub commands_tx: cb::Sender<Command>,
     pub wake: Arc<tokio::sync::Notify>,
     pub ready: cb::Sender<Result<Joined, LiveError>>,
-    pub events: cb::Sender<RoomEvent>,
-    /// Clone of the handle's receiver, used to drop the oldest event when the queue is full.
-    pub events_overflow: cb::Receiver<RoomEvent>,
-    pub streams: cb::Sender<ByteStream>,
-    /// Clone of the handle's receiver, used to drop the oldest stream when the queue is full.
-    pub streams_overflow: cb::Receiver<ByteStream>,
+    pub observer: Arc<dyn RoomObserver>,
     pub shared: Arc<Shared>,
     /// Handlers of incoming requests (registered directly by the handle).
     pub rpc_server: Arc<RpcServerManager>,
@@ -302,6 +296,8 @@ struct Connection {
     streams_in: ds::incoming::ManagerInput,
     stream_gate: StreamGate,
     ready_sent: bool,
+    /// See [`ConnectionConfig::stream_topics`].
+    stream_topics: Vec<String>,
     ping_interval: Duration,
     ping_timeout: Duration,
     next_ping: Instant,
@@ -385,17 +381,7 @@ impl Connection {
                 }),
             ),
         });
-        let streams_in = spawn_incoming_streams(
-            &rpc,
-            cfg.max_stream_bytes,
-            Sinks {
-                streams: io.streams.clone(),
-                streams_overflow: io.streams_overflow.clone(),
-                events: io.events.clone(),
-                events_overflow: io.events_overflow.clone(),
-                shared: io.shared.clone(),
-            },
-        );
+        let streams_in = spawn_incoming_streams(&rpc, cfg.max_stream_bytes, Arc::clone(&io.observer));
         let ping_interval = Duration::from_secs(u64::try_from(join.ping_interval).unwrap_or(0).max(1));
         let ping_timeout = Duration::from_secs(u64::try_from(join.ping_timeout).unwrap_or(0).max(2));
         let mut s = Connection {
@@ -416,6 +402,7 @@ impl Connection {
             streams_in,
             stream_gate: StreamGate::default(),
             ready_sent: false,
+            stream_topics: cfg.stream_topics.clone(),
             ping_interval,
             ping_timeout,
             next_ping: now + ping_interval,
@@ -426,10 +413,8 @@ impl Connection {
         Ok(s)
     }
 
-    /// Queues an event; when the queue is full the *oldest* event is dropped, so the latest
-    /// state (e.g. `Disconnected`) always gets through.
     fn emit(&self, ev: RoomEvent) {
-        push_drop_oldest(&self.io.events, &self.io.events_overflow, ev, "room event");
+        self.io.observer.on_event(ev);
     }
 
     fn apply_changes(&mut self, changes: Vec<ParticipantChange>) {
@@ -474,7 +459,13 @@ impl Connection {
             f.sender_identity,
             f.reason
         );
-        self.emit(RoomEvent::StreamFailed(f));
+    }
+
+    /// Whether incoming streams on `topic` are read: the RPC topics and the owner's.
+    fn wants_topic(&self, topic: &str) -> bool {
+        topic == rpc::RPC_REQUEST_TOPIC
+            || topic == rpc::RPC_RESPONSE_TOPIC
+            || self.stream_topics.iter().any(|wanted| wanted == topic)
     }
 
     fn send_packet(&mut self, packet: &proto::DataPacket, reliable: bool) -> Result<(), LiveError> {
@@ -692,7 +683,6 @@ impl Connection {
             }
             Resp::PongResp(p) => {
                 self.rtt_ms = now_ms().saturating_sub(p.last_ping_timestamp).max(0);
-                self.io.shared.signal_rtt_ms.store(self.rtt_ms, Ordering::Relaxed);
             }
             Resp::Offer(o) => {
                 if !self.dual {
@@ -747,11 +737,10 @@ impl Connection {
         let now = Instant::now();
         match packet.value {
             Some(Value::User(u)) => {
-                self.emit(RoomEvent::DataReceived {
-                    sender_identity: sender,
-                    topic: u.topic.unwrap_or_default(),
-                    payload: u.payload,
-                });
+                log::debug!(
+                    "ignoring a user data packet on topic {:?}",
+                    u.topic.unwrap_or_default()
+                );
             }
             Some(Value::RpcRequest(req)) => {
                 let rpc = Arc::clone(&self.rpc);
@@ -766,6 +755,10 @@ impl Connection {
                 self.rpc
                     .client
                     .handle_v1_response_packet(r.request_id, payload, error);
+            }
+            // Unwanted streams are never admitted: their chunks are then unknown and dropped.
+            Some(Value::StreamHeader(h)) if !self.wants_topic(&h.topic) => {
+                log::debug!("discarding an incoming stream on topic {:?}", h.topic);
             }
             Some(Value::StreamHeader(h)) => match self.stream_gate.header(now, &sender, &h) {
                 Ok(()) => self.feed_stream(
@@ -818,7 +811,7 @@ impl Connection {
             match cmd {
                 Command::PerformRpc { params, reply } => {
                     if !self.ready_sent {
-                        let _ = reply.send(Err(RpcError::built_in(RpcErrorCode::SendFailed)));
+                        reply.send(Err(RpcError::built_in(RpcErrorCode::SendFailed)));
                         continue;
                     }
                     // No "recipient not found" pre-check: livekit-server announces data-only
@@ -826,7 +819,7 @@ impl Connection {
                     // (`livekit-rpc` has none either.)
                     let rpc = Arc::clone(&self.rpc);
                     tokio::spawn(async move {
-                        let _ = reply.send(rpc.perform(params).await);
+                        reply.send(rpc.perform(params).await);
                     });
                 }
                 Command::Transmit { packets, done } => {
@@ -857,7 +850,7 @@ impl Connection {
         self.io.shared.connected.store(false, Ordering::SeqCst);
         // Best effort: tell the server, then close everything.
         let leave = signal::encode_request(signal::leave_request());
-        let _ = tokio::time::timeout(Duration::from_millis(500), async {
+        let _ = tokio::time::timeout(crate::session::timeouts::LEAVE_SEND, async {
             let _ = self.ws.send(Message::Binary(leave.into())).await;
             let _ = self.ws.close(None).await;
         })
@@ -876,7 +869,7 @@ impl Connection {
         while let Ok(cmd) = self.io.commands.try_recv() {
             match cmd {
                 Command::PerformRpc { reply, .. } => {
-                    let _ = reply.send(Err(RpcError::built_in(RpcErrorCode::RecipientDisconnected)));
+                    reply.send(Err(RpcError::built_in(RpcErrorCode::RecipientDisconnected)));
                 }
                 Command::SendBytes { reply, .. } => {
                     let _ = reply.send(Err(LiveError::Disconnected(reason.clone())));
@@ -926,24 +919,18 @@ fn spawn_outgoing_streams(outbox: Outbox) -> ds::outgoing::Manager {
     manager
 }
 
-/// Where completed and failed incoming streams go (clones of the handle's queues).
-struct Sinks {
-    streams: cb::Sender<ByteStream>,
-    streams_overflow: cb::Receiver<ByteStream>,
-    events: cb::Sender<RoomEvent>,
-    events_overflow: cb::Receiver<RoomEvent>,
-    shared: Arc<Shared>,
-}
-
 /// `livekit-data-stream`'s incoming manager, with a task routing each opened stream: text
 /// streams on the RPC topics to the RPC server (requests) or client (responses), everything
-/// else read to its end into the byte stream queue (or a `StreamFailed` event). The tasks end
-/// when the returned input is dropped or shut down.
-fn spawn_incoming_streams(rpc: &Arc<Rpc>, max_bytes: usize, sinks: Sinks) -> ds::incoming::ManagerInput {
+/// else (only the owner's topics get this far) read to its end and handed to the observer.
+/// The tasks end when the returned input is dropped or shut down.
+fn spawn_incoming_streams(
+    rpc: &Arc<Rpc>,
+    max_bytes: usize,
+    observer: Arc<dyn RoomObserver>,
+) -> ds::incoming::ManagerInput {
     let (manager, input, mut output) = ds::incoming::Manager::new(Some(max_bytes));
     tokio::spawn(manager.run());
     let rpc = Arc::clone(rpc);
-    let sinks = Arc::new(sinks);
     tokio::spawn(async move {
         while let Some(event) = output.recv().await {
             let ds::incoming::OutputEvent::StreamOpened(opened) = event else {
@@ -964,28 +951,16 @@ fn spawn_incoming_streams(rpc: &Arc<Rpc>, max_bytes: usize, sinks: Sinks) -> ds:
                     tokio::spawn(async move { rpc.client.handle_v2_response_stream(reader).await });
                 }
                 reader => {
-                    let sinks = Arc::clone(&sinks);
+                    let observer = Arc::clone(&observer);
                     tokio::spawn(async move {
                         match streams::collect(reader, sender.0).await {
-                            Ok(stream) => push_drop_oldest(
-                                &sinks.streams,
-                                &sinks.streams_overflow,
-                                stream,
-                                "byte stream",
+                            Ok(stream) => observer.on_stream(stream),
+                            Err(f) => log::warn!(
+                                "incoming stream {} from {} failed: {}",
+                                f.id,
+                                f.sender_identity,
+                                f.reason
                             ),
-                            // Streams cut off by our own disconnection are not reported after
-                            // the final `Disconnected` event.
-                            Err(f) if sinks.shared.is_connected() => {
-                                log::warn!(
-                                    "incoming stream {} from {} failed: {}",
-                                    f.id,
-                                    f.sender_identity,
-                                    f.reason
-                                );
-                                let event = RoomEvent::StreamFailed(f);
-                                push_drop_oldest(&sinks.events, &sinks.events_overflow, event, "room event");
-                            }
-                            Err(_) => {}
                         }
                     });
                 }
@@ -1000,33 +975,5 @@ async fn recv_opt(sock: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<(
     match sock {
         Some(s) => s.recv_from(buf).await,
         None => std::future::pending().await,
-    }
-}
-
-/// Sends on a bounded channel, dropping the oldest queued item while it is full.
-fn push_drop_oldest<T>(tx: &cb::Sender<T>, rx: &cb::Receiver<T>, mut item: T, what: &str) {
-    loop {
-        match tx.try_send(item) {
-            Ok(()) | Err(cb::TrySendError::Disconnected(_)) => return,
-            Err(cb::TrySendError::Full(back)) => {
-                item = back;
-                if rx.try_recv().is_ok() {
-                    log::warn!("{what} queue full: dropped the oldest entry");
-                }
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn full_queue_drops_oldest() {
-        let (tx, rx) = crossbeam_channel::bounded(2);
-        let overflow = rx.clone();
-        for i in 0..5 {
-            super::push_drop_oldest(&tx, &overflow, i, "test");
-        }
-        assert_eq!(rx.try_iter().collect::<Vec<_>>(), vec![3, 4]);
     }
 }

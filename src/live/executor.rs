@@ -4,7 +4,6 @@
 //! ("Runtime" in this crate means the robot runtime worker; the tokio pool is the executor.)
 
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
 
 /// Worker threads of the executor.
 pub const WORKER_THREADS: usize = 2;
@@ -38,7 +37,7 @@ impl Drop for Executor {
                 // blocking shutdown is not allowed there.
                 rt.shutdown_background();
             } else {
-                rt.shutdown_timeout(Duration::from_secs(2));
+                rt.shutdown_timeout(crate::session::timeouts::EXECUTOR_SHUTDOWN);
             }
             log::debug!("live executor shut down");
         }

@@ -16,13 +16,14 @@ pub(crate) mod executor;
 pub mod fuzzing;
 pub(crate) mod participants;
 pub(crate) mod peer;
+pub(crate) mod queue;
 pub(crate) mod room;
 pub(crate) mod rpc;
 pub(crate) mod signal;
 pub(crate) mod streams;
 pub(crate) mod ws;
 
-pub(crate) use engine::RoomEvent;
+pub(crate) use engine::{RoomEvent, RoomObserver};
 pub(crate) use error::LiveError;
 pub use error::{RpcError, RpcErrorCode};
 pub use participants::{Participant, ParticipantKind};

@@ -1,11 +1,11 @@
 //! The synchronous room handle.
 
-use crate::live::engine::{self, Command, ConnectionConfig, ConnectionIo, Joined, RoomEvent, Shared};
+use crate::live::engine::{self, Command, ConnectionConfig, ConnectionIo, Joined, RoomObserver, Shared};
 use crate::live::error::{LiveError, RpcError, RpcErrorCode};
 use crate::live::executor::{self, Executor};
 use crate::live::participants::Participant;
 use crate::live::rpc::{self, CallParams, Invocation, RpcReply};
-use crate::live::streams::ByteStream;
+use crate::session::timeouts;
 use crossbeam_channel as cb;
 use livekit_rpc::backend::RpcServerManager;
 use std::collections::HashMap;
@@ -20,22 +20,20 @@ pub struct RoomOptions {
     pub connect_timeout: Duration,
     /// Largest incoming data stream accepted.
     pub max_stream_bytes: usize,
-    /// Capacity of the event queue (when full, the oldest event is dropped with a warning).
-    pub event_capacity: usize,
-    /// Capacity of the received byte stream queue (when full, the oldest stream is dropped).
-    pub stream_capacity: usize,
     /// Extra trusted root certificates (DER) for `wss://` servers, e.g. a private CA.
     pub extra_root_certs_der: Vec<Vec<u8>>,
+    /// Topics of the incoming byte streams to read and hand to the observer; streams on any
+    /// other topic are discarded as their packets arrive.
+    pub stream_topics: Vec<String>,
 }
 
 impl Default for RoomOptions {
     fn default() -> Self {
         RoomOptions {
-            connect_timeout: Duration::from_secs(10),
+            connect_timeout: timeouts::CONNECT,
             max_stream_bytes: crate::live::streams::DEFAULT_MAX_STREAM_BYTES,
-            event_capacity: 1024,
-            stream_capacity: 64,
             extra_root_certs_der: Vec::new(),
+            stream_topics: Vec::new(),
         }
     }
 }
@@ -48,8 +46,6 @@ impl Default for RoomOptions {
 pub struct Room {
     commands: cb::Sender<Command>,
     wake: Arc<tokio::sync::Notify>,
-    events: cb::Receiver<RoomEvent>,
-    streams: cb::Receiver<ByteStream>,
     shared: Arc<Shared>,
     rpc_server: Arc<RpcServerManager>,
     done: cb::Receiver<()>,
@@ -126,12 +122,17 @@ impl OutgoingStream {
 impl Room {
     /// Joins the room at `url` (e.g. `ws://127.0.0.1:7880`) with an access token and waits
     /// until the data channel is usable. The token is sent as a bearer header and never logged.
-    pub fn connect(url: &str, token: &str, options: RoomOptions) -> Result<Room, LiveError> {
+    /// `observer` hears of participant changes, the disconnection and the byte streams on
+    /// [`RoomOptions::stream_topics`], on the executor, from the first participant on.
+    pub fn connect(
+        url: &str,
+        token: &str,
+        options: RoomOptions,
+        observer: Arc<dyn RoomObserver>,
+    ) -> Result<Room, LiveError> {
         let rt = executor::acquire()?;
         let (cmd_tx, cmd_rx) = cb::unbounded();
         let (ready_tx, ready_rx) = cb::bounded(1);
-        let (ev_tx, ev_rx) = cb::bounded(options.event_capacity.max(1));
-        let (st_tx, st_rx) = cb::bounded(options.stream_capacity.max(1));
         let (done_tx, done_rx) = cb::bounded::<()>(0);
         let wake = Arc::new(tokio::sync::Notify::new());
         let shared = Arc::new(Shared::default());
@@ -142,40 +143,36 @@ impl Room {
             connect_timeout: options.connect_timeout,
             max_stream_bytes: options.max_stream_bytes,
             extra_roots_der: options.extra_root_certs_der.clone(),
+            stream_topics: options.stream_topics.clone(),
         };
         let io = ConnectionIo {
             commands: cmd_rx,
             commands_tx: cmd_tx.clone(),
             wake: wake.clone(),
             ready: ready_tx,
-            events: ev_tx,
-            events_overflow: ev_rx.clone(),
-            streams: st_tx,
-            streams_overflow: st_rx.clone(),
+            observer,
             shared: shared.clone(),
             rpc_server: rpc_server.clone(),
             _done: done_tx,
         };
         rt.handle().spawn(engine::run(cfg, io));
-        let wait = options.connect_timeout + Duration::from_secs(2);
+        let wait = options.connect_timeout + timeouts::CONNECT_RESULT_MARGIN;
         let joined = match ready_rx.recv_timeout(wait) {
             Ok(Ok(j)) => j,
             Ok(Err(e)) => {
-                let _ = done_rx.recv_timeout(Duration::from_secs(2));
+                let _ = done_rx.recv_timeout(timeouts::FAILED_CONNECT_CLEANUP);
                 return Err(e);
             }
             Err(_) => {
                 let _ = cmd_tx.send(Command::Disconnect);
                 wake.notify_one();
-                let _ = done_rx.recv_timeout(Duration::from_secs(2));
+                let _ = done_rx.recv_timeout(timeouts::FAILED_CONNECT_CLEANUP);
                 return Err(LiveError::Timeout("connect"));
             }
         };
         Ok(Room {
             commands: cmd_tx,
             wake,
-            events: ev_rx,
-            streams: st_rx,
             shared,
             rpc_server,
             done: done_rx,
@@ -222,33 +219,26 @@ impl Room {
             .unwrap_or_default()
     }
 
-    /// Room events (participants joining / leaving, data, disconnection).
-    pub fn events(&self) -> &cb::Receiver<RoomEvent> {
-        &self.events
-    }
-
-    /// Completely received incoming data streams.
-    pub fn byte_streams(&self) -> &cb::Receiver<ByteStream> {
-        &self.streams
-    }
-
-    /// Calls a method with explicit parameters. Blocks until the response, an error or a timeout.
-    pub fn perform_rpc_with(&self, params: CallParams) -> Result<String, RpcError> {
-        let (tx, rx) = cb::bounded(1);
-        // Ack and response timeouts, plus `livekit-rpc`'s 2 s grace after a recipient leaves.
-        let wait = params.ack_timeout + params.response_timeout + Duration::from_secs(3);
-        if !self.send(Command::PerformRpc {
-            params,
-            reply: RpcReply::channel(tx),
-        }) {
-            return Err(RpcError::built_in(RpcErrorCode::RecipientDisconnected));
+    /// Runs `task` on the executor (which this room keeps alive).
+    pub(crate) fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        if let Some(executor) = &self.executor {
+            executor.handle().spawn(task);
         }
-        match rx.recv_timeout(wait) {
-            Ok(r) => r,
-            Err(cb::RecvTimeoutError::Timeout) => Err(RpcError::built_in(RpcErrorCode::ResponseTimeout)),
-            Err(cb::RecvTimeoutError::Disconnected) => {
-                Err(RpcError::built_in(RpcErrorCode::RecipientDisconnected))
-            }
+    }
+
+    /// Calls a method; resolves with the response, an error or a timeout. The engine bounds
+    /// the call by its ack and response timeouts; the wait here adds
+    /// [`timeouts::RPC_RESULT_MARGIN`] so that the engine's own verdict arrives first.
+    pub(crate) async fn call(&self, params: CallParams) -> Result<String, RpcError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let wait = params.ack_timeout + params.response_timeout + timeouts::RPC_RESULT_MARGIN;
+        self.start_rpc(params, move |reply| {
+            let _ = tx.send(reply);
+        });
+        match tokio::time::timeout(wait, rx).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(_)) => Err(RpcError::built_in(RpcErrorCode::RecipientDisconnected)),
+            Err(_) => Err(RpcError::built_in(RpcErrorCode::ResponseTimeout)),
         }
     }
 
@@ -263,7 +253,7 @@ impl Room {
         if let Err(cb::SendError(Command::PerformRpc { reply, .. })) =
             self.try_send(Command::PerformRpc { params, reply })
         {
-            let _ = reply.send(Err(RpcError::built_in(RpcErrorCode::RecipientDisconnected)));
+            reply.send(Err(RpcError::built_in(RpcErrorCode::RecipientDisconnected)));
         }
     }
 
@@ -271,7 +261,7 @@ impl Room {
     /// Idempotent; dropping the room does the same.
     pub fn close(&self) {
         self.send(Command::Disconnect);
-        let _ = self.done.recv_timeout(Duration::from_secs(3));
+        let _ = self.done.recv_timeout(timeouts::CLOSE);
     }
 
     /// Registers (or replaces) the handler of `method`; effective for every request that
@@ -301,7 +291,7 @@ impl Room {
         }) {
             return Err(LiveError::Disconnected("room closed".into()));
         }
-        rx.recv_timeout(Duration::from_secs(30))
+        rx.recv_timeout(timeouts::SEND_BYTES)
             .unwrap_or_else(|_| Err(LiveError::Disconnected("room closed".into())))
     }
 }
@@ -310,7 +300,7 @@ impl Drop for Room {
     fn drop(&mut self) {
         self.send(Command::Disconnect);
         // Wait for the connection task to finish (it drops its end of `done`).
-        let _ = self.done.recv_timeout(Duration::from_secs(3));
+        let _ = self.done.recv_timeout(timeouts::CLOSE);
         drop(self.executor.take());
     }
 }

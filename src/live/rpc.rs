@@ -30,9 +30,9 @@ pub(crate) use livekit_rpc::backend::{RPC_REQUEST_TOPIC, RPC_RESPONSE_TOPIC};
 pub const MAX_PAYLOAD_BYTES: usize = lk::MAX_V1_PAYLOAD_BYTES;
 /// Default time for the request to reach the destination and the ack to come back
 /// (`livekit-rpc`'s `max_round_trip_latency` default).
-pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(7);
+pub const DEFAULT_ACK_TIMEOUT: Duration = crate::session::timeouts::RPC_ACK;
 /// Default time to wait for the response once acknowledged.
-pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(15);
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = crate::session::timeouts::RPC_RESPONSE_DEFAULT;
 
 /// A synchronous RPC method handler. Runs on the library's blocking thread pool.
 pub type RpcHandler = Arc<dyn Fn(Invocation) -> Result<String, RpcError> + Send + Sync + 'static>;
@@ -108,38 +108,26 @@ impl From<RpcError> for lk::RpcError {
     }
 }
 
-/// Where the outcome of an outgoing RPC goes: a channel a caller blocks on, or a callback
-/// (run on the runtime; it must not block). Delivered exactly once: a reply dropped without
-/// an outcome (its task was torn down with the runtime) reports `RECIPIENT_DISCONNECTED`.
+type ReplyTo = Box<dyn FnOnce(Result<String, RpcError>) + Send>;
+
+/// Where the outcome of an outgoing RPC goes: a callback run on the executor (it must not
+/// block). Delivered exactly once: a reply dropped without an outcome (its task was torn
+/// down with the executor) reports `RecipientDisconnected`.
 pub(crate) struct RpcReply(Option<ReplyTo>);
 
-enum ReplyTo {
-    Channel(cb::Sender<Result<String, RpcError>>),
-    Callback(Box<dyn FnOnce(Result<String, RpcError>) + Send>),
-}
-
 impl RpcReply {
-    pub(crate) fn channel(tx: cb::Sender<Result<String, RpcError>>) -> Self {
-        RpcReply(Some(ReplyTo::Channel(tx)))
-    }
-
     pub(crate) fn callback(f: impl FnOnce(Result<String, RpcError>) + Send + 'static) -> Self {
-        RpcReply(Some(ReplyTo::Callback(Box::new(f))))
+        RpcReply(Some(Box::new(f)))
     }
 
-    /// Delivers the outcome; false when the waiting caller is gone.
-    pub(crate) fn send(mut self, result: Result<String, RpcError>) -> bool {
-        self.deliver(result)
+    /// Delivers the outcome.
+    pub(crate) fn send(mut self, result: Result<String, RpcError>) {
+        self.deliver(result);
     }
 
-    fn deliver(&mut self, result: Result<String, RpcError>) -> bool {
-        match self.0.take() {
-            Some(ReplyTo::Channel(tx)) => tx.send(result).is_ok(),
-            Some(ReplyTo::Callback(callback)) => {
-                callback(result);
-                true
-            }
-            None => false,
+    fn deliver(&mut self, result: Result<String, RpcError>) {
+        if let Some(callback) = self.0.take() {
+            callback(result);
         }
     }
 }
@@ -583,13 +571,13 @@ mod tests {
         );
 
         let (tx, rx) = cb::bounded(1);
-        drop(RpcReply::channel(tx));
+        drop(RpcReply::callback(move |r| tx.send(r).unwrap()));
         assert_eq!(
             rx.recv().unwrap().unwrap_err().code,
             RpcErrorCode::RecipientDisconnected
         );
         let (tx, rx) = cb::bounded(1);
-        assert!(RpcReply::channel(tx).send(Ok("x".into())));
+        RpcReply::callback(move |r| tx.send(r).unwrap()).send(Ok("x".into()));
         assert_eq!(rx.try_iter().collect::<Vec<_>>(), vec![Ok("x".to_string())]);
     }
 }

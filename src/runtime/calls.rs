@@ -29,13 +29,10 @@ pub const CAPTURE_REQUEST_ID_ATTRIBUTE: &str = "request_id";
 pub const CANCEL_ACTIVE: &str = "cancel-active";
 
 /// Default reply timeout of reads and cancel.
-pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_READ_TIMEOUT: Duration = crate::session::timeouts::READ;
 
 /// Default reply timeout of a tool call (the call blocks until the action ends).
-pub const DEFAULT_TOOL_CALL_TIMEOUT: Duration = Duration::from_secs(90);
-
-/// How long to wait for a capture's byte stream.
-pub const CAPTURE_STREAM_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_TOOL_CALL_TIMEOUT: Duration = crate::session::timeouts::TOOL_CALL;
 
 /// The code of a guard envelope without one.
 pub const DEFAULT_RUNTIME_ERROR_CODE: RuntimeErrorCode = RuntimeErrorCode::RuntimeFailed;

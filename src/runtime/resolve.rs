@@ -16,13 +16,14 @@ use crate::runtime_error::RuntimeErrorCode;
 pub const NON_RUNTIME_SLOTS: [&str; 2] = ["robot", "controller"];
 
 /// How long one candidate gets to answer `runtime.tools_list`.
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+pub const PROBE_TIMEOUT: Duration = crate::session::timeouts::PROBE;
 
 /// The pause between two rounds of probes.
-pub const RETRY_INTERVAL: Duration = Duration::from_millis(500);
+pub const RETRY_INTERVAL: Duration = crate::session::timeouts::PROBE_RETRY;
 
 /// Default time allowed for the session to become ready and the runtime to be found.
-pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(120);
+#[cfg(test)]
+pub const DEFAULT_READY_TIMEOUT: Duration = crate::session::timeouts::SESSION_READY;
 
 /// True when `participant` fills slot `slot`: identity `slot` or `slot-…`, or agent name `slot`.
 pub fn matches_slot(participant: &Participant, slot: &str) -> bool {
@@ -340,7 +341,7 @@ pub struct Resolver {
 
 impl Resolver {
     /// A resolver for `hints`, each resolution bounded by `timeout` (default
-    /// [`DEFAULT_READY_TIMEOUT`]). Fails at once when `hints` is empty.
+    /// `timeouts::SESSION_READY`). Fails at once when `hints` is empty.
     pub fn new(hints: RuntimeHints, timeout: Duration) -> Result<Self> {
         hints.check()?;
         Ok(Resolver {
