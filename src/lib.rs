@@ -42,6 +42,24 @@
 //! - default: the control plane only (ureq, serde, thiserror, fastrand, log, base64).
 //! - `livekit`: live robot control.
 //! - `dev`: the embedded local platform, for offline development and tests.
+//!
+//! # Driving a robot (feature `livekit`)
+//!
+//! `connect` returns a `Session`, the live handle to the robot's session. Each runtime
+//! call has a blocking form (`Session::invoke`) and a non-blocking `start_*` form returning a
+//! handle (`PendingAction`, `Pending`) that never blocks; events arrive on
+//! `Session::events`. No thread per session: calls run on the SDK's private executor and
+//! callbacks on one shared SDK thread. The README's "Drive a robot" section has a full
+//! example.
+//!
+//! # Glossary
+//! - **session**: the robot's session on the platform; `Session` is the live handle to one.
+//! - **room**: the LiveKit room of a session, named after the robot.
+//! - **participant**: anyone in the room (`Participant`): the SDK, the runtime, viewers.
+//! - **runtime**: the robot runtime worker in the room, answering `runtime.*` RPC
+//!   (`RuntimeHost` is how to be one).
+//! - **engine**: the SDK's private LiveKit client; **executor**: the private tokio pool the
+//!   engine and every live call run on.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 

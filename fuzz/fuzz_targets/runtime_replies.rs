@@ -196,7 +196,11 @@ fuzz_target!(|data: &[u8]| {
         Err(err) => {
             check_error(&err, guard, "capabilities");
             if let Error::Runtime { code, .. } = &err {
-                assert_ne!(code, METHOD_NOT_FOUND, "METHOD_NOT_FOUND must mean no descriptor");
+                assert_ne!(
+                    *code,
+                    RuntimeErrorCode::MethodNotFound,
+                    "METHOD_NOT_FOUND must mean no descriptor"
+                );
             }
         }
     }
