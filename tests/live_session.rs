@@ -1603,3 +1603,162 @@ fn callbacks_run_on_an_sdk_thread_and_survive_a_panic() {
         "a callback ran on the caller's thread"
     );
 }
+
+#[test]
+fn start_calls_never_wait_for_the_runtime_and_share_one_search() {
+    let p = Platform::start();
+    let session = connect(
+        &p.client,
+        &p.robot_id,
+        simplesim().session_ready_timeout(Duration::from_secs(60)),
+    )
+    .unwrap();
+
+    // No runtime in the room yet: every start_* call hands back a handle, nothing has ended.
+    let mut action = session.start_invoke("go_to", json!({}), None).unwrap();
+    let mut status = session.state().start_robot_status();
+    let mut capabilities = session.start_get_capabilities();
+    assert!(action.poll().is_none());
+    assert!(status.poll().is_none());
+    assert!(capabilities.poll().is_none());
+
+    // The runtime joins only now, from this thread: a start_* call that waited for it would
+    // never have returned. Its probes are counted while they run: one search, one probe at a
+    // time, however many calls wait for it.
+    let runtime = p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]);
+    let probes = Arc::new(Mutex::new((0usize, 0usize))); // (in flight, most at once)
+    {
+        let probes = Arc::clone(&probes);
+        runtime.handle("runtime.tools_list", move |_| {
+            {
+                let mut probes = probes.lock().unwrap();
+                probes.0 += 1;
+                probes.1 = probes.1.max(probes.0);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            probes.lock().unwrap().0 -= 1;
+            Ok(tools_list_reply())
+        });
+    }
+    runtime.handle("runtime.tools_call", |call| Ok(done_result(&action_id(call))));
+    runtime.handle("runtime.state", |_| Ok(robot_status()));
+
+    let result = action
+        .wait_timeout(Duration::from_secs(30))
+        .expect("the action to end")
+        .unwrap();
+    assert!(result.is_done());
+    assert!(status
+        .wait_timeout(Duration::from_secs(30))
+        .expect("the read")
+        .is_ok());
+    // This runtime predates runtime.capabilities: no descriptor.
+    assert_eq!(
+        capabilities
+            .wait_timeout(Duration::from_secs(30))
+            .expect("the read")
+            .unwrap(),
+        None
+    );
+    assert_eq!(probes.lock().unwrap().1, 1, "more than one search probed at once");
+    session.disconnect().unwrap();
+}
+
+/// Environment of the child process of `a_host_that_never_reads_holds_no_streams`: the
+/// LiveKit URL and the token of the host it runs.
+const QUIET_HOST_ENV: &str = "MENLO_TEST_QUIET_HOST";
+
+/// Resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The child's side: a host that joins, says so, and never reads anything until its stdin
+/// closes. A no-op in a normal test run.
+#[test]
+fn quiet_host_child() {
+    let Ok(spec) = std::env::var(QUIET_HOST_ENV) else {
+        return;
+    };
+    let (url, token) = spec.split_once(' ').unwrap();
+    let host = RuntimeHost::connect(url, token, Duration::from_secs(15)).unwrap();
+    println!("joined {}", host.identity());
+    let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
+}
+
+#[test]
+fn a_host_that_never_reads_holds_no_streams() {
+    const STREAMS: usize = 80;
+    const STREAM_BYTES: usize = 512 << 10;
+    let p = Platform::start();
+    // The quiet host runs in its own process, so that its memory is its own.
+    let token = p.livekit.token(&p.robot_id, "quiet-host", false, &[]);
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "quiet_host_child", "--nocapture", "--test-threads=1"])
+        .env(QUIET_HOST_ENV, format!("{} {token}", p.livekit.url))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    assert!(lines.any(|line| line.is_ok_and(|l| l.contains("joined quiet-host"))));
+    let pid = child.id();
+
+    let sender = p.runtime("stream-sender", false, &[]);
+    wait_until(Duration::from_secs(10), "the quiet host in the room", || {
+        sender
+            .participants()
+            .iter()
+            .any(|q| q.identity == "quiet-host")
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let before = rss_kib(pid);
+    // 20 MiB on a topic the host never asked for, then 20 MiB on the camera topic (which it
+    // did not ask for either). Before topics were filtered, the host kept the last 64 streams
+    // it never read: 32 MiB here.
+    for (i, topic) in ["robot.telemetry", "menlo.camera_capture"]
+        .into_iter()
+        .flat_map(|topic| std::iter::repeat_n(topic, STREAMS / 2))
+        .enumerate()
+    {
+        let stream = OutgoingStream::new(topic)
+            .name(format!("blob-{i}"))
+            .destination("quiet-host");
+        // The sender's channel buffer is finite: pace the sends when it is full.
+        let data = fake_jpeg(STREAM_BYTES, i as u64);
+        let mut attempts = 0;
+        while let Err(err) = sender.send_bytes(data.clone(), stream.clone()) {
+            attempts += 1;
+            assert!(attempts < 200, "stream {i} not sent: {err}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    // Let the last packets arrive and the host's memory settle.
+    let mut after = rss_kib(pid);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = rss_kib(pid);
+        if now.abs_diff(after) < 512 || Instant::now() > deadline {
+            after = after.max(now);
+            break;
+        }
+        after = now;
+    }
+    drop(child.stdin.take());
+    let _ = child.wait();
+    let grown_mib = after.saturating_sub(before) / 1024;
+    let sent_mib = STREAMS * STREAM_BYTES >> 20;
+    eprintln!("quiet host: {before} KiB -> {after} KiB after {sent_mib} MiB sent");
+    assert!(before > 0, "cannot read the child's memory");
+    assert!(
+        grown_mib < 12,
+        "a host that never reads grew by {grown_mib} MiB after {sent_mib} MiB of streams"
+    );
+}
