@@ -1754,7 +1754,7 @@ fn a_host_that_never_reads_holds_no_streams() {
     drop(child.stdin.take());
     let _ = child.wait();
     let grown_mib = after.saturating_sub(before) / 1024;
-    let sent_mib = STREAMS * STREAM_BYTES >> 20;
+    let sent_mib = (STREAMS * STREAM_BYTES) >> 20;
     eprintln!("quiet host: {before} KiB -> {after} KiB after {sent_mib} MiB sent");
     assert!(before > 0, "cannot read the child's memory");
     assert!(
