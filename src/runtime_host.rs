@@ -29,6 +29,7 @@ pub struct RuntimeCall {
 }
 
 /// A participant that serves `runtime.*` RPC in a robot's room.
+#[must_use = "dropping a RuntimeHost leaves the room"]
 pub struct RuntimeHost {
     room: Room,
 }

@@ -455,9 +455,15 @@ impl Session {
     }
 
     fn leave_once(&self, lifecycle: &mut Lifecycle) {
+        self.leave_room(lifecycle, "disconnected by the application");
+    }
+
+    /// Leaves the room once. `Disconnected` goes out first, with the application's reason:
+    /// the engine's own report of the closing comes after it and is not repeated.
+    fn leave_room(&self, lifecycle: &mut Lifecycle, reason: &str) {
         if !lifecycle.left_room {
+            self.shared.emit_disconnected(reason);
             self.shared.room.close();
-            self.shared.emit_disconnected("disconnected by the application");
             lifecycle.left_room = true;
         }
     }
@@ -466,11 +472,7 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         let mut lifecycle = lock(&self.lifecycle);
-        if !lifecycle.left_room {
-            self.shared.room.close();
-            self.shared.emit_disconnected("the session was dropped");
-            lifecycle.left_room = true;
-        }
+        self.leave_room(&mut lifecycle, "the session was dropped");
     }
 }
 
@@ -567,7 +569,12 @@ fn failed<T>(operation: &'static str, err: Error) -> Pending<T> {
 
 impl Shared {
     /// Pushes an event to the queue (dropping the oldest if full) and to the callbacks.
+    /// Nothing follows `Disconnected` (e.g. the departures the engine reports as it closes).
     fn emit(&self, event: SessionEvent) {
+        let closing = matches!(event, SessionEvent::Disconnected { .. });
+        if !closing && self.disconnected_emitted.load(Ordering::SeqCst) {
+            return;
+        }
         if let Some(callbacks) = &self.callbacks {
             let callbacks = Arc::clone(callbacks);
             let for_callbacks = event.clone();
