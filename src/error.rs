@@ -71,6 +71,7 @@ pub enum Error {
     /// A `runtime.*` call failed at the robot runtime (its error envelope), or the SDK could
     /// not find the runtime worker ([`RuntimeErrorCode::RuntimeNotFound`]).
     #[error("runtime error {code}: {message}")]
+    #[non_exhaustive]
     Runtime {
         /// The runtime's error code, e.g. [`RuntimeErrorCode::NotReady`].
         code: RuntimeErrorCode,
@@ -87,6 +88,7 @@ pub enum Error {
 
     /// The feature is blocked on upstream work.
     #[error("{feature} is not available yet ({issue})")]
+    #[non_exhaustive]
     NotAvailable {
         /// The feature asked for.
         feature: String,
@@ -96,6 +98,7 @@ pub enum Error {
 
     /// The live connection to the robot's room is gone.
     #[error("disconnected: {reason}")]
+    #[non_exhaustive]
     Disconnected {
         /// Why the connection ended.
         reason: String,

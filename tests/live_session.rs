@@ -630,7 +630,7 @@ fn guard_envelopes_become_failed_results_or_runtime_errors() {
 
     let err = session.state().get("robot_status").unwrap_err();
     match &err {
-        Error::Runtime { code, message } => {
+        Error::Runtime { code, message, .. } => {
             assert_eq!(*code, RuntimeErrorCode::NotReady);
             assert_eq!(message, "the scene is loading");
         }
@@ -641,7 +641,7 @@ fn guard_envelopes_become_failed_results_or_runtime_errors() {
     // Missing code and message take the defaults.
     let err = session.state().scene_state().unwrap_err();
     match &err {
-        Error::Runtime { code, message } => {
+        Error::Runtime { code, message, .. } => {
             assert_eq!(*code, RuntimeErrorCode::RuntimeFailed);
             assert_eq!(message, "runtime call failed");
         }
@@ -863,7 +863,7 @@ fn get_vision_inline_fallback_failed_ack_and_invalid_options() {
     let started = Instant::now();
     let err = session.get_vision("pov", &CaptureOptions::new()).unwrap_err();
     match &err {
-        Error::Runtime { code, message } => {
+        Error::Runtime { code, message, .. } => {
             assert_eq!(*code, RuntimeErrorCode::CaptureFailed);
             assert!(message.contains("the camera is off"), "{message}");
         }

@@ -27,7 +27,7 @@ const ACTION_ID: &str = "act_0123456789ab";
 fn check_error(err: &Error, guard: bool, what: &str) {
     match err {
         Error::Decode { .. } => {}
-        Error::Runtime { code, message } => {
+        Error::Runtime { code, message, .. } => {
             assert!(
                 guard || what == "cameras_capture",
                 "{what}: Runtime error from a non-guard reply"
