@@ -68,6 +68,7 @@ impl std::fmt::Debug for Room {
 /// recipients. Used by [`crate::RuntimeHost::send_bytes`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
+#[must_use]
 pub struct OutgoingStream {
     /// Topic, e.g. `menlo.camera_capture`.
     pub topic: String,
@@ -91,28 +92,24 @@ impl OutgoingStream {
     }
 
     /// Sets the stream name.
-    #[must_use]
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
     }
 
     /// Sets the MIME type.
-    #[must_use]
     pub fn mime_type(mut self, mime_type: impl Into<String>) -> Self {
         self.mime_type = mime_type.into();
         self
     }
 
     /// Adds an attribute.
-    #[must_use]
     pub fn attribute(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.attributes.insert(key.into(), value.into());
         self
     }
 
     /// Adds a recipient (the stream goes to everybody while there is none).
-    #[must_use]
     pub fn destination(mut self, identity: impl Into<String>) -> Self {
         self.destinations.push(identity.into());
         self

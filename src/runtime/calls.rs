@@ -209,6 +209,8 @@ pub fn forward_envelope_request(envelope: &[u8]) -> Result<RpcRequest> {
 
 /// Size and quality of a camera capture. Defaults: 1280×720, quality 0.7.
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+#[must_use]
 pub struct CaptureOptions {
     /// Frame width, pixels (> 0).
     pub width: u32,
@@ -379,6 +381,7 @@ pub fn parse_tools_list_reply(reply: &str) -> Result<Vec<ToolDescriptor>> {
 
 /// A decoded state read.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum StateReply {
     /// Key `robot_status` (boxed: much larger than the others).
     RobotStatus(Box<RuntimeState>),
