@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use crate::json::OrderedJson;
 use crate::retry::{self, Outcome};
+use crate::runtime_error::RuntimeErrorCode;
 
 /// Everything that can go wrong in the SDK.
 ///
@@ -79,17 +80,27 @@ pub enum Error {
         reason: String,
     },
 
-    /// A `runtime.*` call failed at the robot runtime.
+    /// A `runtime.*` call failed at the robot runtime (its error envelope), or the SDK could
+    /// not find the runtime worker ([`RuntimeErrorCode::RuntimeNotFound`]).
     #[error("runtime error {code}: {message}")]
+    #[non_exhaustive]
     Runtime {
-        /// The runtime's error code, e.g. `NOT_READY`.
-        code: String,
+        /// The runtime's error code, e.g. [`RuntimeErrorCode::NotReady`].
+        code: RuntimeErrorCode,
         /// The runtime's message.
         message: String,
     },
 
+    /// A LiveKit RPC call failed below the runtime: no handler for the method, the runtime
+    /// left the room, a payload over the cap, a handler's own error code. Reply timeouts are
+    /// [`Error::Timeout`]; a lost room connection is [`Error::Disconnected`].
+    #[cfg(feature = "livekit")]
+    #[error("{0}")]
+    Rpc(crate::live::RpcError),
+
     /// The feature is blocked on upstream work.
     #[error("{feature} is not available yet ({issue})")]
+    #[non_exhaustive]
     NotAvailable {
         /// The feature asked for.
         feature: String,
@@ -99,9 +110,12 @@ pub enum Error {
 
     /// The live connection to the robot's room is gone.
     #[error("disconnected: {reason}")]
+    #[non_exhaustive]
     Disconnected {
         /// Why the connection ended.
         reason: String,
+        /// The engine failure underneath, when there is one (never carries a token).
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
 }
 

@@ -1,7 +1,7 @@
 //! The WebRTC side: a str0m peer connection carrying the `_reliable` and `_lossy` data
 //! channels. A *publisher* peer is offered by us and carries our channels (single-PC mode: the
 //! only peer, used both ways); a *subscriber* peer (dual-PC mode) is offered by the server,
-//! which opens its own channels on it to send us data. Sans-IO: the session feeds UDP
+//! which opens its own channels on it to send us data. Sans-IO: the connection feeds UDP
 //! datagrams and timeouts in, and drains transmits and events out.
 
 use crate::live::error::LiveError;
@@ -23,7 +23,7 @@ pub const ICE_DISCONNECTED_TIMEOUT: std::time::Duration = std::time::Duration::f
 /// Cap on bytes queued while the reliable channel is not open or is full.
 pub const MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
 
-/// Something the session must act on.
+/// Something the connection must act on.
 #[derive(Debug)]
 pub enum PeerOutput {
     /// Send this datagram.
