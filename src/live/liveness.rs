@@ -206,7 +206,11 @@ mod tests {
             let due: Vec<_> = std::iter::from_fn(|| (l.poll_timeout() <= now).then(|| l.handle_timeout(now)))
                 .flatten()
                 .collect();
-            let expect: &[LivenessEvent] = if i % 5 == 0 { &[LivenessEvent::SendPing] } else { &[] };
+            let expect: &[LivenessEvent] = if i % 5 == 0 {
+                &[LivenessEvent::SendPing]
+            } else {
+                &[]
+            };
             assert_eq!(due, expect, "at {i} s");
         }
         assert!(!l.data_path_lost() && !l.signal_lost());
@@ -257,7 +261,10 @@ mod tests {
         }
         assert_eq!(
             events,
-            [(ms(5000), LivenessEvent::SendPing), (ms(8000), LivenessEvent::SignalLost)]
+            [
+                (ms(5000), LivenessEvent::SendPing),
+                (ms(8000), LivenessEvent::SignalLost)
+            ]
         );
         assert!(l.signal_lost());
         // No more pings until a new websocket replaces it.
@@ -266,7 +273,11 @@ mod tests {
         l.on_signal_replaced(t0 + ms(20_000));
         assert!(!l.signal_lost());
         l.on_datagram(t0 + ms(24_000));
-        assert_eq!(l.poll_timeout(), t0 + ms(25_000), "next ping, 5 s after the replacement");
+        assert_eq!(
+            l.poll_timeout(),
+            t0 + ms(25_000),
+            "next ping, 5 s after the replacement"
+        );
     }
 
     #[test]

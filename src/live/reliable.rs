@@ -385,7 +385,10 @@ mod tests {
         r.accept(t0, "PA_b", 7);
         r.accept(t0 + Duration::from_secs(20), "PA_a", 3);
         let list = r.sync_state_list(t0 + Duration::from_secs(25));
-        let pairs: Vec<_> = list.iter().map(|s| (s.publisher_sid.as_str(), s.last_seq)).collect();
+        let pairs: Vec<_> = list
+            .iter()
+            .map(|s| (s.publisher_sid.as_str(), s.last_seq))
+            .collect();
         assert_eq!(pairs, [("PA_a", 3), ("PA_b", 7)]);
         let list = r.sync_state_list(t0 + RECEIVE_STATE_TTL);
         assert_eq!(list.len(), 1);
