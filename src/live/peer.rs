@@ -7,11 +7,11 @@
 use crate::live::error::LiveError;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::{ChannelConfig, ChannelId, Reliability};
 use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 
 /// Label of the reliable data channel.
 pub const RELIABLE_LABEL: &str = "_reliable";
@@ -52,6 +52,10 @@ pub struct Peer {
     closed: bool,
     ice_disconnected_at: Option<Instant>,
     now: Instant,
+    writes_paused: bool,
+    ice_state: IceConnectionState,
+    last_offer: Option<String>,
+    last_answer: Option<String>,
 }
 
 impl std::fmt::Debug for Peer {
@@ -78,11 +82,19 @@ impl Peer {
             closed: false,
             ice_disconnected_at: None,
             now,
+            writes_paused: false,
+            ice_state: IceConnectionState::New,
+            last_offer: None,
+            last_answer: None,
         }
     }
 
     fn new_rtc(now: Instant, local: SocketAddr) -> Result<Rtc, LiveError> {
-        let mut rtc = Rtc::builder().build(now);
+        Self::new_rtc_with(Rtc::builder(), now, local)
+    }
+
+    fn new_rtc_with(config: RtcConfig, now: Instant, local: SocketAddr) -> Result<Rtc, LiveError> {
+        let mut rtc = config.build(now);
         let cand =
             Candidate::host(local, "udp").map_err(|e| LiveError::Rtc(format!("host candidate: {e}")))?;
         rtc.add_local_candidate(cand);
@@ -110,13 +122,19 @@ impl Peer {
             .sdp_api()
             .accept_offer(offer)
             .map_err(|e| LiveError::Rtc(format!("offer rejected: {e}")))?;
-        Ok(answer.to_sdp_string())
+        let answer = answer.to_sdp_string();
+        self.last_offer = Some(offer_sdp.to_owned());
+        self.last_answer = Some(answer.clone());
+        Ok(answer)
     }
 
     /// Creates the publisher peer (our `_reliable` / `_lossy` channels) with a host candidate
     /// on `local`, and returns it with the SDP offer.
     pub fn new(now: Instant, local: SocketAddr) -> Result<(Peer, String), LiveError> {
-        let mut rtc = Self::new_rtc(now, local)?;
+        Self::new_publisher(Self::new_rtc(now, local)?, now, local)
+    }
+
+    fn new_publisher(mut rtc: Rtc, now: Instant, local: SocketAddr) -> Result<(Peer, String), LiveError> {
         let mut api = rtc.sdp_api();
         let reliable = api.add_channel_with_config(ChannelConfig {
             label: RELIABLE_LABEL.into(),
@@ -139,7 +157,9 @@ impl Peer {
         peer.pending_offer = Some(pending);
         peer.reliable = Some(reliable);
         peer.lossy = Some(lossy);
-        Ok((peer, offer.to_sdp_string()))
+        let offer = offer.to_sdp_string();
+        peer.last_offer = Some(offer.clone());
+        Ok((peer, offer))
     }
 
     /// Applies the server's SDP answer.
@@ -152,7 +172,9 @@ impl Peer {
         self.rtc
             .sdp_api()
             .accept_answer(pending, answer)
-            .map_err(|e| LiveError::Rtc(format!("answer rejected: {e}")))
+            .map_err(|e| LiveError::Rtc(format!("answer rejected: {e}")))?;
+        self.last_answer = Some(sdp.to_owned());
+        Ok(())
     }
 
     /// Adds a remote ICE candidate (`candidate:...` attribute, with or without the `a=`).
@@ -226,6 +248,9 @@ impl Peer {
     }
 
     fn flush(&mut self) {
+        if self.writes_paused {
+            return;
+        }
         let (true, Some(id)) = (self.reliable_open, self.reliable) else {
             return;
         };
@@ -318,6 +343,7 @@ impl Peer {
                     }
                     Event::IceConnectionStateChange(state) => {
                         log::debug!("ICE state {state:?}");
+                        self.ice_state = state;
                         if state == IceConnectionState::Disconnected {
                             self.ice_disconnected_at.get_or_insert(self.now);
                         } else {
@@ -338,5 +364,157 @@ impl Peer {
     pub fn close(&mut self) {
         self.closed = true;
         self.rtc.disconnect();
+    }
+
+    /// Like [`Peer::new`], with the given STUN timing.
+    #[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
+    pub fn new_with_stun_timing(
+        now: Instant,
+        local: SocketAddr,
+        timing: StunTiming,
+    ) -> Result<(Peer, String), LiveError> {
+        let rtc = Self::new_rtc_with(timing.rtc_config(), now, local)?;
+        Self::new_publisher(rtc, now, local)
+    }
+
+    /// Like [`Peer::new_subscriber`], with the given STUN timing.
+    #[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
+    pub fn new_subscriber_with_stun_timing(
+        now: Instant,
+        local: SocketAddr,
+        offer_sdp: &str,
+        timing: StunTiming,
+    ) -> Result<(Peer, String), LiveError> {
+        let rtc = Self::new_rtc_with(timing.rtc_config(), now, local)?;
+        let mut peer = Self::with_rtc(rtc, local, now);
+        let answer = peer.accept_offer(offer_sdp)?;
+        Ok((peer, answer))
+    }
+
+    /// Offers an ICE restart (new ICE credentials, same DTLS/SCTP association, host candidate
+    /// kept); returns the SDP offer to send. Apply the answer with [`Peer::accept_answer`].
+    /// Fails while another offer of ours awaits its answer (never two in flight). A subscriber
+    /// peer restarts by accepting the server's re-offer ([`Peer::accept_offer`]) instead.
+    #[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
+    pub fn ice_restart(&mut self) -> Result<String, LiveError> {
+        if self.pending_offer.is_some() {
+            return Err(LiveError::Rtc(
+                "an offer is already waiting for its answer".into(),
+            ));
+        }
+        let mut api = self.rtc.sdp_api();
+        api.ice_restart(true);
+        let (offer, pending) = api
+            .apply()
+            .ok_or_else(|| LiveError::Rtc("ICE restart produced no offer".into()))?;
+        self.pending_offer = Some(pending);
+        let offer = offer.to_sdp_string();
+        self.last_offer = Some(offer.clone());
+        Ok(offer)
+    }
+
+    /// Stops (true) or restarts (false) writing reliable messages into SCTP. While paused they
+    /// wait in our queue, where they start no SCTP retransmission timer (a lost link would
+    /// otherwise grow SCTP's backoff with every message written into it).
+    #[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
+    pub fn pause_writes(&mut self, paused: bool) {
+        self.writes_paused = paused;
+        if !paused {
+            self.flush();
+        }
+    }
+
+    /// Whether ICE is connected (or completed): after an ICE restart, the path is back.
+    #[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
+    pub fn ice_connected(&self) -> bool {
+        matches!(
+            self.ice_state,
+            IceConnectionState::Connected | IceConnectionState::Completed
+        )
+    }
+
+    /// Whether the connection (and so its SCTP association) is gone.
+    #[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// (Reliable messages still in our queue, bytes SCTP has not had acknowledged on the
+    /// reliable channel): what `reliable::ReplayBuffer::sync` needs.
+    #[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
+    pub fn reliable_backlog(&mut self) -> (usize, usize) {
+        let buffered = match self.reliable.and_then(|id| self.rtc.channel(id)) {
+            Some(mut ch) => ch.buffered_amount(),
+            None => 0,
+        };
+        (self.queue.len(), buffered)
+    }
+
+    /// The last offer and answer exchanged on this peer connection (whichever side made them),
+    /// for `SyncState`.
+    #[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
+    pub fn last_offer_answer(&self) -> (Option<String>, Option<String>) {
+        (self.last_offer.clone(), self.last_answer.clone())
+    }
+
+    /// Our data channels as `SyncState.data_channels` entries (label, SCTP stream id, target).
+    #[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
+    pub fn data_channel_infos(
+        &mut self,
+        target: livekit_protocol::SignalTarget,
+    ) -> Vec<livekit_protocol::DataChannelInfo> {
+        let labelled = [(RELIABLE_LABEL, self.reliable), (LOSSY_LABEL, self.lossy)];
+        let api = self.rtc.direct_api();
+        labelled
+            .into_iter()
+            .filter_map(|(label, id)| {
+                let stream = api.sctp_stream_id_by_channel_id(id?)?;
+                Some(livekit_protocol::DataChannelInfo {
+                    label: label.to_owned(),
+                    id: u32::from(stream),
+                    target: target as i32,
+                })
+            })
+            .collect()
+    }
+}
+
+/// str0m's ICE (STUN) timing (design §1). [`StunTiming::RESILIENT`]: a nominated pair is
+/// re-checked every second (consent), so a healthy path is never silent for 2.5 s and the first
+/// answer after a cut marks the restore; and it is kept probing for about a minute instead of
+/// being pruned after ≈ 20 s (pruned pairs never come back without an ICE restart).
+#[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StunTiming {
+    /// First retransmission timeout of a check (str0m default 250 ms).
+    pub initial_rto: Duration,
+    /// Cap of the retransmission timeout, and the re-check period of a working pair (default 3 s).
+    pub max_rto: Duration,
+    /// Unanswered checks before a pair is pruned (default 9).
+    pub max_retransmits: usize,
+}
+
+#[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
+impl StunTiming {
+    /// str0m's defaults.
+    pub const STR0M_DEFAULT: StunTiming = StunTiming {
+        initial_rto: Duration::from_millis(250),
+        max_rto: Duration::from_secs(3),
+        max_retransmits: 9,
+    };
+
+    /// Consent every second, a pair kept for about a minute without answers.
+    pub const RESILIENT: StunTiming = StunTiming {
+        initial_rto: Duration::from_millis(250),
+        max_rto: Duration::from_secs(1),
+        max_retransmits: 60,
+    };
+
+    fn rtc_config(&self) -> RtcConfig {
+        let mut config = Rtc::builder();
+        config.set_initial_stun_rto(self.initial_rto);
+        config.set_max_stun_rto(self.max_rto);
+        config.set_max_stun_retransmits(self.max_retransmits);
+        config
     }
 }
