@@ -18,7 +18,8 @@
 //!   `Leave{RECONNECT}` (or `resume_connection = DISABLED`) starts *Rejoining*. `Reconnecting`
 //!   is emitted once per outage.
 //! - Attempts start at once, then every [`ReconnectConfig::attempt_interval`] while none has
-//!   succeeded, at most [`ReconnectConfig::max_attempts_in_flight`] at a time, each bounded by
+//!   succeeded, at most [`ReconnectConfig::max_attempts_in_flight`] resumes (one rejoin) at a
+//!   time, each bounded by
 //!   [`ReconnectConfig::attempt_timeout`]. An attempt that fails instantly (interface down) waits
 //!   for the next tick, so the limit is time, never a number of attempts.
 //! - A resume is tried while the last inbound datagram is younger than
@@ -41,7 +42,7 @@ pub struct ReconnectConfig {
     pub attempt_interval: Duration,
     /// An attempt that has not been answered (ReconnectResponse / JoinResponse) by then fails.
     pub attempt_timeout: Duration,
-    /// Attempts running at the same time.
+    /// Resume attempts running at the same time (rejoins never overlap).
     pub max_attempts_in_flight: usize,
     /// After the server answered, the transport (ICE, data channel) must be ready within this.
     pub transport_timeout: Duration,
@@ -197,7 +198,10 @@ pub enum Input {
         /// Detail for the close message.
         detail: String,
     },
-    /// The server sent a `LeaveRequest`.
+    /// The server sent a `LeaveRequest` on the current link's websocket. (A Leave on an attempt's
+    /// websocket before its answer is that attempt's failure: report
+    /// [`Input::AttemptFailed`] with [`AttemptError::Failed`], or [`Input::Leave`] with
+    /// [`LeaveAction::Reconnect`] when a resume was refused with `RECONNECT`.)
     Leave(LeaveAction),
     /// `ClientConfiguration.resume_connection == DISABLED`: always rejoin.
     ResumeDisabled,
@@ -357,9 +361,7 @@ impl Reconnector {
                 }
                 match self.answered {
                     Some(a) => at = at.min(a.transport_deadline),
-                    None if self.in_flight.len() < self.cfg.max_attempts_in_flight => {
-                        at = at.min(self.next_attempt_at)
-                    }
+                    None if self.in_flight.len() < self.attempt_slots() => at = at.min(self.next_attempt_at),
                     None => {}
                 }
             }
@@ -644,7 +646,7 @@ impl Reconnector {
             return;
         }
         let due = now >= self.next_attempt_at;
-        let free = self.in_flight.len() < self.cfg.max_attempts_in_flight;
+        let free = self.in_flight.len() < self.attempt_slots();
         if !due || !free || self.answered.is_some() {
             return;
         }
@@ -664,6 +666,15 @@ impl Reconnector {
         self.in_flight.push((id, now + self.cfg.attempt_timeout));
         self.next_attempt_at = now + self.cfg.attempt_interval;
         out.push(Action::StartAttempt { id, kind });
+    }
+
+    /// Rejoins never overlap: a second join with our identity would evict the first as a
+    /// duplicate (`Leave{DISCONNECT, DUPLICATE_IDENTITY}` on the link we may adopt).
+    fn attempt_slots(&self) -> usize {
+        match self.phase {
+            Phase::Rejoining => 1,
+            _ => self.cfg.max_attempts_in_flight,
+        }
     }
 
     fn expire_attempts(&mut self, now: Instant, out: &mut Vec<Action>) {
@@ -1132,6 +1143,34 @@ mod tests {
                 }
             )
             .is_empty());
+    }
+
+    #[test]
+    fn rejoin_attempts_never_overlap() {
+        let mut s = Sim::connected();
+        s.input(ms(0), Input::Leave(LeaveAction::Reconnect));
+        let a = s.to(ms(6000));
+        assert_eq!(
+            a,
+            [
+                (ms(3000), Action::AbortAttempt { id: 1 }),
+                (
+                    ms(3000),
+                    Action::StartAttempt {
+                        id: 2,
+                        kind: AttemptKind::Rejoin
+                    }
+                ),
+                (ms(6000), Action::AbortAttempt { id: 2 }),
+                (
+                    ms(6000),
+                    Action::StartAttempt {
+                        id: 3,
+                        kind: AttemptKind::Rejoin
+                    }
+                ),
+            ]
+        );
     }
 
     #[test]
