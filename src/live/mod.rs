@@ -23,6 +23,8 @@ pub(crate) mod peer;
 pub(crate) mod reconnect;
 #[allow(dead_code)]
 pub(crate) mod reliable;
+#[cfg(all(test, feature = "dev"))]
+mod resume_wire_check;
 pub(crate) mod room;
 pub(crate) mod rpc;
 pub(crate) mod runtime;
