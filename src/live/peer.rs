@@ -125,6 +125,11 @@ impl Peer {
             .accept_offer(offer)
             .map_err(|e| LiveError::Rtc(format!("offer rejected: {e}")))?;
         let answer = answer.to_sdp_string();
+        // New remote ICE credentials: the server restarted ICE (dual-PC subscriber re-offer).
+        self.ice_restarting |= self
+            .last_offer
+            .as_deref()
+            .is_some_and(|previous| ice_ufrag(previous) != ice_ufrag(offer_sdp));
         self.last_offer = Some(offer_sdp.to_owned());
         self.last_answer = Some(answer.clone());
         Ok(answer)
@@ -488,6 +493,12 @@ impl Peer {
     }
 }
 
+/// The `a=ice-ufrag` value of an SDP (session or first media level).
+fn ice_ufrag(sdp: &str) -> Option<&str> {
+    sdp.lines()
+        .find_map(|l| l.trim_end().strip_prefix("a=ice-ufrag:"))
+}
+
 /// str0m's ICE (STUN) timing (design §1). [`StunTiming::RESILIENT`]: a nominated pair is
 /// re-checked every second (consent), so a healthy path is never silent for 2.5 s and the first
 /// answer after a cut marks the restore; and it is kept probing for about a minute instead of
@@ -681,9 +692,17 @@ mod tests {
             p.client.ice_restart().is_err(),
             "a second offer before the answer"
         );
+        assert!(!p.client.ice_connected(), "restarting");
         let answer = p.server.accept_offer(&offer).unwrap();
+        assert!(
+            !p.server.ice_connected(),
+            "the answering side sees the restart too"
+        );
         p.client.accept_answer(&answer).unwrap();
-        assert!(p.client.ice_restart().is_ok());
+        let until = p.now + Duration::from_secs(3);
+        p.run_until(until, |p| p.client.ice_connected() && p.server.ice_connected());
+        assert!(p.client.ice_connected() && p.server.ice_connected());
+        assert!(p.client.ice_restart().is_ok(), "the next restart may be offered");
     }
 
     /// Design Part 4 step 4: a 30 s cut (every datagram lost both ways), writes paused after
