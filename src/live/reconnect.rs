@@ -30,6 +30,8 @@
 //! - Nothing recovered [`ReconnectConfig::reconnect_timeout`] after the outage began ⇒ `Closed`
 //!   with the last error. `Leave{DISCONNECT}`, HTTP 401/403 and `disconnect()` close at once.
 
+use crate::live::error::LiveError;
+use crate::live::liveness::LivenessEvent;
 use livekit_protocol as proto;
 use std::time::{Duration, Instant};
 
@@ -267,6 +269,36 @@ pub enum Action {
         /// Human-readable reason (no credentials).
         reason: String,
     },
+}
+
+impl AttemptError {
+    /// Classifies the error an attempt ended with; `upgraded` = its websocket had come up (the
+    /// server was reached). Only the HTTP status of a refusal is kept (never its body).
+    pub fn from_live_error(error: &LiveError, upgraded: bool) -> AttemptError {
+        match error {
+            LiveError::Refused {
+                status: status @ (401 | 403),
+                ..
+            } => AttemptError::Unauthorized(format!("HTTP {status}")),
+            LiveError::Refused { status, .. } => AttemptError::Unreachable(format!("HTTP {status}")),
+            _ if upgraded => AttemptError::Failed(error.to_string()),
+            _ => AttemptError::Unreachable(error.to_string()),
+        }
+    }
+}
+
+impl Input {
+    /// The machine input a liveness decision amounts to (`SendPing` is the engine's own job).
+    pub fn from_liveness(event: LivenessEvent) -> Option<Input> {
+        match event {
+            LivenessEvent::SendPing => None,
+            LivenessEvent::DataPathLost { last_inbound } => Some(Input::DataPathLost { last_inbound }),
+            LivenessEvent::DataPathRestored { .. } => Some(Input::DataPathRestored),
+            LivenessEvent::SignalLost => Some(Input::SignalLost {
+                detail: "the signal connection stopped answering pings".into(),
+            }),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1143,6 +1175,58 @@ mod tests {
                 }
             )
             .is_empty());
+    }
+
+    #[test]
+    fn attempt_errors_are_classified_without_the_refusal_body() {
+        let refused = |status| LiveError::Refused {
+            status,
+            message: "body that may say anything".into(),
+        };
+        assert_eq!(
+            AttemptError::from_live_error(&refused(401), false),
+            AttemptError::Unauthorized("HTTP 401".into())
+        );
+        assert_eq!(
+            AttemptError::from_live_error(&refused(403), true),
+            AttemptError::Unauthorized("HTTP 403".into())
+        );
+        assert_eq!(
+            AttemptError::from_live_error(&refused(503), false),
+            AttemptError::Unreachable("HTTP 503".into())
+        );
+        let io = LiveError::Io(std::io::Error::new(
+            std::io::ErrorKind::NetworkUnreachable,
+            "down",
+        ));
+        assert!(matches!(
+            AttemptError::from_live_error(&io, false),
+            AttemptError::Unreachable(_)
+        ));
+        let closed = LiveError::Signal("closed before ReconnectResponse".into());
+        assert!(
+            matches!(AttemptError::from_live_error(&closed, true), AttemptError::Failed(m) if m.contains("closed"))
+        );
+    }
+
+    #[test]
+    fn liveness_events_map_to_inputs() {
+        let t = Instant::now();
+        assert_eq!(Input::from_liveness(LivenessEvent::SendPing), None);
+        assert_eq!(
+            Input::from_liveness(LivenessEvent::DataPathLost { last_inbound: t }),
+            Some(Input::DataPathLost { last_inbound: t })
+        );
+        assert_eq!(
+            Input::from_liveness(LivenessEvent::DataPathRestored {
+                silent_for: Duration::from_secs(3)
+            }),
+            Some(Input::DataPathRestored)
+        );
+        assert!(matches!(
+            Input::from_liveness(LivenessEvent::SignalLost),
+            Some(Input::SignalLost { .. })
+        ));
     }
 
     #[test]
