@@ -496,15 +496,21 @@ impl Reconnector {
 
     fn on_data_path_restored(&mut self, out: &mut Vec<Action>) {
         self.data_path_ok = true;
-        if matches!(self.phase, Phase::Degraded { .. }) {
-            let announced = self.outage.take().is_some_and(|o| o.announced);
-            self.phase = Phase::Connected;
-            out.push(Action::PauseWrites(false));
-            if announced {
-                out.push(Action::Emit(LinkEvent::Reconnected {
-                    kind: ReconnectKind::Resumed,
-                }));
+        match self.phase {
+            Phase::Degraded { .. } => {
+                let announced = self.outage.take().is_some_and(|o| o.announced);
+                self.phase = Phase::Connected;
+                out.push(Action::PauseWrites(false));
+                if announced {
+                    out.push(Action::Emit(LinkEvent::Reconnected {
+                        kind: ReconnectKind::Resumed,
+                    }));
+                }
             }
+            // A resume keeps the peer connection: its datagrams coming back is the transport
+            // coming back. (After a rejoin they would be the old peer's: not a sign.)
+            Phase::Resuming if self.answered.is_some() => self.finish(ReconnectKind::Resumed, out),
+            _ => {}
         }
     }
 
@@ -673,13 +679,16 @@ impl Reconnector {
 
     /// Starts an attempt if one is due and a slot is free.
     fn tick(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if self.answered.is_some() {
+            return; // the server took an attempt; its transport deadline decides
+        }
         if self.phase == Phase::Resuming && !self.may_resume(now) {
             self.enter(now, Phase::Rejoining, out);
             return;
         }
         let due = now >= self.next_attempt_at;
         let free = self.in_flight.len() < self.attempt_slots();
-        if !due || !free || self.answered.is_some() {
+        if !due || !free {
             return;
         }
         let kind = match self.phase {
@@ -976,6 +985,48 @@ mod tests {
             [Action::PauseWrites(false), RESUMED]
         );
         assert_eq!(s.r.state(), LinkState::Connected);
+    }
+
+    #[test]
+    fn datagrams_returning_after_the_resume_answer_complete_it() {
+        let mut s = Sim::connected();
+        lost_data(&mut s, ms(2500));
+        s.input(ms(5500), Input::SignalLost { detail: "x".into() });
+        s.input(ms(6000), Input::ResumeAnswered { id: 1 });
+        assert_eq!(
+            s.input(ms(6100), Input::DataPathRestored),
+            [Action::PauseWrites(false), RESUMED]
+        );
+    }
+
+    #[test]
+    fn an_answered_resume_is_not_abandoned_when_the_resume_window_closes() {
+        let mut s = Sim::connected();
+        lost_data(&mut s, ms(2500));
+        s.input(ms(5500), Input::SignalLost { detail: "x".into() });
+        // Attempts fail until 24.5 s; the one started then is answered just before 25 s.
+        let mut id = 1;
+        let mut now = ms(5500);
+        while now < ms(24_500) {
+            let a = s.input(
+                now + ms(10),
+                Input::AttemptFailed {
+                    id,
+                    error: AttemptError::Unreachable("down".into()),
+                },
+            );
+            assert!(a.is_empty());
+            now += ms(1000);
+            id = started(&s.to(now).into_iter().map(|(_, a)| a).collect::<Vec<_>>())[0].0;
+        }
+        s.input(ms(24_900), Input::ResumeAnswered { id });
+        // Past the window, ICE still restarting: nothing is abandoned.
+        assert!(s.to(ms(26_000)).is_empty());
+        assert_eq!(s.r.state(), LinkState::Resuming);
+        assert_eq!(
+            s.input(ms(26_500), Input::TransportReady),
+            [Action::PauseWrites(false), RESUMED]
+        );
     }
 
     #[test]
