@@ -1,5 +1,6 @@
 //! The resume signalling pieces against a real livekit-server (wire check for the engine
-//! integration; `#[ignore]`d because lib tests do not otherwise need a server). Run with
+//! integration; `#[ignore]`d because lib tests do not otherwise need a server). The
+//! participants are bare: our `Peer` over a UDP socket, signalled by hand (no engine). Run with
 //! `cargo test --all-features --lib live::resume_wire_check -- --ignored` (uses
 //! `LIVEKIT_SERVER_BIN`, else the binary `.ci/setup` installs).
 use crate::live::reconnect::LeaveAction;
@@ -116,14 +117,16 @@ fn resume_urls_sync_state_leave_and_simulate_against_livekit_server() {
         crate::dev::mint_livekit_token(&settings, "resume", identity, identity, ttl, &Default::default())
     };
     let robot = token("robot");
-    // A connected participant (the engine joined it; its peer connection is up).
-    let room = crate::live::Room::connect(&server.url, &robot, Default::default()).unwrap();
     let reason = proto::ReconnectReason::RrSignalDisconnected;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
+        // A connected participant (its peer connection is up).
+        let (mut client, _) = MiniClient::join(&server.url, &robot).await;
+        client.pump(Duration::from_secs(10), |c| c.open).await;
+        assert!(client.open);
         // The server keys a resume on the token's identity; the sid only goes to its logs.
         let url = signal::resume_join_url(&server.url, "PA_unused", reason).unwrap();
         let mut ws = crate::live::ws::connect(&url, &robot, None).await.unwrap();
@@ -189,7 +192,6 @@ fn resume_urls_sync_state_leave_and_simulate_against_livekit_server() {
         };
         assert_eq!(leave_of(&msgs).map(signal::leave_action), Some(expected));
     });
-    room.close();
 }
 
 /// A bare single-PC participant: our `Peer` over a UDP socket, signalled by hand.
@@ -198,6 +200,7 @@ struct MiniClient {
     socket: tokio::net::UdpSocket,
     peer: crate::live::peer::Peer,
     open: bool,
+    received: Vec<proto::DataPacket>,
 }
 
 impl MiniClient {
@@ -221,6 +224,7 @@ impl MiniClient {
             socket,
             peer,
             open: false,
+            received: Vec::new(),
         };
         client.offer(offer).await;
         (client, join)
@@ -249,7 +253,7 @@ impl MiniClient {
                     }
                     PeerOutput::Timeout(t) => break t,
                     PeerOutput::Open => self.open = true,
-                    PeerOutput::Data(_) => {}
+                    PeerOutput::Data(d) => self.received.push(prost::Message::decode(d.as_slice()).unwrap()),
                     PeerOutput::Closed(why) => panic!("peer closed: {why}"),
                 }
             };
@@ -291,15 +295,16 @@ fn user_packet(to: &str, payload: &str) -> proto::DataPacket {
     }
 }
 
-fn received(room: &crate::live::Room, within: Duration) -> Vec<String> {
-    let deadline = Instant::now() + within;
-    let mut got = Vec::new();
-    while let Ok(ev) = room.events().recv_deadline(deadline) {
-        if let crate::live::RoomEvent::DataReceived { payload, .. } = ev {
-            got.push(String::from_utf8(payload).unwrap());
-        }
-    }
-    got
+/// The user payloads a client received, in order (drained).
+fn user_payloads(client: &mut MiniClient) -> Vec<String> {
+    client
+        .received
+        .drain(..)
+        .filter_map(|p| match p.value {
+            Some(proto::data_packet::Value::User(u)) => Some(String::from_utf8(u.payload).unwrap()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Design Part 4 steps 2-4 end to end against livekit-server: a participant sends sequenced
@@ -328,17 +333,20 @@ fn resume_with_ice_restart_keeps_the_session_and_its_sequence_against_livekit_se
             &Default::default(),
         )
     };
-    let listener = crate::live::Room::connect(&server.url, &token("listener"), Default::default()).unwrap();
     let robot = token("robot");
+    let listener_token = token("listener");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
+        let (mut listener, _) = MiniClient::join(&server.url, &listener_token).await;
         let (mut client, join) = MiniClient::join(&server.url, &robot).await;
         let sid = join.participant.unwrap().sid;
-        client.pump(Duration::from_secs(10), |c| c.open).await;
-        assert!(client.open, "reliable channel open");
+        let limit = Duration::from_secs(10);
+        tokio::join!(listener.pump(limit, |c| c.open), client.pump(limit, |c| c.open));
+        assert!(client.open && listener.open, "reliable channels open");
+        let wait = Duration::from_secs(3);
 
         let mut stamper = SequenceStamper::default();
         let mut replay = ReplayBuffer::default();
@@ -351,14 +359,17 @@ fn resume_with_ice_restart_keeps_the_session_and_its_sequence_against_livekit_se
             sent.push(bytes.clone());
             client.peer.send(true, bytes).unwrap();
         }
-        client.pump(Duration::from_millis(500), |_| false).await;
+        tokio::join!(
+            client.pump(Duration::from_millis(500), |_| false),
+            listener.pump(wait, |c| c.received.len() == 3)
+        );
         let (queued, buffered) = client.peer.reliable_backlog();
         replay.sync(queued, buffered);
         assert!(
             replay.is_empty(),
             "SCTP acknowledged everything: ({queued}, {buffered})"
         );
-        assert_eq!(received(&listener, Duration::from_secs(3)), ["1", "2", "3"]);
+        assert_eq!(user_payloads(&mut listener), ["1", "2", "3"]);
 
         // The websocket is lost; the peer connection stays. Resume.
         client.ws.close(None).await.ok();
@@ -396,9 +407,10 @@ fn resume_with_ice_restart_keeps_the_session_and_its_sequence_against_livekit_se
         let restart = client.peer.ice_restart().unwrap();
         assert_ne!(ufrag(&restart), first_ufrag, "new ICE credentials");
         client.offer(restart).await;
-        let other = client
-            .pump(Duration::from_secs(10), |c| c.peer.ice_connected())
-            .await;
+        let (other, _) = tokio::join!(
+            client.pump(Duration::from_secs(10), |c| c.peer.ice_connected()),
+            listener.pump(Duration::from_millis(300), |_| false)
+        );
         assert!(
             client.peer.ice_connected(),
             "ICE reconnected after our restart offer"
@@ -410,8 +422,7 @@ fn resume_with_ice_restart_keeps_the_session_and_its_sequence_against_livekit_se
         let mut packet = user_packet("listener", "4");
         assert_eq!(stamper.stamp(&mut packet), 4);
         client.peer.send(true, packet.encode_to_vec()).unwrap();
-        client.pump(Duration::from_millis(500), |_| false).await;
-        assert_eq!(received(&listener, Duration::from_secs(3)), ["4"]);
+        tokio::join!(client.pump(wait, |_| false), listener.pump(wait, |_| false));
+        assert_eq!(user_payloads(&mut listener), ["4"], "the duplicate was dropped");
     });
-    listener.close();
 }
