@@ -705,20 +705,22 @@ mod tests {
         assert!(p.client.ice_restart().is_ok(), "the next restart may be offered");
     }
 
-    /// Design Part 4 step 4: a 30 s cut (every datagram lost both ways), writes paused after
-    /// 2.5 s of silence as the engine will do, then the path returns and the client offers an
-    /// ICE restart. Nothing closes; every message, including those written before the cut was
-    /// noticed and those sent during it, arrives once and in order.
-    #[test]
-    fn peers_survive_a_30_s_cut_through_an_ice_restart() {
+    /// Cuts the link for `cut` (every datagram lost both ways), pauses writes after 2.5 s of
+    /// silence as the engine will, restores the path and offers an ICE restart. Asserts that
+    /// nothing closes and every message (written before the cut was noticed, during it, and
+    /// after it) arrives once and in order; returns how long after the restore the last one
+    /// arrived (virtual time).
+    fn cut_and_restore(cut: Duration) -> Duration {
         let mut p = Pair::connect(StunTiming::RESILIENT);
         let offer_before = p.client.last_offer_answer().0.unwrap();
         let mut next = 0u32;
-        // Traffic before the cut.
-        for _ in 0..5 {
-            p.send(next);
-            next += 1;
-        }
+        let mut send = |p: &mut Pair, n: u32| {
+            for _ in 0..n {
+                p.send(next);
+                next += 1;
+            }
+        };
+        send(&mut p, 5);
         let until = p.now + Duration::from_millis(500);
         p.run_until(until, |_| false);
         assert_eq!(p.received.len(), 5);
@@ -726,18 +728,12 @@ mod tests {
         p.link_up = false;
         let cut_at = p.now;
         // Written before the loss is noticed: these reach SCTP and start its timer.
-        for _ in 0..3 {
-            p.send(next);
-            next += 1;
-        }
-        p.run_until(cut_at + Duration::from_millis(2500), |_| false);
+        send(&mut p, 3);
+        p.run_until(cut_at + Duration::from_millis(2500).min(cut), |_| false);
         p.client.pause_writes(true);
         // Calls made during the cut wait in our queue.
-        for _ in 0..3 {
-            p.send(next);
-            next += 1;
-        }
-        p.run_until(cut_at + Duration::from_secs(30), |_| false);
+        send(&mut p, 3);
+        p.run_until(cut_at + cut, |_| false);
         assert!(p.lost > 0);
         assert_eq!(
             p.client.reliable_backlog().0,
@@ -755,17 +751,29 @@ mod tests {
         p.run_until(restored_at + Duration::from_secs(5), |p| p.client.ice_connected());
         assert!(p.client.ice_connected(), "ICE back after the restart");
         p.client.pause_writes(false);
-        p.send(next);
-        next += 1;
+        send(&mut p, 1);
         let total = next as usize;
-        p.run_until(restored_at + Duration::from_secs(40), |p| {
+        p.run_until(restored_at + Duration::from_secs(70), |p| {
             p.received.len() == total
         });
         assert_eq!(p.received_numbers(), (0..next).collect::<Vec<_>>());
-        // How long SCTP's retransmission backoff held the data (virtual time; design §4).
-        eprintln!(
-            "all data delivered {:?} after the link returned",
-            p.now - restored_at
-        );
+        p.now - restored_at
+    }
+
+    /// Design Part 4 step 4: the peers survive a 30 s cut through an ICE restart.
+    #[test]
+    fn peers_survive_a_30_s_cut_through_an_ice_restart() {
+        cut_and_restore(Duration::from_secs(30));
+    }
+
+    /// The same for issue 9's cut lengths. What arrives late is held by SCTP's retransmission
+    /// backoff (T3 doubling from 1 s, design D2), not by ICE: printed for the SCTP remedy
+    /// (design §4), which must bring every figure under 1 s.
+    #[test]
+    fn peers_survive_2_10_20_and_45_s_cuts() {
+        for cut in [2, 10, 20, 45] {
+            let late = cut_and_restore(Duration::from_secs(cut));
+            eprintln!("{cut:>2} s cut: all data delivered {late:?} after the link returned (virtual time)");
+        }
     }
 }
