@@ -214,6 +214,37 @@ impl ParticipantTracker {
     pub fn get(&self, identity: &str) -> Option<&Participant> {
         self.by_identity.get(identity).map(|(p, _)| p)
     }
+
+    /// Applies a list naming *every* other participant (the first `ParticipantUpdate` after a
+    /// resume, or a rejoin's `JoinResponse`): whoever it does not name has left.
+    #[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
+    pub fn apply_snapshot(&mut self, infos: &[proto::ParticipantInfo]) -> Vec<ParticipantChange> {
+        let mut changes = self.apply_update(infos);
+        let disconnected = proto::participant_info::State::Disconnected as i32;
+        let present: std::collections::HashSet<&str> = infos
+            .iter()
+            .filter(|i| i.state != disconnected)
+            .map(|i| i.identity.as_str())
+            .collect();
+        let gone: Vec<String> = self
+            .by_identity
+            .keys()
+            .filter(|identity| !present.contains(identity.as_str()))
+            .cloned()
+            .collect();
+        for identity in gone {
+            if let Some((p, _)) = self.by_identity.remove(&identity) {
+                changes.push(ParticipantChange::Left(p));
+            }
+        }
+        changes
+    }
+
+    /// Our own sid changed (a rejoin made us a new participant session).
+    #[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
+    pub fn set_local_sid(&mut self, sid: &str) {
+        sid.clone_into(&mut self.local_sid);
+    }
 }
 
 #[cfg(test)]
@@ -278,5 +309,39 @@ mod tests {
         assert!(matches!(&c[0], ParticipantChange::Left(p) if p.sid == "PA_1"));
         assert!(matches!(&c[1], ParticipantChange::Joined(p) if p.sid == "PA_2"));
         assert_eq!(t.clear().len(), 1);
+    }
+
+    #[test]
+    fn a_snapshot_reports_whoever_it_omits_as_left() {
+        let mut t = ParticipantTracker::new("me", "PA_me");
+        t.apply_join(&[
+            info("robot", "PA_1", 1, State::Active),
+            info("viewer", "PA_2", 1, State::Active),
+        ]);
+        // After a resume: robot still there (a newer version), viewer gone, a newcomer, us.
+        let c = t.apply_snapshot(&[
+            info("robot", "PA_1", 2, State::Active),
+            info("new", "PA_3", 1, State::Joined),
+            info("me", "PA_me", 4, State::Active),
+        ]);
+        assert_eq!(c.len(), 2, "{c:?}");
+        assert!(matches!(&c[0], ParticipantChange::Joined(p) if p.identity == "new"));
+        assert!(matches!(&c[1], ParticipantChange::Left(p) if p.identity == "viewer"));
+        assert!(t.get("robot").is_some() && t.get("viewer").is_none());
+        // A rejoin's JoinResponse: our new sid, the robot rejoined meanwhile with a new sid.
+        t.set_local_sid("PA_me2");
+        let c = t.apply_snapshot(&[
+            info("robot", "PA_4", 1, State::Active),
+            info("me", "PA_me2", 1, State::Active),
+        ]);
+        let kinds: Vec<_> = c
+            .iter()
+            .map(|c| match c {
+                ParticipantChange::Joined(p) => format!("joined {}", p.sid),
+                ParticipantChange::Left(p) => format!("left {}", p.sid),
+                ParticipantChange::Updated(p) => format!("updated {}", p.sid),
+            })
+            .collect();
+        assert_eq!(kinds, ["left PA_1", "joined PA_4", "left PA_3"]);
     }
 }
