@@ -1,0 +1,113 @@
+//! [`SharedSimRobot`]: a [`SimRobot`] shared between RPC handler threads.
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::robot::{Reply, SimError, SimRobot};
+
+/// Where a [`SharedSimRobot`] reads the time: wall-clock time since the Unix epoch.
+pub type Clock = Arc<dyn Fn() -> Duration + Send + Sync>;
+
+/// The system clock as a [`Clock`] reading.
+pub fn wall_clock() -> Duration {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
+}
+
+/// A [`SimRobot`] behind a mutex, with a condition variable that wakes tool calls waiting for
+/// their action when anything changes. Cheap to clone (shared).
+#[derive(Clone)]
+pub struct SharedSimRobot {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    robot: Mutex<SimRobot>,
+    changed: Condvar,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for SharedSimRobot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedSimRobot").finish_non_exhaustive()
+    }
+}
+
+impl SharedSimRobot {
+    /// Shares `robot`, on the system clock.
+    pub fn new(robot: SimRobot) -> SharedSimRobot {
+        SharedSimRobot::with_clock(robot, Arc::new(wall_clock))
+    }
+
+    /// Shares `robot`, reading the time from `clock`.
+    pub fn with_clock(robot: SimRobot, clock: Clock) -> SharedSimRobot {
+        SharedSimRobot {
+            inner: Arc::new(Inner {
+                robot: Mutex::new(robot),
+                changed: Condvar::new(),
+                clock,
+            }),
+        }
+    }
+
+    /// The clock's reading now.
+    pub fn now(&self) -> Duration {
+        (self.inner.clock)()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SimRobot> {
+        self.inner.robot.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the robot, advanced to now.
+    pub fn with_robot<R>(&self, f: impl FnOnce(&mut SimRobot) -> R) -> R {
+        let mut robot = self.lock();
+        robot.advance(self.now());
+        let result = f(&mut robot);
+        self.inner.changed.notify_all();
+        result
+    }
+
+    /// Answers `method` with `payload`. A tool call whose action runs blocks until the action
+    /// ends (or `wait_limit` passes: then `TIMEOUT`, the action still running), so the reply
+    /// is never [`Reply::Running`].
+    pub fn call(&self, method: &str, payload: &str, wait_limit: Duration) -> Result<Reply, SimError> {
+        let mut robot = self.lock();
+        let reply = robot.handle(method, payload, self.now());
+        self.inner.changed.notify_all();
+        match reply? {
+            Reply::Running { action_id } => self.wait_for(robot, &action_id, wait_limit),
+            other => Ok(other),
+        }
+    }
+
+    fn wait_for(
+        &self,
+        mut robot: MutexGuard<'_, SimRobot>,
+        action_id: &str,
+        wait_limit: Duration,
+    ) -> Result<Reply, SimError> {
+        let deadline = Instant::now() + wait_limit;
+        let tick = robot
+            .step_wall_time()
+            .clamp(Duration::from_millis(1), Duration::from_millis(20));
+        loop {
+            if let Some(result) = robot.poll_action(action_id, self.now()) {
+                self.inner.changed.notify_all();
+                return Ok(Reply::Json(result));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(SimError::new(
+                    "TIMEOUT",
+                    format!("action {action_id} is still running after {wait_limit:?}"),
+                ));
+            }
+            robot = self
+                .inner
+                .changed
+                .wait_timeout(robot, tick.min(left))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}
