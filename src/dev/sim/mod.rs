@@ -11,6 +11,8 @@
 //!   ends while other threads read state or cancel it.
 //! - [`serve`]: answers the `runtime.*` RPC of a [`RuntimeHost`](crate::RuntimeHost) with a
 //!   [`SharedSimRobot`].
+//! - [`page`]: an HTML page showing every live robot's top-down view with a status line,
+//!   over an endpoint-agnostic JSON feed and per-robot JPEG frames.
 //!
 //! # Skills
 //!
@@ -34,6 +36,7 @@
 //! camera is `UNKNOWN_CAMERA`.
 
 mod camera;
+pub mod page;
 mod plan;
 mod robot;
 pub mod scene;
@@ -44,6 +47,7 @@ mod world;
 mod serve;
 
 pub use camera::{encode_jpeg, render, RgbImage, CAMERAS, MAX_SIDE};
+pub use page::{feed_json, page_html, status_line, FeedEntry, PageOptions};
 pub use robot::{CameraFrame, Reply, SimConfig, SimError, SimRobot};
 pub use scene::{Scene, SceneError, DEFAULT_SCENE_ID};
 pub use shared::{wall_clock, Clock, SharedSimRobot};
