@@ -15,35 +15,60 @@ const MAX_CELLS: f64 = 250_000.0;
 /// A point on the floor, metres.
 pub type Point = (f64, f64);
 
+/// Slack kept by "tight" cells beyond the robot's radius, metres.
+const TIGHT_SLACK_M: f64 = 0.02;
+
+/// How much more a step through a tight cell costs than through a free one.
+const TIGHT_COST: f64 = 8.0;
+
+/// What a cell is to the robot's centre.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cell {
+    /// The body would overlap something.
+    Blocked,
+    /// The body fits, but closer than the planning clearance: used only when needed (to
+    /// leave a wall the robot bumped into, or to reach a goal close to one).
+    Tight,
+    /// The body keeps the planning clearance.
+    Free,
+}
+
 /// Where the robot's centre may be: cells whose centre keeps `clearance` from every obstacle
-/// and from the floor's edges.
+/// and from the floor's edges are free; cells where the body still fits are tight.
 #[derive(Clone, Debug)]
 pub struct Grid {
     cell: f64,
     cols: usize,
     rows: usize,
-    free: Vec<bool>,
+    cells: Vec<Cell>,
 }
 
 impl Grid {
-    /// The grid of `scene` for a robot that must keep `clearance` metres from everything.
-    pub fn build(scene: &Scene, clearance: f64) -> Grid {
+    /// The grid of `scene` for a robot of radius `radius` that should keep `clearance`
+    /// (≥ `radius`) metres from everything.
+    pub fn build(scene: &Scene, radius: f64, clearance: f64) -> Grid {
         let (width, height) = (scene.floor.width_m, scene.floor.height_m);
         let cell = FINEST_CELL_M.max((width * height / MAX_CELLS).sqrt());
         let cols = ((width / cell).ceil() as usize).max(1);
         let rows = ((height / cell).ceil() as usize).max(1);
-        let mut free = Vec::with_capacity(cols * rows);
+        let mut cells = Vec::with_capacity(cols * rows);
         for row in 0..rows {
             for col in 0..cols {
                 let (x, y) = ((col as f64 + 0.5) * cell, (row as f64 + 0.5) * cell);
-                free.push(is_clear(scene, x, y, clearance));
+                cells.push(if is_clear(scene, x, y, clearance) {
+                    Cell::Free
+                } else if is_clear(scene, x, y, radius + TIGHT_SLACK_M) {
+                    Cell::Tight
+                } else {
+                    Cell::Blocked
+                });
             }
         }
         Grid {
             cell,
             cols,
             rows,
-            free,
+            cells,
         }
     }
 
@@ -61,18 +86,23 @@ impl Grid {
     }
 
     fn is_free(&self, index: usize) -> bool {
-        self.free[index]
+        self.cells[index] == Cell::Free
     }
 
-    /// Whether the straight segment `a`–`b` stays in free cells (`a`'s own cell excepted).
-    fn segment_is_free(&self, a: Point, b: Point, start_cell: usize) -> bool {
+    fn is_passable(&self, index: usize) -> bool {
+        self.cells[index] != Cell::Blocked
+    }
+
+    /// Whether the straight segment `a`–`b` stays in free cells (the path's first and last
+    /// cells excepted: they may be tight).
+    fn segment_is_free(&self, a: Point, b: Point, ends: (usize, usize)) -> bool {
         let length = (b.0 - a.0).hypot(b.1 - a.1);
         let samples = (length / (self.cell * 0.25)).ceil().max(1.0) as usize;
         (0..=samples).all(|i| {
             let t = i as f64 / samples as f64;
             let p = (a.0 + (b.0 - a.0) * t, a.1 + (b.1 - a.1) * t);
             self.cell_of(p)
-                .is_some_and(|c| c == start_cell || self.is_free(c))
+                .is_some_and(|c| c == ends.0 || c == ends.1 || self.is_free(c))
         })
     }
 
@@ -81,14 +111,14 @@ impl Grid {
     pub fn plan(&self, from: Point, to: Point) -> Option<Vec<Point>> {
         let start = self.cell_of(from)?;
         let goal = self.cell_of(to)?;
-        if !self.is_free(goal) {
+        if !self.is_passable(goal) {
             return None;
         }
         let cells = self.search(start, goal)?;
         let mut points: Vec<Point> = cells.iter().map(|&c| self.center(c)).collect();
         points[0] = from;
         *points.last_mut().expect("a path has its start") = to;
-        Some(self.shortcut(&points, start))
+        Some(self.shortcut(&points, (start, goal)))
     }
 
     fn neighbours(&self, index: usize) -> impl Iterator<Item = (usize, f64)> + '_ {
@@ -109,7 +139,7 @@ impl Grid {
                     .then(|| r as usize * self.cols + c as usize)
             };
             let next = at(col + dc, row + dr)?;
-            if !self.is_free(next) {
+            if !self.is_passable(next) {
                 return None;
             }
             let diagonal = dc != 0 && dr != 0;
@@ -117,11 +147,13 @@ impl Grid {
                 // No squeezing between two blocked cells at a corner.
                 let side_a = at(col + dc, row)?;
                 let side_b = at(col, row + dr)?;
-                if !self.is_free(side_a) || !self.is_free(side_b) {
+                if !self.is_passable(side_a) || !self.is_passable(side_b) {
                     return None;
                 }
             }
-            Some((next, if diagonal { std::f64::consts::SQRT_2 } else { 1.0 }))
+            let length = if diagonal { std::f64::consts::SQRT_2 } else { 1.0 };
+            let penalty = if self.is_free(next) { 1.0 } else { TIGHT_COST };
+            Some((next, length * penalty))
         })
     }
 
@@ -133,8 +165,8 @@ impl Grid {
             let (c, r) = ((i % self.cols) as f64, (i / self.cols) as f64);
             ((c - gc).hypot(r - gr) * 1000.0) as u64
         };
-        let mut best = vec![u64::MAX; self.free.len()];
-        let mut came_from = vec![usize::MAX; self.free.len()];
+        let mut best = vec![u64::MAX; self.cells.len()];
+        let mut came_from = vec![usize::MAX; self.cells.len()];
         let mut open = BinaryHeap::new();
         best[start] = 0;
         open.push(Reverse((heuristic(start), 0u64, start)));
@@ -169,12 +201,12 @@ impl Grid {
     }
 
     /// Keeps only the waypoints needed to go around obstacles in straight lines.
-    fn shortcut(&self, points: &[Point], start_cell: usize) -> Vec<Point> {
+    fn shortcut(&self, points: &[Point], ends: (usize, usize)) -> Vec<Point> {
         let mut out = vec![points[0]];
         let mut from = 0;
         while from + 1 < points.len() {
             let mut to = points.len() - 1;
-            while to > from + 1 && !self.segment_is_free(points[from], points[to], start_cell) {
+            while to > from + 1 && !self.segment_is_free(points[from], points[to], ends) {
                 to -= 1;
             }
             out.push(points[to]);
@@ -212,8 +244,7 @@ mod tests {
     #[test]
     fn plans_around_the_wall() {
         let scene = Scene::default_scene();
-        let clearance = scene.robot.radius_m + 0.1;
-        let grid = Grid::build(&scene, clearance);
+        let grid = Grid::build(&scene, scene.robot.radius_m, scene.robot.radius_m + 0.1);
         let path = grid.plan((1.5, 4.0), (8.5, 6.5)).expect("pad_B is reachable");
         assert_eq!(path.first(), Some(&(1.5, 4.0)));
         assert_eq!(path.last(), Some(&(8.5, 6.5)));
@@ -235,7 +266,7 @@ mod tests {
     #[test]
     fn no_path_into_a_closed_pen_or_an_obstacle() {
         let scene = Scene::builtin("two_rooms").unwrap();
-        let grid = Grid::build(&scene, scene.robot.radius_m + 0.1);
+        let grid = Grid::build(&scene, scene.robot.radius_m, scene.robot.radius_m + 0.1);
         assert!(grid.plan((1.0, 1.0), (3.0, 4.5)).is_none(), "the pen is closed");
         assert!(grid.plan((1.0, 1.0), (10.5, 4.5)).is_some(), "through the door");
         assert!(grid.plan((1.0, 1.0), (6.0, 1.0)).is_none(), "inside a wall");

@@ -129,6 +129,7 @@ pub struct SimRobot {
     time_scale: f64,
     start_wall: Duration,
     next_action: u64,
+    closed: bool,
 }
 
 fn millis(duration: Duration) -> u64 {
@@ -170,6 +171,7 @@ impl SimRobot {
             time_scale,
             start_wall: now,
             next_action: 0,
+            closed: false,
         })
     }
 
@@ -203,6 +205,9 @@ impl SimRobot {
     /// `Err` is a refusal (send it as a guard envelope). A tool call whose action runs
     /// answers [`Reply::Running`]: poll it with [`SimRobot::poll_action`].
     pub fn handle(&mut self, method: &str, payload: &str, now: Duration) -> Result<Reply, SimError> {
+        if self.closed {
+            return Err(SimError::new("NOT_READY", "the simulator has shut down"));
+        }
         self.advance(now);
         let request = parse_payload(payload)?;
         match method {
@@ -219,6 +224,20 @@ impl SimRobot {
                 format!("the simulator does not answer {other}"),
             )),
         }
+    }
+
+    /// Shuts the simulator down at `now`: the running action ends as `CANCELLED` (its waiting
+    /// caller gets that result) and every later call is refused with `NOT_READY`.
+    pub fn close(&mut self, now: Duration) {
+        self.advance(now);
+        self.world
+            .abort(Failure::new(CANCELLED, "the simulator is shutting down"));
+        self.closed = true;
+    }
+
+    /// Whether [`SimRobot::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed
     }
 
     /// The finished action's `ActionResult` JSON once `action_id` has ended (advancing to

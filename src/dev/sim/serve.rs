@@ -24,7 +24,9 @@ pub const SERVED_METHODS: [&str; 8] = [
 /// calls reply when their action ends, camera frames go to the caller as a byte stream
 /// (topic `menlo.camera_capture`, attribute `request_id`) before the ack.
 ///
-/// The handlers hold `host` weakly, so dropping the last `Arc` still leaves the room.
+/// The handlers hold `host` weakly, so dropping the last `Arc` still leaves the room. To stop,
+/// call [`SharedSimRobot::close`] first: a tool call still waiting for its action then
+/// answers at once (`CANCELLED`) instead of keeping its handler thread.
 pub fn serve(host: &Arc<RuntimeHost>, sim: SharedSimRobot) {
     for name in SERVED_METHODS {
         let sim = sim.clone();

@@ -67,6 +67,14 @@ impl SharedSimRobot {
         result
     }
 
+    /// Shuts the simulator down ([`SimRobot::close`]) and wakes every waiting tool call, which
+    /// then answers with its action's `CANCELLED` result. Call it before leaving the room so
+    /// that no handler thread stays blocked.
+    pub fn close(&self) {
+        let now = self.now();
+        self.with_robot(|robot| robot.close(now));
+    }
+
     /// Answers `method` with `payload`. A tool call whose action runs blocks until the action
     /// ends (or `wait_limit` passes: then `TIMEOUT`, the action still running), so the reply
     /// is never [`Reply::Running`].

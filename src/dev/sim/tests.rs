@@ -660,6 +660,83 @@ fn shared_robot_blocks_a_tool_call_until_another_thread_cancels_it() {
 }
 
 #[test]
+fn closing_releases_a_waiting_call_and_refuses_later_ones() {
+    let clock: Clock = Arc::new(|| T0);
+    let sim = SharedSimRobot::with_clock(robot(1.0), clock);
+    let caller = {
+        let sim = sim.clone();
+        std::thread::spawn(move || {
+            let payload = call_tool("set_velocity", json!({"wz": 0.5, "duration_s": 100}), "act_1");
+            sim.call("runtime.tools_call", &payload, Duration::from_secs(30))
+        })
+    };
+    while !sim.with_robot(|r| r.world().is_busy()) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    sim.close();
+    let Reply::Json(result) = caller.join().unwrap().unwrap() else {
+        panic!()
+    };
+    let result = parse_tools_call_reply(&result, "act_1").unwrap();
+    assert!(result.is_cancelled());
+    assert!(result.error.unwrap().message.contains("shutting down"));
+    let err = sim.call("runtime.state", "{}", Duration::ZERO).unwrap_err();
+    assert_eq!(err.code, "NOT_READY");
+    assert!(sim.with_robot(|r| r.is_closed()));
+}
+
+#[test]
+fn a_refused_call_reusing_the_running_id_does_not_take_its_result() {
+    let mut sim = robot(1.0);
+    let turn = call_tool("set_velocity", json!({"wz": 0.5, "duration_s": 1.0}), "act_1");
+    sim.handle("runtime.tools_call", &turn, T0).unwrap();
+    let again = json_reply(sim.handle("runtime.tools_call", &turn, at(0.1)));
+    assert_eq!(
+        parse_tools_call_reply(&again, "act_1")
+            .unwrap()
+            .error
+            .unwrap()
+            .code,
+        "BUSY"
+    );
+    assert!(sim.poll_action("act_1", at(0.5)).is_none(), "still running");
+    let done = parse_tools_call_reply(&sim.poll_action("act_1", at(1.0)).unwrap(), "act_1").unwrap();
+    assert!(done.is_done());
+}
+
+#[test]
+fn replies_fit_in_an_rpc_payload() {
+    for scene_id in Scene::builtin_ids() {
+        let config = SimConfig {
+            scene_id: scene_id.into(),
+            ..SimConfig::default()
+        };
+        let mut sim = SimRobot::new(&config, T0).unwrap();
+        let go = call_tool(
+            "go_to",
+            json!({"target": {"kind": "entity", "entity_id": "pad_B"}}),
+            "act_1",
+        );
+        sim.handle("runtime.tools_call", &go, T0).unwrap();
+        for method in [
+            "runtime.tools_list",
+            "runtime.state",
+            "runtime.scene_state",
+            "runtime.capabilities",
+        ] {
+            let reply = json_reply(sim.handle(method, "{}", at(1.0)));
+            assert!(
+                reply.len() < 15 * 1024,
+                "{scene_id} {method}: {} bytes",
+                reply.len()
+            );
+        }
+        let cancel = json!({"options": {"action_id": "act_1"}}).to_string();
+        assert!(json_reply(sim.handle("runtime.cancel", &cancel, at(1.0))).len() < 15 * 1024);
+    }
+}
+
+#[test]
 fn shared_robot_times_out_a_call_whose_action_never_ends() {
     let clock: Clock = Arc::new(|| T0);
     let sim = SharedSimRobot::with_clock(robot(1.0), clock);

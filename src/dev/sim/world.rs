@@ -296,7 +296,7 @@ impl World {
             held: Vec::new(),
             radius_m: spec.radius_m,
         };
-        let grid = Grid::build(&scene, spec.radius_m + PLAN_MARGIN_M);
+        let grid = Grid::build(&scene, spec.radius_m, spec.radius_m + PLAN_MARGIN_M);
         World {
             scene,
             grid,
@@ -468,6 +468,11 @@ impl World {
             .find(|o| o.action_id == id)
             .cloned()
             .ok_or_else(|| Failure::new("RUNTIME_FAILED", "the cancelled action vanished"))
+    }
+
+    /// Ends the active action, if any, with `failure`; returns its id.
+    pub fn abort(&mut self, failure: Failure) -> Option<String> {
+        self.finish_active(Err(failure))
     }
 
     /// Runs the fixed steps needed to reach simulated time `time_s` (never goes back).
