@@ -254,6 +254,14 @@ impl Scene {
         Ok(scene)
     }
 
+    /// Reads, parses and validates a scene file.
+    pub fn from_file(path: impl AsRef<std::path::Path>) -> Result<Scene, SceneError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| SceneError(format!("cannot read {}: {e}", path.display())))?;
+        Scene::from_json(&text)
+    }
+
     /// Checks sizes, ids, colours and that everything lies on the floor.
     pub fn validate(&self) -> Result<(), SceneError> {
         let fail = |message: String| Err(SceneError(message));
@@ -376,6 +384,17 @@ mod tests {
         refuse(&|v| v["obstacles"][1]["radius_m"] = 0.0.into(), "pillar_1");
         refuse(&|v| v["flor"] = 1.into(), "unknown field");
         refuse(&|v| v["obstacles"][0]["shape"] = "blob".into(), "blob");
+    }
+
+    #[test]
+    fn scene_files_load() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/dev/sim/scenes/two_rooms.json");
+        assert_eq!(
+            Scene::from_file(&path).unwrap(),
+            Scene::builtin("two_rooms").unwrap()
+        );
+        let err = Scene::from_file(path.with_file_name("missing.json")).unwrap_err();
+        assert!(err.0.contains("cannot read"), "{err}");
     }
 
     #[test]

@@ -62,6 +62,16 @@ fn near(a: f64, b: f64, tolerance: f64) -> bool {
 // World and skills
 
 #[test]
+fn public_types_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<World>();
+    send_sync::<SimRobot>();
+    send_sync::<SharedSimRobot>();
+    send_sync::<Scene>();
+    send_sync::<SimError>();
+}
+
+#[test]
 fn go_to_a_pad_plans_around_the_wall_and_arrives() {
     let mut w = world("default", 1);
     assert!(start(&mut w, "a1", "go_to", go_to_pad("pad_B")).is_none());
