@@ -32,6 +32,9 @@
 //! action goes on; `stop` and `runtime.cancel` end it as `CANCELLED`; reads and captures
 //! always answer.
 //!
+//! The robot is a disc; obstacles and the floor's edges stop it, pickable objects do not (it
+//! drives over them). Simulated time runs `time_scale` times faster than the wall clock.
+//!
 //! Cameras: `pov` (first person) and `topdown` (the map with the current path); an unknown
 //! camera is `UNKNOWN_CAMERA`.
 

@@ -608,6 +608,56 @@ fn cancel_replies_with_the_cancelled_result() {
 }
 
 #[test]
+fn odd_payloads_are_answered_not_panicked_on() {
+    let mut sim = robot(1000.0);
+    let odd_inputs = [
+        json!({"target": {"kind": "pose", "x": 1e308, "y": -1e308, "yaw_deg": 1e308}}),
+        json!({"target": {"kind": "pose", "x": -0.0, "y": 0.0}}),
+        json!({"target": {"kind": "entity", "entity_id": "robot_1"}}),
+        json!({"target": {"kind": "entity", "entity_id": "🤖"}}),
+        json!({"vx": -1e-300, "wz": -2.0, "duration_s": 1e-9}),
+        json!({"entity_id": "x".repeat(10_000)}),
+        json!("go"),
+        json!(null),
+        json!([]),
+    ];
+    for (i, input) in odd_inputs.iter().enumerate() {
+        for name in SKILLS {
+            let id = format!("act_{i}_{name}");
+            if let Ok(Reply::Running { action_id }) =
+                sim.handle("runtime.tools_call", &call_tool(name, input.clone(), &id), T0)
+            {
+                // Runs to its end (at most 600 s of simulated time, 0.6 s here).
+                assert!(sim.poll_action(&action_id, at(1.0)).is_some() || sim.world().is_busy());
+                let _ = sim.handle(
+                    "runtime.cancel",
+                    r#"{"options":{"action_id":"cancel-active"}}"#,
+                    at(1.0),
+                );
+            }
+        }
+    }
+    let odd_payloads = [
+        "",
+        "null",
+        "nul",
+        "[]",
+        "1",
+        "\"x\"",
+        "{\"name\":5}",
+        "{\"options\":[]}",
+        "{\"selector\":{\"kind\":\"id\",\"id\":5}}",
+    ];
+    for method in SERVED_METHODS {
+        for payload in odd_payloads {
+            let _ = sim.handle(method, payload, at(2.0));
+        }
+    }
+    let state = sim.runtime_state(at(2.0));
+    assert!(state.robot.pose.unwrap().position.iter().all(|v| v.is_finite()));
+}
+
+#[test]
 fn forward_envelope_is_acknowledged() {
     let mut sim = robot(1.0);
     let reply = json_reply(sim.handle("runtime.forward_envelope", r#"{"envelope":"aGVsbG8="}"#, T0));
