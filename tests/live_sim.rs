@@ -4,25 +4,32 @@
 #[path = "live_common/mod.rs"]
 mod live_common;
 
-use std::sync::Arc;
 use std::time::Duration;
+use std::time::Instant;
 
 use live_common::{wait_until, Platform};
-use menlo_robot_sdk::dev::sim::{serve, wall_clock, SharedSimRobot, SimConfig, SimRobot};
-use menlo_robot_sdk::{connect, ActionStatus, CaptureOptions, ConnectOptions, Error, RuntimeHost, Session};
+use menlo_robot_sdk::dev::sim::{wall_clock, SharedSimRobot, SimConfig, SimRobot, SimRuntime};
+use menlo_robot_sdk::{connect, ActionStatus, CaptureOptions, ConnectOptions, Error, Session};
 use serde_json::json;
 
 /// The platform's robot served by a simulator running `time_scale` times faster than real time.
-fn sim_runtime(p: &Platform, time_scale: f64) -> Arc<RuntimeHost> {
-    let host = Arc::new(p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]));
+fn sim_runtime(p: &Platform, time_scale: f64) -> SimRuntime {
     let config = SimConfig {
         time_scale,
         seed: 7,
         ..SimConfig::default()
     };
     let robot = SimRobot::new(&config, wall_clock()).unwrap();
-    serve(&host, SharedSimRobot::new(robot));
-    host
+    let token = p
+        .livekit
+        .token(&p.robot_id, &format!("simplesim:{}", p.robot_id), false, &[]);
+    SimRuntime::connect(
+        &p.livekit.url,
+        &token,
+        SharedSimRobot::new(robot),
+        Duration::from_secs(15),
+    )
+    .unwrap()
 }
 
 fn session(p: &Platform) -> Session {
@@ -148,6 +155,39 @@ fn a_long_action_is_cancelled_and_a_second_one_is_busy() {
     match session.cancel_action("cancel-active").unwrap_err() {
         Error::Runtime { code, .. } => assert_eq!(code, "NO_ACTIVE_ACTION"),
         other => panic!("a runtime error expected, got {other:?}"),
+    }
+    session.disconnect(true).unwrap();
+}
+
+#[test]
+fn dropping_the_runtime_mid_action_ends_the_call_promptly() {
+    let p = Platform::start();
+    let runtime = sim_runtime(&p, 1.0);
+    let session = session(&p);
+    let pending = session
+        .start_invoke(
+            "set_velocity",
+            json!({"wz": 0.2, "duration_s": 300}),
+            Some(Duration::from_secs(60)),
+        )
+        .unwrap();
+    let id = pending.action_id().to_owned();
+    wait_until(Duration::from_secs(20), "the action to run", || {
+        runtime
+            .sim()
+            .with_robot(|r| r.world().active())
+            .filter(|a| a.action_id == id)
+    });
+    let dropped = Instant::now();
+    drop(runtime);
+    let result = pending.wait(Duration::from_secs(20));
+    assert!(dropped.elapsed() < Duration::from_secs(15), "the call hung");
+    match result {
+        Ok(result) => assert!(result.is_cancelled(), "{result:?}"),
+        Err(err) => assert!(
+            matches!(err, Error::Disconnected { .. } | Error::Runtime { .. }),
+            "{err:?}"
+        ),
     }
     session.disconnect(true).unwrap();
 }

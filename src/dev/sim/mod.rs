@@ -59,7 +59,7 @@ pub use world::{
     ActiveInfo, Command, Failure, ObjectState, Outcome, Robot, Target, World, HANDLING_S, REACH_M, STEP_S,
 };
 
-pub use serve::{serve, SERVED_METHODS};
+pub use serve::{serve, SimRuntime, SERVED_METHODS};
 
 /// The error code of an action ended by `runtime.cancel` or `stop`.
 pub const CANCELLED: &str = "CANCELLED";

@@ -66,3 +66,66 @@ pub fn serve(host: &Arc<RuntimeHost>, sim: SharedSimRobot) {
         });
     }
 }
+
+/// A simulated robot in a LiveKit room: a [`RuntimeHost`] serving a [`SharedSimRobot`].
+///
+/// Dropping it shuts the simulator down (waiting tool calls answer `CANCELLED`) and leaves
+/// the room.
+pub struct SimRuntime {
+    sim: SharedSimRobot,
+    host: Arc<RuntimeHost>,
+}
+
+impl SimRuntime {
+    /// Joins the room at `livekit_url` with `token` (identity e.g. `simplesim:<robot_id>`, or
+    /// an agent with `lk.agent.name`) and serves `sim` there.
+    pub fn connect(
+        livekit_url: &str,
+        token: &str,
+        sim: SharedSimRobot,
+        connect_timeout: std::time::Duration,
+    ) -> crate::Result<SimRuntime> {
+        let host = Arc::new(RuntimeHost::connect(livekit_url, token, connect_timeout)?);
+        serve(&host, sim.clone());
+        Ok(SimRuntime { sim, host })
+    }
+
+    /// The simulator.
+    pub fn sim(&self) -> &SharedSimRobot {
+        &self.sim
+    }
+
+    /// The room connection.
+    pub fn host(&self) -> &RuntimeHost {
+        &self.host
+    }
+}
+
+/// How long dropping a [`SimRuntime`] waits for calls in progress to answer.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Time for the last replies to leave before the room closes.
+const REPLY_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
+
+impl Drop for SimRuntime {
+    fn drop(&mut self) {
+        let busy = self.sim.calls_in_flight() > 0;
+        self.sim.close();
+        if busy {
+            // Let the woken tool calls hand their CANCELLED result to the room.
+            let deadline = std::time::Instant::now() + DRAIN_TIMEOUT;
+            while self.sim.calls_in_flight() > 0 && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            std::thread::sleep(REPLY_GRACE);
+        }
+    }
+}
+
+impl std::fmt::Debug for SimRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimRuntime")
+            .field("host", &self.host)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,5 +1,6 @@
 //! [`SharedSimRobot`]: a [`SimRobot`] shared between RPC handler threads.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -24,6 +25,24 @@ struct Inner {
     robot: Mutex<SimRobot>,
     changed: Condvar,
     clock: Clock,
+    /// Calls between entering and leaving [`SharedSimRobot::call`].
+    in_flight: AtomicUsize,
+}
+
+/// Counts a call in flight for as long as it lives.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        InFlight(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl std::fmt::Debug for SharedSimRobot {
@@ -45,6 +64,7 @@ impl SharedSimRobot {
                 robot: Mutex::new(robot),
                 changed: Condvar::new(),
                 clock,
+                in_flight: AtomicUsize::new(0),
             }),
         }
     }
@@ -75,10 +95,16 @@ impl SharedSimRobot {
         self.with_robot(|robot| robot.close(now));
     }
 
+    /// Calls in progress now (a tool call waiting for its action counts).
+    pub fn calls_in_flight(&self) -> usize {
+        self.inner.in_flight.load(Ordering::SeqCst)
+    }
+
     /// Answers `method` with `payload`. A tool call whose action runs blocks until the action
     /// ends (or `wait_limit` passes: then `TIMEOUT`, the action still running), so the reply
     /// is never [`Reply::Running`].
     pub fn call(&self, method: &str, payload: &str, wait_limit: Duration) -> Result<Reply, SimError> {
+        let _in_flight = InFlight::enter(&self.inner.in_flight);
         let mut robot = self.lock();
         let reply = robot.handle(method, payload, self.now());
         self.inner.changed.notify_all();
