@@ -48,6 +48,7 @@
 mod client;
 mod config;
 mod error;
+mod json;
 mod models;
 mod open_enum;
 mod robots;
@@ -56,7 +57,13 @@ mod secret;
 mod sessions;
 mod transport;
 
-pub mod retry;
+mod retry;
+/// Control-plane internals the fuzz targets exercise; compiled only under `--cfg fuzzing`.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod __control_plane_fuzzing {
+    pub use crate::room_key::is_container_internal;
+}
 
 #[cfg(feature = "dev")]
 pub mod dev;
@@ -85,7 +92,7 @@ pub use models::{
     SessionMetadata, SessionOptions, SessionStatus, Voice, DEFAULT_TOKEN_TTL_SECONDS,
 };
 pub use robots::{RobotIter, Robots, DEFAULT_PAGE_SIZE};
-pub use room_key::{is_container_internal, RoomKey, RoomKeyOptions, RoomKeys};
+pub use room_key::{RoomKey, RoomKeyOptions, RoomKeys};
 pub use secret::Secret;
 pub use sessions::Sessions;
 pub use transport::{JitterFn, SleepFn};
@@ -107,3 +114,9 @@ pub use session::{
 
 /// The crate version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The README's code blocks, compiled (and the `no_run` ones type-checked) as doctests so the
+/// README cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

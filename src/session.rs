@@ -1094,6 +1094,7 @@ pub(crate) fn live_error(err: &LiveError, url: &str, connect_timeout: Duration) 
             method: "CONNECT".into(),
             url: url.to_owned(),
             reason: io.to_string(),
+            source: Box::new(std::io::Error::new(io.kind(), io.to_string())),
         },
         LiveError::Timeout(what) => Error::Timeout {
             operation: format!("joining the room ({what})"),
