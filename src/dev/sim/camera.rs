@@ -473,6 +473,16 @@ fn stroke_polyline(pixmap: &mut Pixmap, points: &[(f32, f32)], color: [u8; 3], w
 }
 
 fn render_topdown(world: &World, width: u32, height: u32) -> Result<RgbImage, SimError> {
+    let background = topdown_background(world, width, height)?;
+    Ok(render_topdown_over(world, background))
+}
+
+/// The parts of the `topdown` view that never change (floor, grid, pads, obstacles), to
+/// render once and reuse with [`render_topdown_over`].
+pub(crate) fn topdown_background(world: &World, width: u32, height: u32) -> Result<Pixmap, SimError> {
+    if width == 0 || height == 0 || width > MAX_SIDE || height > MAX_SIDE {
+        return Err(invalid(format!("the frame must be 1..={MAX_SIDE} pixels a side")));
+    }
     let mut pixmap = Pixmap::new(width, height)
         .ok_or_else(|| SimError::new("CAPTURE_FAILED", "cannot allocate the frame"))?;
     pixmap.fill(Color::from_rgba8(40, 44, 52, 255));
@@ -521,6 +531,12 @@ fn render_topdown(world: &World, width: u32, height: u32) -> Result<RgbImage, Si
             }
         }
     }
+    Ok(pixmap)
+}
+
+/// Draws what moves (path, objects, robot) over a copy of the background.
+pub(crate) fn render_topdown_over(world: &World, mut pixmap: Pixmap) -> RgbImage {
+    let view = View::fit(world, pixmap.width(), pixmap.height());
     let path: Vec<(f32, f32)> = world
         .remaining_path()
         .iter()
@@ -556,7 +572,7 @@ fn render_topdown(world: &World, width: u32, height: u32) -> Result<RgbImage, Si
         );
     }
     draw_robot(&mut pixmap, &view, world);
-    Ok(to_rgb(&pixmap))
+    to_rgb(&pixmap)
 }
 
 fn draw_grid(pixmap: &mut Pixmap, view: &View, width_m: f64, height_m: f64) {
@@ -624,11 +640,10 @@ fn draw_robot(pixmap: &mut Pixmap, view: &View, world: &World) {
 
 fn to_rgb(pixmap: &Pixmap) -> RgbImage {
     // Every pixel is opaque (the background is), so premultiplied RGBA is plain RGBA.
-    let pixels = pixmap
-        .data()
-        .chunks_exact(4)
-        .flat_map(|p| [p[0], p[1], p[2]])
-        .collect();
+    let mut pixels = Vec::with_capacity(pixmap.data().len() / 4 * 3);
+    for rgba in pixmap.data().chunks_exact(4) {
+        pixels.extend_from_slice(&rgba[..3]);
+    }
     RgbImage {
         width: pixmap.width(),
         height: pixmap.height(),

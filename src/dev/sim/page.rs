@@ -101,10 +101,16 @@ impl SharedSimRobot {
     }
 
     /// A JPEG of camera `camera_id` now. The world is copied under the lock and rendered
-    /// outside it, so a frame never holds up a running action.
+    /// outside it, so a frame never holds up a running action; `topdown` frames reuse the
+    /// static background of the last size asked for.
     pub fn frame(&self, camera_id: &str, width: u32, height: u32, quality: f64) -> Result<Vec<u8>, SimError> {
         let world = self.with_robot(|robot| robot.world().clone());
-        let image = super::camera::render(&world, camera_id, width, height)?;
+        let image = if camera_id == "topdown" {
+            let background = self.topdown_background(&world, width, height)?;
+            super::camera::render_topdown_over(&world, background)
+        } else {
+            super::camera::render(&world, camera_id, width, height)?
+        };
         super::camera::encode_jpeg(&image, quality)
     }
 }
@@ -268,6 +274,16 @@ mod tests {
 
         let jpeg = sim.frame("topdown", 320, 240, 0.6).unwrap();
         assert_eq!(&jpeg[..3], &[0xFF, 0xD8, 0xFF]);
+        // The cached background gives the same picture as a fresh render.
+        let world = sim.with_robot(|r| r.world().clone());
+        let fresh = crate::dev::sim::render(&world, "topdown", 320, 240).unwrap();
+        let cached = crate::dev::sim::encode_jpeg(&fresh, 0.6).unwrap();
+        assert_eq!(sim.frame("topdown", 320, 240, 0.6).unwrap(), cached);
+        assert_ne!(
+            sim.frame("topdown", 200, 100, 0.6).unwrap(),
+            cached,
+            "a new size, a new background"
+        );
         assert_eq!(sim.frame("x", 320, 240, 0.6).unwrap_err().code, "UNKNOWN_CAMERA");
     }
 }

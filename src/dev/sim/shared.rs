@@ -27,6 +27,8 @@ struct Inner {
     clock: Clock,
     /// Calls between entering and leaving [`SharedSimRobot::call`].
     in_flight: AtomicUsize,
+    /// The last `topdown` background rendered for [`SharedSimRobot::frame`].
+    topdown_background: Mutex<Option<tiny_skia::Pixmap>>,
 }
 
 /// Counts a call in flight for as long as it lives.
@@ -65,6 +67,7 @@ impl SharedSimRobot {
                 changed: Condvar::new(),
                 clock,
                 in_flight: AtomicUsize::new(0),
+                topdown_background: Mutex::new(None),
             }),
         }
     }
@@ -93,6 +96,30 @@ impl SharedSimRobot {
     pub fn close(&self) {
         let now = self.now();
         self.with_robot(|robot| robot.close(now));
+    }
+
+    /// The `topdown` background at `width × height`, rendered once per size.
+    pub(crate) fn topdown_background(
+        &self,
+        world: &super::world::World,
+        width: u32,
+        height: u32,
+    ) -> Result<tiny_skia::Pixmap, SimError> {
+        let mut cached = self
+            .inner
+            .topdown_background
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match cached.as_ref() {
+            Some(background) if background.width() == width && background.height() == height => {
+                Ok(background.clone())
+            }
+            _ => {
+                let background = super::camera::topdown_background(world, width, height)?;
+                *cached = Some(background.clone());
+                Ok(background)
+            }
+        }
     }
 
     /// Calls in progress now (a tool call waiting for its action counts).
