@@ -309,28 +309,58 @@ fn fog(color: [u8; 3], distance: f64) -> [u8; 3] {
     mix(color, [200, 205, 210], distance / 25.0)
 }
 
-fn render_pov(world: &World, width: u32, height: u32) -> RgbImage {
-    let robot = world.robot();
-    let origin = (robot.x, robot.y);
-    let focal = f64::from(width) / 2.0 / (POV_FOV_DEG.to_radians() / 2.0).tan();
-    let horizon = f64::from(height) / 2.0;
-    let mut pixels = vec![0u8; (width * height * 3) as usize];
-    let objects: Vec<_> = world.objects().iter().filter(|o| o.held_by.is_none()).collect();
-    for col in 0..width {
-        let offset = (f64::from(width) / 2.0 - f64::from(col) - 0.5) / focal;
+/// The `pov` camera's geometry for one frame.
+struct PovCamera {
+    origin: (f64, f64),
+    yaw: f64,
+    focal: f64,
+    horizon: f64,
+    width: u32,
+}
+
+/// What one image column shows, top to bottom: sky, a wall, maybe an object, the floor.
+struct PovColumn {
+    dir: (f64, f64),
+    cos_rel: f64,
+    wall_top: f64,
+    wall_bottom: f64,
+    wall: [u8; 3],
+    /// `(top, bottom, colour)` of the nearest object in front of the wall.
+    object: Option<(f64, f64, [u8; 3])>,
+}
+
+impl PovCamera {
+    fn column(&self, world: &World, col: u32) -> PovColumn {
+        let offset = (f64::from(self.width) / 2.0 - f64::from(col) - 0.5) / self.focal;
         let relative = offset.atan();
-        let angle = robot.yaw + relative;
+        let angle = self.yaw + relative;
         let dir = (angle.cos(), angle.sin());
         let cos_rel = relative.cos();
-        let hit = cast(world, origin, dir);
+        let hit = cast(world, self.origin, dir);
         let perpendicular = hit.distance * cos_rel;
-        let wall_top = horizon - (WALL_HEIGHT_M - POV_HEIGHT_M) * focal / perpendicular;
-        let wall_bottom = horizon + POV_HEIGHT_M * focal / perpendicular;
         let shade = if hit.side { 0.75 } else { 1.0 } / (1.0 + 0.08 * hit.distance);
-        let wall = fog(scale(hit.color, shade * 1.1), hit.distance);
-        // The nearest object in front of the wall, drawn as a small box.
-        let object = objects
+        PovColumn {
+            dir,
+            cos_rel,
+            wall_top: self.horizon - (WALL_HEIGHT_M - POV_HEIGHT_M) * self.focal / perpendicular,
+            wall_bottom: self.horizon + POV_HEIGHT_M * self.focal / perpendicular,
+            wall: fog(scale(hit.color, shade * 1.1), hit.distance),
+            object: self.nearest_object(world, dir, cos_rel, hit.distance),
+        }
+    }
+
+    /// The nearest object the ray meets before `limit`, drawn as a small box.
+    fn nearest_object(
+        &self,
+        world: &World,
+        dir: (f64, f64),
+        cos_rel: f64,
+        limit: f64,
+    ) -> Option<(f64, f64, [u8; 3])> {
+        let (t, side, object) = world
+            .objects()
             .iter()
+            .filter(|o| o.held_by.is_none())
             .filter_map(|o| {
                 let shape = Shape::Rect {
                     x: o.x,
@@ -338,31 +368,51 @@ fn render_pov(world: &World, width: u32, height: u32) -> RgbImage {
                     width_m: o.size_m,
                     height_m: o.size_m,
                 };
-                ray_shape(&shape, origin, dir).map(|(t, side)| (t, side, o))
+                ray_shape(&shape, self.origin, dir).map(|(t, side)| (t, side, o))
             })
-            .filter(|(t, _, _)| *t < hit.distance)
-            .min_by(|a, b| a.0.total_cmp(&b.0));
-        let object_span = object.map(|(t, side, o)| {
-            let p = t * cos_rel;
-            let top = horizon + (POV_HEIGHT_M - o.size_m) * focal / p;
-            let bottom = horizon + POV_HEIGHT_M * focal / p;
-            let color = fog(scale(o.color, if side { 0.8 } else { 1.0 }), t);
-            (top, bottom, color)
-        });
+            .filter(|(t, _, _)| *t < limit)
+            .min_by(|a, b| a.0.total_cmp(&b.0))?;
+        let p = t * cos_rel;
+        let top = self.horizon + (POV_HEIGHT_M - object.size_m) * self.focal / p;
+        let bottom = self.horizon + POV_HEIGHT_M * self.focal / p;
+        Some((
+            top,
+            bottom,
+            fog(scale(object.color, if side { 0.8 } else { 1.0 }), t),
+        ))
+    }
+
+    fn pixel(&self, world: &World, column: &PovColumn, row: u32) -> [u8; 3] {
+        let y = f64::from(row) + 0.5;
+        match column.object {
+            Some((top, bottom, color)) if y >= top && y <= bottom => color,
+            _ if y < column.wall_top => sky(row, self.horizon),
+            _ if y <= column.wall_bottom => column.wall,
+            _ => {
+                let along = POV_HEIGHT_M * self.focal / (y - self.horizon) / column.cos_rel;
+                let x = self.origin.0 + column.dir.0 * along;
+                let fy = self.origin.1 + column.dir.1 * along;
+                fog(floor_color(world, x, fy), along)
+            }
+        }
+    }
+}
+
+fn render_pov(world: &World, width: u32, height: u32) -> RgbImage {
+    let robot = world.robot();
+    let camera = PovCamera {
+        origin: (robot.x, robot.y),
+        yaw: robot.yaw,
+        focal: f64::from(width) / 2.0 / (POV_FOV_DEG.to_radians() / 2.0).tan(),
+        horizon: f64::from(height) / 2.0,
+        width,
+    };
+    let mut pixels = vec![0u8; (width * height * 3) as usize];
+    for col in 0..width {
+        let column = camera.column(world, col);
         for row in 0..height {
-            let y = f64::from(row) + 0.5;
-            let color = match object_span {
-                Some((top, bottom, color)) if y >= top && y <= bottom => color,
-                _ if y < wall_top => sky(row, horizon),
-                _ if y <= wall_bottom => wall,
-                _ => {
-                    let along = POV_HEIGHT_M * focal / (y - horizon) / cos_rel;
-                    let (x, fy) = (origin.0 + dir.0 * along, origin.1 + dir.1 * along);
-                    fog(floor_color(world, x, fy), along)
-                }
-            };
             let at = ((row * width + col) * 3) as usize;
-            pixels[at..at + 3].copy_from_slice(&color);
+            pixels[at..at + 3].copy_from_slice(&camera.pixel(world, &column, row));
         }
     }
     RgbImage {

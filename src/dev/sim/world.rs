@@ -824,36 +824,14 @@ impl World {
                 ),
             )));
         }
-        let max_v = self.scene.robot.max_linear_speed;
-        let max_w = self.scene.robot.max_angular_speed_deg.to_radians();
         while *next + 1 < path.len() && self.distance_to(path[*next].0, path[*next].1) < WAYPOINT_RADIUS_M {
             *next += 1;
         }
-        let (tx, ty) = path[*next];
-        let distance = self.distance_to(tx, ty);
         let last = *next + 1 == path.len();
-        let (v, wz) = if last && distance < POSITION_TOLERANCE_M {
-            match final_yaw {
-                Some(yaw) if wrap_angle(*yaw - self.robot.yaw).abs() > YAW_TOLERANCE_RAD => {
-                    let error = wrap_angle(*yaw - self.robot.yaw);
-                    (0.0, (4.0 * error).clamp(-max_w, max_w))
-                }
-                _ => {
-                    let result = json!({"reached": true, "target": target, "pose": self.pose_json(), "distance_m": travelled});
-                    return Some(Ok(result));
-                }
-            }
-        } else {
-            let error = wrap_angle((ty - self.robot.y).atan2(tx - self.robot.x) - self.robot.yaw);
-            let wz = (4.0 * error).clamp(-max_w, max_w);
-            let v = if error.abs() > TURN_IN_PLACE_RAD {
-                0.0
-            } else if last {
-                (3.0 * distance).clamp(0.05, max_v).min(distance / STEP_S) * error.cos()
-            } else {
-                max_v * error.cos()
-            };
-            (v, wz)
+        let Some((v, wz)) = self.follow(path[*next], last, *final_yaw) else {
+            let result =
+                json!({"reached": true, "target": target, "pose": self.pose_json(), "distance_m": travelled});
+            return Some(Ok(result));
         };
         let dyaw = wz * STEP_S;
         let heading = self.robot.yaw + dyaw;
@@ -866,6 +844,29 @@ impl World {
         }
         self.robot.wz = wz;
         None
+    }
+
+    /// The speed and turn rate that take the robot to `waypoint` (the path's end when
+    /// `last`, then to `final_yaw`); `None` once there.
+    fn follow(&self, (tx, ty): Point, last: bool, final_yaw: Option<f64>) -> Option<(f64, f64)> {
+        let max_v = self.scene.robot.max_linear_speed;
+        let max_w = self.scene.robot.max_angular_speed_deg.to_radians();
+        let turn = |error: f64| (4.0 * error).clamp(-max_w, max_w);
+        let distance = self.distance_to(tx, ty);
+        if last && distance < POSITION_TOLERANCE_M {
+            let error = wrap_angle(final_yaw? - self.robot.yaw);
+            return (error.abs() > YAW_TOLERANCE_RAD).then(|| (0.0, turn(error)));
+        }
+        let error = wrap_angle((ty - self.robot.y).atan2(tx - self.robot.x) - self.robot.yaw);
+        let v = if error.abs() > TURN_IN_PLACE_RAD {
+            0.0
+        } else if last {
+            // Slow down on the final approach, never overshooting in one step.
+            (3.0 * distance).clamp(0.05, max_v).min(distance / STEP_S) * error.cos()
+        } else {
+            max_v * error.cos()
+        };
+        Some((v, turn(error)))
     }
 
     fn attach(&mut self, id: &str) -> Value {
