@@ -14,6 +14,24 @@
 //! - [`page`]: an HTML page showing every live robot's top-down view with a status line,
 //!   over an endpoint-agnostic JSON feed and per-robot JPEG frames.
 //!
+//! Driving the dispatcher by hand, on simulated time:
+//!
+//! ```
+//! use std::time::Duration;
+//! use menlo_robot_sdk::dev::sim::{Reply, SimConfig, SimRobot};
+//!
+//! let t0 = Duration::from_secs(1_700_000_000); // wall-clock time since the Unix epoch
+//! let mut robot = SimRobot::new(&SimConfig::default(), t0)?;
+//! let call = r#"{"name":"go_to","input":{"target":{"kind":"entity","entity_id":"pad_B"}},
+//!                "options":{"action_id":"act_1"}}"#;
+//! let reply = robot.handle("runtime.tools_call", call, t0)?;
+//! assert_eq!(reply, Reply::Running { action_id: "act_1".into() });
+//! // 30 s later the robot has arrived: the world ran the steps in between.
+//! let result = robot.poll_action("act_1", t0 + Duration::from_secs(30)).expect("arrived");
+//! assert!(result.contains(r#""status":"done""#));
+//! # Ok::<(), menlo_robot_sdk::dev::sim::SimError>(())
+//! ```
+//!
 //! # Skills
 //!
 //! | skill | input | does | fails with |
