@@ -5,6 +5,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::robot::{Reply, SimError, SimRobot};
+use crate::runtime::calls::method::CAMERAS_CAPTURE;
 
 /// Where a [`SharedSimRobot`] reads the time: wall-clock time since the Unix epoch.
 pub type Clock = Arc<dyn Fn() -> Duration + Send + Sync>;
@@ -132,6 +133,11 @@ impl SharedSimRobot {
     /// is never [`Reply::Running`].
     pub fn call(&self, method: &str, payload: &str, wait_limit: Duration) -> Result<Reply, SimError> {
         let _in_flight = InFlight::enter(&self.inner.in_flight);
+        if method == CAMERAS_CAPTURE {
+            // Render a copy, so a frame does not hold up reads and cancels meanwhile.
+            let mut snapshot = self.with_robot(|robot| robot.clone());
+            return snapshot.handle(method, payload, self.now());
+        }
         let mut robot = self.lock();
         let reply = robot.handle(method, payload, self.now());
         self.inner.changed.notify_all();

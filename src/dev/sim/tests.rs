@@ -887,6 +887,35 @@ fn captures_are_real_jpegs_at_the_requested_size() {
 }
 
 #[test]
+fn shared_captures_render_a_copy_of_the_world_now() {
+    let sim = SharedSimRobot::with_clock(robot(1.0), Arc::new(|| T0));
+    let payload = json!({"selector": {"kind": "id", "id": "topdown"}, "options": {"width": 64, "height": 48},
+                         "stream": {"id": "req_9"}})
+    .to_string();
+    let Reply::Frame(frame) = sim
+        .call("runtime.cameras_capture", &payload, Duration::ZERO)
+        .unwrap()
+    else {
+        panic!("a frame expected")
+    };
+    let expected = encode_jpeg(
+        &sim.with_robot(|r| render(r.world(), "topdown", 64, 48)).unwrap(),
+        0.7,
+    )
+    .unwrap();
+    assert_eq!(frame.jpeg, expected);
+    assert_eq!(
+        (frame.request_id.as_str(), frame.topic.as_str()),
+        ("req_9", "menlo.camera_capture")
+    );
+    sim.close();
+    let err = sim
+        .call("runtime.cameras_capture", &payload, Duration::ZERO)
+        .unwrap_err();
+    assert_eq!(err.code, "NOT_READY");
+}
+
+#[test]
 fn bad_capture_requests_are_refused() {
     let mut sim = robot(1.0);
     let err = capture(&mut sim, "thermal", Value::Null).unwrap_err();
