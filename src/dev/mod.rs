@@ -64,6 +64,8 @@ use serde_json::json;
 use tokio::sync::oneshot;
 
 mod rcs;
+#[cfg(feature = "livekit")]
+pub mod sim;
 mod token;
 
 pub use token::{mint_livekit_token, TokenOptions};
