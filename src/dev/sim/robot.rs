@@ -15,7 +15,8 @@ use super::scene::{Scene, Shape, DEFAULT_SCENE_ID};
 use super::skills;
 use super::world::{Failure, Outcome, World, STEP_S};
 use super::CANCELLED;
-use crate::runtime::calls::{method, CANCEL_ACTIVE, METHOD_NOT_FOUND};
+use crate::runtime::calls::{method, CANCEL_ACTIVE};
+use crate::RuntimeErrorCode;
 use crate::runtime::models::{
     ActionKind, ActionMeta, ActionPhase, ActionProgress, ActionResult, ActionStatus, ActiveAction,
     EntityState, LastAction, LastActionStatus, Pose, RobotInfo, RobotStatus, RuntimeErrorInfo, RuntimeInfo,
@@ -220,7 +221,7 @@ impl SimRobot {
             method::CAMERAS_CAPTURE => self.capture(&request, now).map(Reply::Frame),
             method::FORWARD_ENVELOPE => forward_envelope(&request).map(Reply::Json),
             other => Err(SimError::new(
-                METHOD_NOT_FOUND,
+                RuntimeErrorCode::MethodNotFound.as_str(),
                 format!("the simulator does not answer {other}"),
             )),
         }
@@ -508,7 +509,7 @@ fn round3(v: f64) -> f64 {
 
 fn error_info(failure: &Failure) -> RuntimeErrorInfo {
     RuntimeErrorInfo {
-        code: failure.code.clone(),
+        code: RuntimeErrorCode::from_wire(&failure.code),
         message: failure.message.clone(),
         details: None,
     }

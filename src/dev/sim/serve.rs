@@ -1,12 +1,11 @@
 //! Serving a [`SharedSimRobot`] on a [`RuntimeHost`]: one handler per `runtime.*` method.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::robot::{Reply, SimError};
 use super::shared::SharedSimRobot;
 use crate::runtime::calls::{method, CAPTURE_REQUEST_ID_ATTRIBUTE};
-use crate::{OutgoingStream, RpcFailure, RuntimeCall, RuntimeHost};
+use crate::{OutgoingStream, RpcError, RuntimeCall, RuntimeHost};
 
 /// The methods [`serve`] answers (LiveKit answers any other with `UNSUPPORTED_METHOD`).
 pub const SERVED_METHODS: [&str; 8] = [
@@ -46,20 +45,15 @@ pub fn serve(host: &Arc<RuntimeHost>, sim: SharedSimRobot) {
                 .guard_envelope()),
                 Reply::Frame(frame) => {
                     let host = host_ref.upgrade().ok_or_else(|| {
-                        RpcFailure::new(RpcFailure::APPLICATION_ERROR, "the runtime is leaving")
+                        RpcError::application("the runtime is leaving")
                     })?;
-                    let stream = OutgoingStream {
-                        topic: frame.topic,
-                        name: format!("{}.jpg", frame.camera_id),
-                        mime_type: "image/jpeg".to_owned(),
-                        attributes: HashMap::from([(
-                            CAPTURE_REQUEST_ID_ATTRIBUTE.to_owned(),
-                            frame.request_id,
-                        )]),
-                        destinations: vec![call.caller_identity.clone()],
-                    };
+                    let stream = OutgoingStream::new(frame.topic)
+                        .name(format!("{}.jpg", frame.camera_id))
+                        .mime_type("image/jpeg")
+                        .attribute(CAPTURE_REQUEST_ID_ATTRIBUTE, frame.request_id)
+                        .destination(call.caller_identity.clone());
                     host.send_bytes(frame.jpeg, stream)
-                        .map_err(|e| RpcFailure::new(RpcFailure::APPLICATION_ERROR, e.to_string()))?;
+                        .map_err(|e| RpcError::application(e.to_string()))?;
                     Ok(frame.ack)
                 }
             }

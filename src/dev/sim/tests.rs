@@ -443,7 +443,7 @@ fn tools_list_state_scene_and_capabilities_parse() {
         None
     );
     match parse_raw_reply("runtime.dance", &unknown.guard_envelope()).unwrap_err() {
-        Error::Runtime { code, .. } => assert_eq!(code, "METHOD_NOT_FOUND"),
+        Error::Runtime { code, .. } => assert_eq!(code.as_str(), "METHOD_NOT_FOUND"),
         other => panic!("{other:?}"),
     }
     assert_eq!(
@@ -542,7 +542,7 @@ fn failed_tool_calls_are_failed_results() {
     let last = state.runtime.last_action.unwrap();
     assert_eq!(
         (last.status, last.error.unwrap().code),
-        (LastActionStatus::Failed, "TOOL_NOT_FOUND".to_owned())
+        (LastActionStatus::Failed, crate::RuntimeErrorCode::from_wire("TOOL_NOT_FOUND"))
     );
 }
 
@@ -579,7 +579,7 @@ fn cancel_replies_with_the_cancelled_result() {
             .error
             .unwrap()
             .code,
-        "BUSY"
+        crate::RuntimeErrorCode::from_wire("BUSY")
     );
     let cancel = json!({"options": {"action_id": "cancel-active"}}).to_string();
     let cancelled = parse_cancel_reply(&json_reply(sim.handle("runtime.cancel", &cancel, at(1.0)))).unwrap();
@@ -593,7 +593,7 @@ fn cancel_replies_with_the_cancelled_result() {
     let err = sim.handle("runtime.cancel", &by_id, at(1.0)).unwrap_err();
     assert_eq!(err.code, "NO_ACTIVE_ACTION");
     match parse_cancel_reply(&err.guard_envelope()).unwrap_err() {
-        Error::Runtime { code, .. } => assert_eq!(code, "NO_ACTIVE_ACTION"),
+        Error::Runtime { code, .. } => assert_eq!(code.as_str(), "NO_ACTIVE_ACTION"),
         other => panic!("{other:?}"),
     }
     assert_eq!(
@@ -757,7 +757,7 @@ fn a_refused_call_reusing_the_running_id_does_not_take_its_result() {
             .error
             .unwrap()
             .code,
-        "BUSY"
+        crate::RuntimeErrorCode::from_wire("BUSY")
     );
     assert!(sim.poll_action("act_1", at(0.5)).is_none(), "still running");
     let done = parse_tools_call_reply(&sim.poll_action("act_1", at(1.0)).unwrap(), "act_1").unwrap();
@@ -921,7 +921,7 @@ fn bad_capture_requests_are_refused() {
     let err = capture(&mut sim, "thermal", Value::Null).unwrap_err();
     assert_eq!(err.code, "UNKNOWN_CAMERA");
     match parse_capture_ack(&err.guard_envelope()).unwrap_err() {
-        Error::Runtime { code, .. } => assert_eq!(code, "UNKNOWN_CAMERA"),
+        Error::Runtime { code, .. } => assert_eq!(code.as_str(), "UNKNOWN_CAMERA"),
         other => panic!("{other:?}"),
     }
     for (options, field) in [
