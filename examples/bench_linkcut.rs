@@ -415,6 +415,8 @@ struct Outcome {
     first_fresh: Option<f64>,
     /// (seconds from the cut, message) of the first failed read.
     first_error: Option<(f64, String)>,
+    /// The message of the last failed read.
+    last_error: Option<String>,
     /// (seconds from the cut, what) of the reader's room/session events from the cut on.
     events: Vec<(f64, String)>,
     ok: usize,
@@ -433,6 +435,7 @@ impl Outcome {
             first_good: None,
             first_fresh: None,
             first_error: None,
+            last_error: None,
             events: Vec::new(),
             ok: 0,
             failed: 0,
@@ -467,6 +470,11 @@ fn analyse(lines: &[String], window: &CutWindow) -> Outcome {
         .filter(|r| !r.2)
         .min_by(|a, b| a.1.total_cmp(&b.1))
         .map(|r| (r.1 - cut, r.3.chars().take(120).collect()));
+    let last_error = reads
+        .iter()
+        .filter(|r| !r.2)
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|r| r.3.chars().take(120).collect());
     let events = values
         .iter()
         .filter(|v| v["event"] == "room")
@@ -479,6 +487,7 @@ fn analyse(lines: &[String], window: &CutWindow) -> Outcome {
         first_good: min_f64(good().filter(|r| r.1 >= restored).map(|r| r.1 - restored)),
         first_fresh: min_f64(good().filter(|r| r.0 >= restored).map(|r| r.1 - restored)),
         first_error,
+        last_error,
         events,
         ok: good().count(),
         failed: reads.iter().filter(|r| !r.2).count(),
@@ -491,13 +500,14 @@ fn analyse(lines: &[String], window: &CutWindow) -> Outcome {
     }
 }
 
-/// Events worth a table cell (connection-state changes repeat the named events).
+/// Events worth a table cell: the connection's own (participants leaving and joining, and
+/// state changes that repeat the named events, stay in the details).
 fn notable(events: &[(f64, String)]) -> Vec<String> {
+    const DETAIL_ONLY: [&str; 5] = ["state(", "joined(", "left(", "connected", "ready"];
     events
         .iter()
-        .filter(|(_, what)| !what.starts_with("state("))
+        .filter(|(_, what)| !DETAIL_ONLY.iter().any(|p| what.starts_with(p)))
         .map(|(t, what)| format!("{what} +{t:.1} s"))
-        .take(4)
         .collect()
 }
 
@@ -508,21 +518,21 @@ fn cell(outcome: &Option<Outcome>) -> String {
     if let Some(why) = &o.failure {
         return why.clone();
     }
-    let events = notable(&o.events);
-    let events = if events.is_empty() {
-        String::new()
-    } else {
-        format!(" [{}]", events.join(", "))
-    };
+    let events = notable(&o.events).join(", ");
     match (o.recovered, o.first_good) {
-        (true, Some(first)) => format!("yes, {first:.1} s{events}"),
+        (true, Some(first)) if events.is_empty() => format!("yes, {first:.1} s"),
+        (true, Some(first)) => format!("yes, {first:.1} s ({events})"),
         _ => {
-            let error = o
-                .first_error
+            let last = o
+                .last_error
                 .as_ref()
-                .map(|(t, e)| format!(": `{e}` at +{t:.1} s"))
+                .map(|e| format!("; reads then fail with `{e}`"))
                 .unwrap_or_default();
-            format!("no{error}{events}")
+            if events.is_empty() {
+                format!("no{last}")
+            } else {
+                format!("no: {events}{last}")
+            }
         }
     }
 }
@@ -550,6 +560,9 @@ fn print_details(row: &Row) {
         );
         if let Some((t, e)) = &o.first_error {
             println!("      first error at +{t:.1} s: {e}");
+        }
+        if let Some(e) = &o.last_error {
+            println!("      last error: {e}");
         }
         let events: Vec<String> = o.events.iter().map(|(t, w)| format!("{w} +{t:.1} s")).collect();
         println!(

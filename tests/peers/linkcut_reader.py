@@ -48,13 +48,20 @@ def watch_stdin(loop: asyncio.AbstractEventLoop, stop: asyncio.Event):
     threading.Thread(target=read, daemon=True).start()
 
 
+def reason_name(reason) -> str:
+    try:
+        return rtc.DisconnectReason.Name(reason)
+    except (ValueError, TypeError):
+        return str(reason)
+
+
 def record_room_events(room: rtc.Room):
     def note(what: str):
         out({"event": "room", "t": time.time(), "what": what})
 
     room.on("reconnecting", lambda: note("reconnecting"))
     room.on("reconnected", lambda: note("reconnected"))
-    room.on("disconnected", lambda reason=None: note(f"disconnected({reason})"))
+    room.on("disconnected", lambda reason=None: note(f"disconnected({reason_name(reason)})"))
     room.on("connection_state_changed",
             lambda state: note(f"state({rtc.ConnectionState.Name(state)})"))
     room.on("participant_disconnected", lambda p: note(f"left({p.identity})"))
