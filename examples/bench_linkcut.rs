@@ -23,8 +23,11 @@
 //!
 //! ```text
 //! cargo run --example bench_linkcut --features livekit,dev -- [--cuts 2,10,20,45]
-//!     [--modes blackhole,down] [--readers rust,python] [--observe 20]
+//!     [--modes blackhole,down] [--readers rust,python] [--observe 20] [--repeat 1]
 //! ```
+//!
+//! `--repeat N` runs every row N times (each its own table line): a 10 s cut ends close to
+//! the SDK's 15 s signal ping timeout, and which side of it the session lands on varies.
 //!
 //! Prints the issue-9 table (markdown) and a detail block per row. Asserts nothing.
 
@@ -84,10 +87,12 @@ fn main() -> Res<()> {
     let mut rows = Vec::new();
     for &mode in &plan.modes {
         for &cut in &plan.cuts {
-            eprintln!("bench_linkcut: {} s, {} ...", cut, mode.label());
-            let row = run_row(&topology, &server, &plan, cut, mode, rows.len());
-            print_details(&row);
-            rows.push(row);
+            for _ in 0..plan.repeat {
+                eprintln!("bench_linkcut: {} s, {} ...", cut, mode.label());
+                let row = run_row(&topology, &server, &plan, cut, mode, rows.len());
+                print_details(&row);
+                rows.push(row);
+            }
         }
     }
     print_table(&server_version, &plan, &rows);
@@ -103,6 +108,8 @@ struct Plan {
     rust: bool,
     python: bool,
     observe: Duration,
+    /// Runs of each row (the outcome near the signal ping timeout varies between runs).
+    repeat: usize,
 }
 
 impl Plan {
@@ -113,6 +120,7 @@ impl Plan {
             rust: true,
             python: true,
             observe: Duration::from_secs(20),
+            repeat: 1,
         };
         let mut it = args.iter();
         while let Some(flag) = it.next() {
@@ -135,6 +143,7 @@ impl Plan {
                     plan.python = readers.contains(&"python");
                 }
                 "--observe" => plan.observe = Duration::from_secs(value.parse()?),
+                "--repeat" => plan.repeat = value.parse::<usize>()?.max(1),
                 other => return Err(format!("unknown option {other}").into()),
             }
         }
