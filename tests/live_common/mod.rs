@@ -2,6 +2,8 @@
 //! emulator minting tokens for it, and runtime peers (Rust or the official Python client).
 #![allow(dead_code)]
 
+pub mod netns;
+
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
