@@ -233,9 +233,9 @@ fn spawn_read(session: &Arc<Session>, in_flight: &Arc<AtomicUsize>, seq: u64) ->
 }
 
 fn forward_session_events(session: &Arc<Session>) {
-    let events = session.events().clone();
+    let session = Arc::clone(session);
     std::thread::spawn(move || {
-        for event in events.iter() {
+        for event in session.events().iter() {
             let what = match event {
                 SessionEvent::ActionResult(_) => continue,
                 SessionEvent::Connected { .. } => "connected".to_owned(),
