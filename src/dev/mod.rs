@@ -64,6 +64,8 @@ use serde_json::json;
 use tokio::sync::oneshot;
 
 mod rcs;
+#[cfg(feature = "livekit")]
+pub mod sim;
 mod token;
 
 pub use token::{mint_livekit_token, TokenOptions};
@@ -176,6 +178,7 @@ enum PathMatch {
 /// request path *without* its query string — [`Fault::path`] matches it exactly,
 /// [`Fault::path_prefix`] by prefix. A fault applies to `times` requests (default 1) and is
 /// then used up. When several faults match, the one injected first applies.
+#[must_use]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fault {
     kind: FaultKind,
@@ -320,6 +323,7 @@ pub enum SessionChange {
 pub type SessionChangeHook = Arc<dyn Fn(&SessionChange) + Send + Sync>;
 
 /// Configures a [`ControlPlane`] before starting it.
+#[must_use]
 #[derive(Clone)]
 pub struct ControlPlaneBuilder {
     livekit: LiveKitSettings,

@@ -2,6 +2,8 @@
 //! emulator minting tokens for it, and runtime peers (Rust or the official Python client).
 #![allow(dead_code)]
 
+pub mod netns;
+
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
@@ -239,8 +241,29 @@ impl Platform {
 
     /// A Rust runtime peer in the robot's room.
     pub fn runtime(&self, identity: &str, agent: bool, attributes: &[(&str, &str)]) -> RuntimeHost {
-        let token = self.livekit.token(&self.robot_id, identity, agent, attributes);
+        self.runtime_in(&self.robot_id, identity, agent, attributes)
+    }
+
+    /// A Rust runtime peer in another robot's room.
+    pub fn runtime_in(
+        &self,
+        robot_id: &str,
+        identity: &str,
+        agent: bool,
+        attributes: &[(&str, &str)],
+    ) -> RuntimeHost {
+        let token = self.livekit.token(robot_id, identity, agent, attributes);
         RuntimeHost::connect(&self.livekit.url, &token, Duration::from_secs(15)).unwrap()
+    }
+
+    /// Another robot on the platform; returns its id.
+    pub fn create_robot(&self) -> String {
+        self.client
+            .robots()
+            .create(&NewRobot::new("live", "asimov-v0"))
+            .unwrap()
+            .robot
+            .id
     }
 }
 
