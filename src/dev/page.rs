@@ -1,5 +1,6 @@
-//! The platform's page: every live robot's top-down view and a status line, served over HTTP
-//! on loopback (`GET /`, `GET /api/robots`, `GET /api/robots/{robot_id}/topdown.jpg`).
+//! The platform's page: every live robot's top-down view with a status line
+//! (the simulator's page, [`super::sim::page_html`]), served over HTTP on loopback:
+//! `GET /`, the feed `GET /sim/robots.json`, frames `GET /sim/frames/{room}/{n}.jpg`.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdTcpListener};
 use std::sync::Arc;
@@ -13,16 +14,19 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::platform::LiveRobots;
+use super::sim::{feed_json, page_html, FeedEntry, PageOptions};
 
-const PAGE: &str = include_str!("page.html");
-/// Largest frame the page may ask for, per side.
-const MAX_SIDE: u32 = 1920;
+const FEED_PATH: &str = "/sim/robots.json";
+/// The page's frames: small, so that many robots stay above five frames a second.
+const FRAME_WIDTH: u32 = 480;
+const FRAME_HEIGHT: u32 = 360;
+const FRAME_QUALITY: f64 = 0.7;
 
-/// The page's HTTP server: one thread with a current-thread runtime, stopped on drop.
+/// The page's HTTP server: one thread with a current-thread runtime (frames render on its
+/// blocking pool), stopped on drop.
 pub(crate) struct PageServer {
     addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
@@ -34,7 +38,10 @@ impl PageServer {
         let listener = StdTcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .max_blocking_threads(4)
+            .build()?;
         let (shutdown, stop) = oneshot::channel();
         let thread = std::thread::Builder::new()
             .name("menlo-dev-page".into())
@@ -73,9 +80,15 @@ async fn serve(listener: StdTcpListener, robots: Arc<LiveRobots>, mut stop: ones
                 Ok((stream, _)) => {
                     let robots = Arc::clone(&robots);
                     tokio::spawn(async move {
-                        let service = service_fn(move |req| {
+                        let service = service_fn(move |req: Request<Incoming>| {
                             let robots = Arc::clone(&robots);
-                            async move { Ok::<_, std::convert::Infallible>(route(&robots, &req)) }
+                            let path = req.uri().path().to_owned();
+                            async move {
+                                let response = tokio::task::spawn_blocking(move || route(&robots, &path))
+                                    .await
+                                    .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "render failed"));
+                                Ok::<_, std::convert::Infallible>(response)
+                            }
                         });
                         let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
                     });
@@ -86,46 +99,45 @@ async fn serve(listener: StdTcpListener, robots: Arc<LiveRobots>, mut stop: ones
     }
 }
 
-fn route(robots: &LiveRobots, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-    let path = req.uri().path();
+fn route(robots: &LiveRobots, path: &str) -> Response<Full<Bytes>> {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match segments.as_slice() {
-        [""] => reply(StatusCode::OK, "text/html; charset=utf-8", PAGE.as_bytes().to_vec()),
-        ["api", "robots"] => {
-            let list: Vec<Value> = robots.each(|_, robot| robot.status_json());
-            reply(StatusCode::OK, "application/json", Value::Array(list).to_string().into_bytes())
+        [""] => {
+            let options = PageOptions {
+                title: "Menlo dev platform".to_owned(),
+                feed_path: FEED_PATH.to_owned(),
+                ..PageOptions::default()
+            };
+            reply(StatusCode::OK, "text/html; charset=utf-8", page_html(&options).into_bytes())
         }
-        ["api", "robots", robot_id, "topdown.jpg"] => {
-            let (width, height) = frame_size(req.uri().query());
-            let frame = robots
-                .each(|_, robot| (robot.robot_id() == *robot_id).then(|| robot.render_topdown(width, height)))
+        ["sim", "robots.json"] => {
+            let entries = robots.each(|room, index, sim| FeedEntry {
+                robot_id: if index == 0 { room.to_owned() } else { format!("{room} ({})", index + 1) },
+                status_line: sim.status_line(),
+                frame_url: format!("/sim/frames/{room}/{index}.jpg"),
+            });
+            reply(StatusCode::OK, "application/json", feed_json(&entries).into_bytes())
+        }
+        ["sim", "frames", room, frame] => {
+            let index = frame.strip_suffix(".jpg").and_then(|n| n.parse::<usize>().ok());
+            let rendered = robots
+                .each(|r, i, sim| (r == *room && Some(i) == index).then(|| sim.clone()))
                 .into_iter()
                 .flatten()
-                .next();
-            match frame {
+                .next()
+                .map(|sim| sim.frame("topdown", FRAME_WIDTH, FRAME_HEIGHT, FRAME_QUALITY));
+            match rendered {
                 Some(Ok(jpeg)) => reply(StatusCode::OK, "image/jpeg", jpeg),
-                Some(Err(reason)) => reply(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", reason.into_bytes()),
-                None => reply(StatusCode::NOT_FOUND, "text/plain", b"no such live robot".to_vec()),
+                Some(Err(err)) => text(StatusCode::INTERNAL_SERVER_ERROR, &err.message),
+                None => text(StatusCode::NOT_FOUND, "no such live robot"),
             }
         }
-        _ => reply(StatusCode::NOT_FOUND, "text/plain", b"not found".to_vec()),
+        _ => text(StatusCode::NOT_FOUND, "not found"),
     }
 }
 
-/// `width` and `height` from the query, 320×240 by default, each within 16..=MAX_SIDE.
-fn frame_size(query: Option<&str>) -> (u32, u32) {
-    let mut size = (320, 240);
-    for pair in query.unwrap_or_default().split('&') {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let Ok(value) = value.parse::<u32>() else { continue };
-        let value = value.clamp(16, MAX_SIDE);
-        match key {
-            "width" => size.0 = value,
-            "height" => size.1 = value,
-            _ => {}
-        }
-    }
-    size
+fn text(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    reply(status, "text/plain; charset=utf-8", message.as_bytes().to_vec())
 }
 
 fn reply(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Full<Bytes>> {
@@ -134,17 +146,4 @@ fn reply(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Respo
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::frame_size;
-
-    #[test]
-    fn frame_size_is_bounded_and_defaulted() {
-        assert_eq!(frame_size(None), (320, 240));
-        assert_eq!(frame_size(Some("width=640&height=480&t=1")), (640, 480));
-        assert_eq!(frame_size(Some("width=0&height=99999")), (16, 1920));
-        assert_eq!(frame_size(Some("width=x&height")), (320, 240));
-    }
 }

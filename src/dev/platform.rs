@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use crossbeam_channel as cb;
 
-use super::{mint_livekit_token, ControlPlane, LiveKitSettings, Principal, SessionChange, TokenOptions};
+use super::sim::{wall_clock, SharedSimRobot, SimConfig, SimRobot, SimRuntime, DEFAULT_SCENE_ID};
+use super::{mint_livekit_token, ControlPlane, LiveKitSettings, Principal, SessionChange, Sfu, SfuOptions, TokenOptions};
 use crate::{Client, Error, Result, RoomKey};
 
 /// Default seed of the simulated worlds.
@@ -119,7 +120,7 @@ pub struct Platform {
     dispatcher: Option<Dispatcher>,
     page: super::page::PageServer,
     control_plane: ControlPlane,
-    sfu: Option<super::sfu::Sfu>,
+    sfu: Option<Arc<Sfu>>,
     livekit: LiveKitSettings,
     api_key: String,
     client: Client,
@@ -162,12 +163,17 @@ impl Platform {
                     api_key: format!("dev_{}", super::token::random_alnum(8)),
                     api_secret: super::token::random_alnum(32),
                 };
-                let sfu = super::sfu::Sfu::start(&settings.api_key, &settings.api_secret).map_err(io("SFU"))?;
+                let sfu = Sfu::start(SfuOptions {
+                    api_key: settings.api_key.clone(),
+                    api_secret: settings.api_secret.clone(),
+                    ..SfuOptions::default()
+                })
+                .map_err(io("SFU"))?;
                 let settings = LiveKitSettings {
                     url: sfu.url(),
                     ..settings
                 };
-                (Some(sfu), settings)
+                (Some(Arc::new(sfu)), settings)
             }
             LiveKitBackend::External(settings) => (None, settings),
         };
@@ -181,7 +187,7 @@ impl Platform {
             })
             .start()
             .map_err(io("control plane"))?;
-        let dispatcher = Dispatcher::start(changes_rx, Arc::clone(&robots), livekit.clone(), sfu.as_ref().map(|s| s.rooms()))
+        let dispatcher = Dispatcher::start(changes_rx, Arc::clone(&robots), livekit.clone(), sfu.clone())
             .map_err(io("dispatcher"))?;
         let page = super::page::PageServer::start(Arc::clone(&robots)).map_err(io("page"))?;
         let api_key = control_plane.create_api_key(&Principal::new("dev_user", "dev_org", "dev_team"));
@@ -272,7 +278,7 @@ impl Dispatcher {
         changes: cb::Receiver<SessionChange>,
         robots: Arc<LiveRobots>,
         livekit: LiveKitSettings,
-        rooms: Option<super::sfu::RoomControl>,
+        sfu: Option<Arc<Sfu>>,
     ) -> std::io::Result<Dispatcher> {
         let (stop, stopped) = cb::bounded(1);
         let thread = std::thread::Builder::new()
@@ -281,7 +287,7 @@ impl Dispatcher {
                 cb::select! {
                     recv(stopped) -> _ => return,
                     recv(changes) -> change => match change {
-                        Ok(change) => apply(&change, &robots, &livekit, rooms.as_ref()),
+                        Ok(change) => apply(&change, &robots, &livekit, sfu.as_deref()),
                         Err(_) => return,
                     },
                 }
@@ -295,7 +301,7 @@ impl Dispatcher {
     }
 }
 
-fn apply(change: &SessionChange, robots: &LiveRobots, livekit: &LiveKitSettings, rooms: Option<&super::sfu::RoomControl>) {
+fn apply(change: &SessionChange, robots: &LiveRobots, livekit: &LiveKitSettings, sfu: Option<&Sfu>) {
     match change {
         SessionChange::Created {
             room_name,
@@ -319,8 +325,8 @@ fn apply(change: &SessionChange, robots: &LiveRobots, livekit: &LiveKitSettings,
         }
         SessionChange::Deleted { room_name, .. } => {
             robots.leave(room_name);
-            if let Some(rooms) = rooms {
-                rooms.delete_room(room_name);
+            if let Some(sfu) = sfu {
+                sfu.delete_room(room_name);
             }
         }
     }
@@ -332,7 +338,7 @@ pub(crate) struct LiveRobots {
     time_scale: f64,
     default_scene_id: Option<String>,
     scenes: Mutex<HashMap<String, Option<String>>>,
-    rooms: Mutex<HashMap<String, Vec<super::sim::Served>>>,
+    rooms: Mutex<HashMap<String, Vec<SimRuntime>>>,
 }
 
 impl LiveRobots {
@@ -357,9 +363,18 @@ impl LiveRobots {
             .cloned()
             .flatten()
             .or_else(|| self.default_scene_id.clone());
-        let served = super::sim::serve(url, token, scene_id.as_deref(), self.seed, self.time_scale, JOIN_TIMEOUT)?;
+        let config = SimConfig {
+            scene_id: scene_id.unwrap_or_else(|| DEFAULT_SCENE_ID.to_owned()),
+            seed: self.seed,
+            time_scale: self.time_scale,
+        };
+        let robot = SimRobot::new(&config, wall_clock()).map_err(|e| Error::InvalidInput {
+            field: "scene_id".into(),
+            reason: e.message,
+        })?;
+        let runtime = SimRuntime::connect(url, token, SharedSimRobot::new(robot), JOIN_TIMEOUT)?;
         log::debug!(target: "menlo_robot_sdk::dev", "simulated robot joined {room} ({})", agent.unwrap_or("viewer"));
-        lock(&self.rooms).entry(room.to_owned()).or_default().push(served);
+        lock(&self.rooms).entry(room.to_owned()).or_default().push(runtime);
         Ok(())
     }
 
@@ -378,16 +393,18 @@ impl LiveRobots {
         lock(&self.rooms).values().map(Vec::len).sum()
     }
 
-    /// A snapshot for the page: (room, robot) pairs.
-    pub(crate) fn each<R>(&self, mut f: impl FnMut(&str, &super::sim::Served) -> R) -> Vec<R> {
+    /// Calls `f(room, index in the room, robot)` for each live robot, rooms in name order.
+    pub(crate) fn each<R>(&self, mut f: impl FnMut(&str, usize, &SharedSimRobot) -> R) -> Vec<R> {
         let rooms = lock(&self.rooms);
         let mut names: Vec<&String> = rooms.keys().collect();
         names.sort();
-        names
-            .into_iter()
-            .flat_map(|room| rooms[room].iter().map(move |r| (room, r)))
-            .map(|(room, robot)| f(room, robot))
-            .collect()
+        let mut out = Vec::new();
+        for room in names {
+            for (index, runtime) in rooms[room].iter().enumerate() {
+                out.push(f(room, index, runtime.sim()));
+            }
+        }
+        out
     }
 }
 

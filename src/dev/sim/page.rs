@@ -166,13 +166,18 @@ function tile(robot) {
   let t = tiles.get(robot.robot_id);
   if (t) return t;
   const figure = document.createElement("figure");
+  figure.dataset.robotId = robot.robot_id;
+  figure.dataset.frames = "0";
   const img = document.createElement("img");
   img.alt = "top-down view of " + robot.robot_id;
   const caption = document.createElement("figcaption");
   figure.append(img, caption);
   document.getElementById("robots").append(figure);
   t = { figure, img, caption, loading: false, url: "" };
-  img.addEventListener("load", () => { t.loading = false; });
+  img.addEventListener("load", () => {
+    t.loading = false;
+    figure.dataset.frames = String(Number(figure.dataset.frames) + 1);
+  });
   img.addEventListener("error", () => { t.loading = false; });
   tiles.set(robot.robot_id, t);
   return t;
