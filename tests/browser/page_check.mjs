@@ -20,20 +20,20 @@ try {
   const page = await browser.newPage({ viewport: { width: 1100, height: 620 } });
   await page.goto(url);
   await page.waitForFunction(
-    (n) => document.querySelectorAll(".robot[data-frames]").length >= n,
+    (n) => document.querySelectorAll("figure[data-robot-id]").length >= n && [...document.querySelectorAll("figure[data-robot-id]")].every((f) => Number(f.dataset.frames) > 0),
     expected,
     { timeout: 20000 },
   );
   const frames = () =>
-    page.$$eval(".robot", (tiles) =>
+    page.$$eval("figure[data-robot-id]", (tiles) =>
       Object.fromEntries(tiles.map((t) => [t.dataset.robotId, Number(t.dataset.frames || 0)])));
   const before = await frames();
   await page.waitForTimeout(seconds * 1000);
   const after = await frames();
   const fps = {};
   for (const id of Object.keys(after)) fps[id] = (after[id] - (before[id] || 0)) / seconds;
-  const status = await page.$$eval(".robot", (tiles) =>
-    Object.fromEntries(tiles.map((t) => [t.dataset.robotId, t.querySelector(".status").textContent])));
+  const status = await page.$$eval("figure[data-robot-id]", (tiles) =>
+    Object.fromEntries(tiles.map((t) => [t.dataset.robotId, t.querySelector("figcaption").textContent])));
   await page.screenshot({ path: screenshot });
   console.log(JSON.stringify({ tiles: Object.keys(after).length, fps, status }));
 } finally {
