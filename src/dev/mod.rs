@@ -64,8 +64,10 @@ use serde_json::json;
 use tokio::sync::oneshot;
 
 mod rcs;
+mod sfu;
 mod token;
 
+pub use sfu::{Sfu, SfuOptions, SfuRoom};
 pub use token::{mint_livekit_token, TokenOptions};
 
 /// Largest request body accepted; bigger bodies get `413`.
