@@ -165,6 +165,7 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     async fn send_signal(&mut self, msg: Resp) -> Result<(), Ending> {
+        log::trace!("sfu: to {}: {msg:?}", self.sid);
         let frame = proto::SignalResponse { message: Some(msg) }.encode_to_vec();
         self.ws
             .send(Message::Binary(frame.into()))
@@ -201,7 +202,9 @@ where
                 id: 1,
                 ..Default::default()
             };
-            self.send_signal(Resp::Offer(offer)).await?;
+            self.send_signal(Resp::Offer(offer.clone())).await?;
+            self.trickle_local_candidates(&offer.sdp, proto::SignalTarget::Subscriber)
+                .await?;
         }
         if let Some(offer) = self.admission.publisher_offer.take() {
             self.answer_offer(offer).await?;
@@ -218,13 +221,36 @@ where
                     id: offer.id,
                     mid_to_track_id: Default::default(),
                 };
-                self.send_signal(Resp::Answer(answer)).await
+                let sdp = answer.sdp.clone();
+                self.send_signal(Resp::Answer(answer)).await?;
+                self.trickle_local_candidates(&sdp, proto::SignalTarget::Publisher)
+                    .await
             }
             Err(e) => Err(Ending::server(
                 proto::DisconnectReason::StateMismatch,
                 format!("publisher offer rejected: {e}"),
             )),
         }
+    }
+
+    /// Trickles our candidates for the first m-section that is not rejected, as livekit-server
+    /// does. str0m writes them only into the first m-section of its SDP, and clients that
+    /// bundle on a later one (the official clients offer media sections before the data one)
+    /// ignore candidates of a rejected section.
+    async fn trickle_local_candidates(
+        &mut self,
+        sdp: &str,
+        target: proto::SignalTarget,
+    ) -> Result<(), Ending> {
+        for init in candidate_inits(sdp) {
+            let trickle = proto::TrickleRequest {
+                candidate_init: init,
+                target: target as i32,
+                r#final: false,
+            };
+            self.send_signal(Resp::Trickle(trickle)).await?;
+        }
+        Ok(())
     }
 
     async fn run_loop(&mut self) -> Ending {
@@ -321,12 +347,15 @@ where
                 }
             }
             PeerOutput::Data(reliable, bytes) => self.on_data(reliable, &bytes),
-            PeerOutput::Closed(reason) => {
+            PeerOutput::Closed { by_remote, reason } => {
                 let which = if subscriber { "subscriber" } else { "publisher" };
-                return Err(Ending::server(
-                    proto::DisconnectReason::ConnectionTimeout,
-                    format!("{which} connection: {reason}"),
-                ));
+                let detail = format!("{which} connection: {reason}");
+                // A client that closes its peer connection is leaving (its `Leave` may follow).
+                return Err(if by_remote {
+                    Ending::client(detail)
+                } else {
+                    Ending::server(proto::DisconnectReason::ConnectionTimeout, detail)
+                });
             }
             PeerOutput::Transmit(..) | PeerOutput::Timeout(_) => {}
         }
@@ -377,6 +406,7 @@ where
     }
 
     async fn on_signal(&mut self, msg: Req) -> Result<(), Ending> {
+        log::trace!("sfu: {} sent {msg:?}", self.sid);
         match msg {
             Req::Offer(offer) => self.answer_offer(offer).await?,
             Req::Answer(answer) => {
@@ -529,6 +559,37 @@ fn stamp(packet: &mut proto::DataPacket, sid: &str, identity: &str, reliable: bo
     }
 }
 
+/// `candidate_init` JSON for every candidate of `sdp`, addressed to its first m-section whose
+/// port is not 0 (the bundled transport).
+fn candidate_inits(sdp: &str) -> Vec<String> {
+    let mut sections = sdp.split("\nm=").skip(1).enumerate();
+    let Some((index, section)) = sections.find(|(_, s)| s.split_whitespace().nth(1) != Some("0")) else {
+        return Vec::new();
+    };
+    let attribute = |name: &str| {
+        section
+            .lines()
+            .find_map(|l| l.trim_end().strip_prefix(name).map(str::to_string))
+    };
+    let mid = attribute("a=mid:").unwrap_or_default();
+    let ufrag = attribute("a=ice-ufrag:");
+    sdp.lines()
+        .filter_map(|l| l.trim_end().strip_prefix("a="))
+        .filter(|l| l.starts_with("candidate:"))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .map(|candidate| {
+            serde_json::json!({
+                "candidate": candidate,
+                "sdpMid": mid,
+                "sdpMLineIndex": index,
+                "usernameFragment": ufrag,
+            })
+            .to_string()
+        })
+        .collect()
+}
+
 fn now_ms() -> i64 {
     crate::dev::token::unix_now().as_millis() as i64
 }
@@ -544,6 +605,22 @@ async fn recv_opt(sock: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn candidates_are_trickled_for_the_bundled_section() {
+        let sdp = "v=0\r\na=ice-lite\r\nm=audio 0 UDP/TLS/RTP/SAVPF 0\r\na=candidate:1 1 udp 2130706175 127.0.0.1 5000 typ host\r\na=mid:0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=ice-ufrag:uf\r\na=mid:6\r\n";
+        let inits = candidate_inits(sdp);
+        assert_eq!(inits.len(), 1);
+        let init: serde_json::Value = serde_json::from_str(&inits[0]).unwrap();
+        assert_eq!(init["sdpMid"], "6");
+        assert_eq!(init["sdpMLineIndex"], 1);
+        assert_eq!(init["usernameFragment"], "uf");
+        assert_eq!(
+            init["candidate"],
+            "candidate:1 1 udp 2130706175 127.0.0.1 5000 typ host"
+        );
+        assert!(candidate_inits("v=0\r\n").is_empty());
+    }
 
     #[test]
     #[allow(deprecated)] // the user packet's own sender fields

@@ -35,8 +35,13 @@ pub(super) enum PeerOutput {
     Open,
     /// A message arrived on the reliable (`true`) or lossy channel.
     Data(bool, Vec<u8>),
-    /// The connection is gone.
-    Closed(String),
+    /// The connection is gone: closed by the client (`by_remote`), or lost.
+    Closed {
+        /// The client closed it cleanly.
+        by_remote: bool,
+        /// What happened.
+        reason: String,
+    },
 }
 
 /// One server-side peer connection.
@@ -233,14 +238,14 @@ impl ServerPeer {
             if let Some(since) = self.ice_disconnected_at {
                 if self.now >= since + ICE_DISCONNECTED_TIMEOUT {
                     self.closed = true;
-                    return PeerOutput::Closed("ICE disconnected".into());
+                    return lost("ICE disconnected");
                 }
             }
             let output = match self.rtc.poll_output() {
                 Ok(o) => o,
                 Err(e) => {
                     self.closed = true;
-                    return PeerOutput::Closed(format!("webrtc failure: {e}"));
+                    return lost(&format!("webrtc failure: {e}"));
                 }
             };
             match output {
@@ -277,7 +282,10 @@ impl ServerPeer {
             Event::ChannelClose(id) => {
                 if Some(id) == self.reliable {
                     self.closed = true;
-                    return Some(PeerOutput::Closed("reliable data channel closed".into()));
+                    return Some(PeerOutput::Closed {
+                        by_remote: true,
+                        reason: "reliable data channel closed".into(),
+                    });
                 }
             }
             Event::IceConnectionStateChange(state) => {
@@ -289,7 +297,10 @@ impl ServerPeer {
             }
             Event::Closed => {
                 self.closed = true;
-                return Some(PeerOutput::Closed("DTLS/SCTP closed".into()));
+                return Some(PeerOutput::Closed {
+                    by_remote: true,
+                    reason: "DTLS/SCTP closed".into(),
+                });
             }
             _ => {}
         }
@@ -321,5 +332,12 @@ impl ServerPeer {
     pub(super) fn close(&mut self) {
         self.closed = true;
         self.rtc.disconnect();
+    }
+}
+
+fn lost(reason: &str) -> PeerOutput {
+    PeerOutput::Closed {
+        by_remote: false,
+        reason: reason.to_string(),
     }
 }
