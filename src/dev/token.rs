@@ -222,7 +222,7 @@ pub(crate) fn verify_livekit_token(
         Ok(mac) => mac,
         Err(_) => unreachable!("HMAC accepts keys of any length"),
     };
-    mac.update(token[..header_and_payload_len(token)].as_bytes());
+    mac.update(&token.as_bytes()[..header_and_payload_len(token)]);
     mac.verify_slice(&signature)
         .map_err(|_| TokenError::BadSignature)?;
     let now = now.as_secs_f64();

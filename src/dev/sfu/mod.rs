@@ -1,51 +1,4 @@
-//! An embedded, data-only, LiveKit-compatible SFU (feature `dev`).
-//!
-//! [`Sfu`] speaks enough of livekit-server 1.13's protocol for this SDK's live layer and the
-//! official LiveKit clients to join rooms and exchange data through it, in process, on
-//! loopback, with no external binary:
-//!
-//! - **Signalling** on `/rtc` (the classic layout: the client's publisher connection plus a
-//!   subscriber connection the server offers, on which the server opens its own `_reliable`
-//!   and `_lossy` channels to send data back) and `/rtc/v1` (one peer connection offered by the
-//!   client, join request in the `join_request` query parameter; data goes back on the
-//!   client's own channels). `/rtc/validate` and `/rtc/v1/validate` answer `success` or the
-//!   refusal. The token comes from `Authorization: Bearer …` or the `access_token` parameter.
-//! - **Tokens** are HS256 JWTs verified with the configured key pair; refusals carry the HTTP
-//!   status and message livekit-server gives (see the table in `admission.rs`: 401 for a bad
-//!   signature, an expired or not-yet-valid token, another API key, no `roomJoin` grant or
-//!   another room; 400 for a missing identity or a bad join request), never the token.
-//! - **WebRTC** with str0m (the live layer's stack) as an ICE-lite agent with one host
-//!   candidate on `127.0.0.1` and one UDP socket per peer connection.
-//! - **Rooms**: the join response lists the room, the participant (SID, identity, name, kind,
-//!   metadata, attributes) and the others; joins (`JOINED`, then `ACTIVE` once its data
-//!   channel is open), updates and departures (`DISCONNECTED` with the reason) are broadcast
-//!   at once (livekit-server batches them). Clients update their own name, metadata and
-//!   attributes when the token grants `canUpdateOwnMetadata`. A participant joining with an
-//!   identity already present replaces it (`DUPLICATE_IDENTITY`). A room is created by its
-//!   first participant and **ends as soon as its last participant leaves** (no departure
-//!   timeout); [`Sfu::delete_room`] ends it at once, telling everyone (`ROOM_DELETED`).
-//! - **Data**: every `DataPacket` a participant publishes (with `canPublishData`) is stamped
-//!   with its identity and SID and forwarded, otherwise intact, to everyone else or to its
-//!   destination identities, on the same kind of channel: reliable packets in order, lossy
-//!   ones best effort. RPC (v1 packets, v2 streams) and byte/text streams therefore just
-//!   flow through. Reliable packets replaying an already forwarded sequence number are
-//!   dropped, as livekit-server does.
-//! - **Media** is refused: `AddTrack` and data-track requests get a `RequestResponse`
-//!   `NOT_ALLOWED`.
-//! - Pings: both forms (`ping` → `pong`, `ping_req` → `pong_resp`); a client silent for
-//!   longer than the ping timeout it was given is dropped.
-//!
-//! Everything runs on one background thread with a single-threaded tokio runtime; dropping
-//! the [`Sfu`] tells every participant the server is shutting down, then stops that thread,
-//! closing every socket.
-//!
-//! ```no_run
-//! use menlo_robot_sdk::dev::{Sfu, SfuOptions};
-//!
-//! let sfu = Sfu::start(SfuOptions::default())?;
-//! println!("LiveKit URL: {}", sfu.url());
-//! # Ok::<(), std::io::Error>(())
-//! ```
+//! The embedded, data-only, LiveKit-compatible SFU; see [`Sfu`].
 
 mod admission;
 mod http;
@@ -115,9 +68,64 @@ pub struct SfuRoom {
     pub participants: Vec<String>,
 }
 
-/// A running embedded SFU; see the [module documentation](self). Dropping it stops
-/// everything: every participant is told the server is shutting down, then the thread, its
-/// tasks and its sockets end.
+/// A running embedded, data-only, LiveKit-compatible SFU (feature `dev`).
+///
+/// [`Sfu`] speaks enough of livekit-server 1.13's protocol for this SDK's live layer and the
+/// official LiveKit clients to join rooms and exchange data through it, in process, on
+/// loopback, with no external binary:
+///
+/// - **Signalling** on `/rtc` (the classic layout: the client's publisher connection plus a
+///   subscriber connection the server offers, on which the server opens its own `_reliable`
+///   and `_lossy` channels to send data back) and `/rtc/v1` (one peer connection offered by the
+///   client, join request in the `join_request` query parameter; data goes back on the
+///   client's own channels). `/rtc/validate` and `/rtc/v1/validate` answer `success` or the
+///   refusal. The token comes from `Authorization: Bearer …` or the `access_token` parameter.
+/// - **Tokens** are HS256 JWTs verified with the configured key pair (`exp`/`nbf` with
+///   livekit-server's one-minute leeway). Refusals carry livekit-server's HTTP status and a
+///   readable reason as the body, never the token:
+///
+///   | refusal                                                   | status | body starts with                      |
+///   |-----------------------------------------------------------|--------|---------------------------------------|
+///   | bad signature, expired, not yet valid (`nbf`)             | 401    | `invalid token: …`                    |
+///   | issued for another API key (`iss`)                        | 401    | `invalid API key`                     |
+///   | not an HS256 JWT                                          | 401    | `invalid authorization token`         |
+///   | no token, no `roomJoin` grant, `room` parameter naming another room, join-time metadata without `canUpdateOwnMetadata` | 401 | `no permissions to access the room` |
+///   | `Authorization` not `Bearer …`                            | 401    | `invalid authorization header…`       |
+///   | empty identity, empty room, bad or missing v1 join request | 400   | e.g. `identity cannot be empty`       |
+///
+///   The room is always the token's (`video.room`), as on livekit-server.
+/// - **WebRTC** with str0m (the live layer's stack) as an ICE-lite agent with one host
+///   candidate on `127.0.0.1` and one UDP socket per peer connection.
+/// - **Rooms**: the join response lists the room, the participant (SID, identity, name, kind,
+///   metadata, attributes) and the others; joins (`JOINED`, then `ACTIVE` once its data
+///   channel is open), updates and departures (`DISCONNECTED` with the reason) are broadcast
+///   at once (livekit-server batches them). Clients update their own name, metadata and
+///   attributes when the token grants `canUpdateOwnMetadata`. A participant joining with an
+///   identity already present replaces it (`DUPLICATE_IDENTITY`). A room is created by its
+///   first participant and **ends as soon as its last participant leaves** (no departure
+///   timeout); [`Sfu::delete_room`] ends it at once, telling everyone (`ROOM_DELETED`).
+/// - **Data**: every `DataPacket` a participant publishes (with `canPublishData`) is stamped
+///   with its identity and SID and forwarded, otherwise intact, to everyone else or to its
+///   destination identities, on the same kind of channel: reliable packets in order, lossy
+///   ones best effort. RPC (v1 packets, v2 streams) and byte/text streams therefore just
+///   flow through. Reliable packets replaying an already forwarded sequence number are
+///   dropped, as livekit-server does.
+/// - **Media** is refused: `AddTrack` and data-track requests get a `RequestResponse`
+///   `NOT_ALLOWED`.
+/// - Pings: both forms (`ping` → `pong`, `ping_req` → `pong_resp`); a client silent for
+///   longer than the ping timeout it was given is dropped.
+///
+/// Everything runs on one background thread with a single-threaded tokio runtime; dropping
+/// the [`Sfu`] tells every participant the server is shutting down, then stops that thread,
+/// closing every socket.
+///
+/// ```no_run
+/// use menlo_robot_sdk::dev::{Sfu, SfuOptions};
+///
+/// let sfu = Sfu::start(SfuOptions::default())?;
+/// println!("LiveKit URL: {}", sfu.url());
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub struct Sfu {
     addr: SocketAddr,
     server: Arc<http::Server>,

@@ -384,7 +384,7 @@ where
 
     async fn on_outbound(&mut self, out: Outbound) -> Result<(), Ending> {
         match out {
-            Outbound::Signal(msg) => self.send_signal(msg).await,
+            Outbound::Signal(msg) => self.send_signal(*msg).await,
             Outbound::Data(reliable, bytes) => self
                 .data_link()
                 .peer

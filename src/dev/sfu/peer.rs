@@ -279,14 +279,12 @@ impl ServerPeer {
                 None => log::trace!("sfu: data on an unknown channel"),
             },
             Event::ChannelBufferedAmountLow(_) => self.flush(),
-            Event::ChannelClose(id) => {
-                if Some(id) == self.reliable {
-                    self.closed = true;
-                    return Some(PeerOutput::Closed {
-                        by_remote: true,
-                        reason: "reliable data channel closed".into(),
-                    });
-                }
+            Event::ChannelClose(id) if Some(id) == self.reliable => {
+                self.closed = true;
+                return Some(PeerOutput::Closed {
+                    by_remote: true,
+                    reason: "reliable data channel closed".into(),
+                });
             }
             Event::IceConnectionStateChange(state) => {
                 if state == IceConnectionState::Disconnected {

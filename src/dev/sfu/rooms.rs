@@ -17,7 +17,7 @@ use crate::dev::token::{random_alnum, unix_now};
 #[derive(Debug)]
 pub(super) enum Outbound {
     /// Send this signal message.
-    Signal(Resp),
+    Signal(Box<Resp>),
     /// Send this encoded `DataPacket` on the reliable (`true`) or lossy channel.
     Data(bool, Vec<u8>),
     /// Tell the client to leave for this reason, then end.
@@ -65,7 +65,7 @@ impl Room {
                 let update = proto::ParticipantUpdate {
                     participants: vec![info.clone()],
                 };
-                let _ = m.tx.send(Outbound::Signal(Resp::Update(update)));
+                let _ = m.tx.send(Outbound::Signal(Box::new(Resp::Update(update))));
             }
         }
     }
@@ -279,7 +279,8 @@ mod tests {
     fn updates(rx: &mut UnboundedReceiver<Outbound>) -> Vec<(String, i32)> {
         let mut seen = Vec::new();
         while let Ok(out) = rx.try_recv() {
-            if let Outbound::Signal(Resp::Update(u)) = out {
+            if let Outbound::Signal(msg) = out {
+                let Resp::Update(u) = *msg else { continue };
                 seen.extend(u.participants.into_iter().map(|p| (p.identity, p.state)));
             }
         }

@@ -1,0 +1,281 @@
+//! The embedded SFU over real sockets: every bad-token reason refused on the websocket
+//! upgrade with livekit-server's HTTP status and a readable reason (never the token),
+//! `/rtc/validate`, non-websocket requests, and start/stop cycles that leave no thread or
+//! file descriptor behind. Loopback only; every wait is bounded.
+#![cfg(feature = "dev")]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use menlo_robot_sdk::dev::{mint_livekit_token, LiveKitSettings, Sfu, SfuOptions, TokenOptions};
+use menlo_robot_sdk::RuntimeHost;
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+/// Tests that count this process's threads and descriptors run alone.
+static EXCLUSIVE: Mutex<()> = Mutex::new(());
+
+fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    EXCLUSIVE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// An HS256 JWT with arbitrary claims.
+fn sign(claims: &Value, secret: &str) -> String {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+    let input = format!("{header}.{payload}");
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(input.as_bytes());
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+}
+
+fn claims(room: &str, identity: &str) -> Value {
+    json!({
+        "iss": "devkey",
+        "sub": identity,
+        "nbf": now() - 5,
+        "exp": now() + 600,
+        "video": {"roomJoin": true, "room": room},
+    })
+}
+
+/// Sends one HTTP/1.1 request (a websocket upgrade when `upgrade`); returns status and body.
+fn request(sfu: &Sfu, path_and_query: &str, authorization: Option<&str>, upgrade: bool) -> (u16, String) {
+    let addr = sfu.url().trim_start_matches("ws://").to_string();
+    let mut stream = TcpStream::connect(&addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut head = format!("GET {path_and_query} HTTP/1.1\r\nHost: {addr}\r\n");
+    if upgrade {
+        head.push_str(
+            "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+        );
+    } else {
+        head.push_str("Connection: close\r\n");
+    }
+    if let Some(auth) = authorization {
+        head.push_str(&format!("Authorization: {auth}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => response.extend_from_slice(&buf[..n]),
+        }
+        let text = String::from_utf8_lossy(&response);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head.lines().find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+            });
+            if head.starts_with("HTTP/1.1 101") || length.is_some_and(|n| body.len() >= n) {
+                break;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn upgrade(sfu: &Sfu, token: &str, query: &str) -> (u16, String) {
+    let path = if query.is_empty() {
+        "/rtc".to_string()
+    } else {
+        format!("/rtc?{query}")
+    };
+    request(sfu, &path, Some(&format!("Bearer {token}")), true)
+}
+
+#[test]
+fn every_bad_token_reason_is_refused_with_livekit_statuses() {
+    let sfu = Sfu::start(SfuOptions::default()).unwrap();
+    let good = sign(&claims("r", "alice"), "secret");
+    assert_eq!(upgrade(&sfu, &good, "").0, 101, "a good token upgrades");
+
+    let mut expired = claims("r", "alice");
+    expired["exp"] = json!(now() - 120);
+    let mut early = claims("r", "alice");
+    early["nbf"] = json!(now() + 300);
+    let mut no_join = claims("r", "alice");
+    no_join["video"] = json!({"room": "r"});
+    let mut other_key = claims("r", "alice");
+    other_key["iss"] = json!("otherkey");
+    let mut no_identity = claims("r", "alice");
+    no_identity["sub"] = json!("");
+    let cases: Vec<(&str, String, &str, u16, &str)> = vec![
+        (
+            "bad signature",
+            sign(&claims("r", "alice"), "wrong"),
+            "",
+            401,
+            "signature is invalid",
+        ),
+        ("expired", sign(&expired, "secret"), "", 401, "token is expired"),
+        ("not yet valid", sign(&early, "secret"), "", 401, "not valid yet"),
+        (
+            "no roomJoin grant",
+            sign(&no_join, "secret"),
+            "",
+            401,
+            "no permissions to access the room",
+        ),
+        (
+            "another room",
+            good.clone(),
+            "room=elsewhere",
+            401,
+            "another room",
+        ),
+        (
+            "another API key",
+            sign(&other_key, "secret"),
+            "",
+            401,
+            "invalid API key",
+        ),
+        (
+            "not a JWT",
+            "garbage".into(),
+            "",
+            401,
+            "invalid authorization token",
+        ),
+        (
+            "no identity",
+            sign(&no_identity, "secret"),
+            "",
+            400,
+            "identity cannot be empty",
+        ),
+    ];
+    for (what, token, query, status, reason) in cases {
+        let (got, body) = upgrade(&sfu, &token, query);
+        assert_eq!(got, status, "{what}: {body}");
+        assert!(body.contains(reason), "{what}: {body:?}");
+        assert!(!body.contains(&token), "{what}: the token is never echoed");
+        assert!(!body.contains("secret"), "{what}");
+    }
+    // The token as a query parameter works the same way; no token at all is refused.
+    let (status, _) = request(&sfu, &format!("/rtc?access_token={good}"), None, true);
+    assert_eq!(status, 101);
+    assert_eq!(request(&sfu, "/rtc", None, true).0, 401);
+    assert_eq!(request(&sfu, "/rtc", Some("Basic abc"), true).0, 401);
+    assert!(sfu.rooms().iter().all(|r| r.participants.len() <= 2));
+}
+
+#[test]
+fn validate_v1_and_plain_http_answer_like_livekit_server() {
+    let sfu = Sfu::start(SfuOptions::default()).unwrap();
+    let good = sign(&claims("r", "alice"), "secret");
+    let bad = sign(&claims("r", "alice"), "wrong");
+    let validate =
+        |path: &str, token: &str| request(&sfu, &format!("{path}?access_token={token}"), None, false);
+    assert_eq!(validate("/rtc/validate", &good), (200, "success".into()));
+    assert_eq!(validate("/rtc/validate", &bad).0, 401);
+    // v1 needs the join request.
+    assert_eq!(validate("/rtc/v1/validate", &good).0, 400);
+    let wrapped = {
+        use prost::Message as _;
+        livekit_protocol::WrappedJoinRequest {
+            compression: 0,
+            join_request: livekit_protocol::JoinRequest {
+                client_info: Some(livekit_protocol::ClientInfo {
+                    protocol: 16,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        }
+        .encode_to_vec()
+    };
+    let query = format!("join_request={}&access_token={good}", URL_SAFE.encode(wrapped));
+    assert_eq!(
+        request(&sfu, &format!("/rtc/v1/validate?{query}"), None, false).0,
+        200
+    );
+    // Not a websocket upgrade, or not a LiveKit path: 404.
+    assert_eq!(
+        request(&sfu, "/rtc", Some(&format!("Bearer {good}")), false).0,
+        404
+    );
+    assert_eq!(
+        request(&sfu, "/twirp/livekit.RoomService/ListRooms", None, false).0,
+        404
+    );
+    assert_eq!(request(&sfu, "/", None, false), (200, "OK".into()));
+}
+
+fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+}
+
+fn settle(what: &str, target: usize, count: fn() -> usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count() > target {
+        assert!(Instant::now() < deadline, "{what}: {} > {target}", count());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn start_stop_cycles_leave_no_thread_or_descriptor() {
+    let _alone = exclusive();
+    // Warm up once (lazily initialised statics, the live runtime).
+    drop(Sfu::start(SfuOptions::default()).unwrap());
+    let (threads, fds) = (thread_count(), fd_count());
+    for i in 0..20 {
+        let started = Instant::now();
+        let sfu = Sfu::start(SfuOptions::default()).unwrap();
+        assert!(started.elapsed() < Duration::from_secs(2));
+        if i % 5 == 0 {
+            // A participant in the room when the SFU stops.
+            let settings = LiveKitSettings {
+                url: sfu.url(),
+                ..LiveKitSettings::default()
+            };
+            let token = mint_livekit_token(
+                &settings,
+                "r",
+                "rt",
+                "rt",
+                Duration::from_secs(60),
+                &TokenOptions::default(),
+            );
+            let host = RuntimeHost::connect(&sfu.url(), &token, Duration::from_secs(10)).unwrap();
+            assert_eq!(sfu.participant_count("r"), 1);
+            drop(sfu);
+            drop(host);
+        }
+    }
+    settle("threads", threads, thread_count);
+    settle("file descriptors", fds, fd_count);
+}
