@@ -273,6 +273,11 @@ impl Platform {
         Self::on(LiveKit::start())
     }
 
+    /// A platform on the given LiveKit backend.
+    pub fn start_on(backend: Backend) -> Platform {
+        Self::on(LiveKit::start_on(backend))
+    }
+
     /// A platform on a LiveKit server with its own key pair.
     pub fn start_with_livekit_keys(key: &str, secret: &str) -> Platform {
         Self::on(LiveKit::start_with_keys(key, secret))

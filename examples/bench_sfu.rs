@@ -1,0 +1,186 @@
+//! The embedded SFU next to livekit-server, in one run, with Rust peers on both sides:
+//!
+//! - SFU start time (`Sfu::start` until its port accepts a connection);
+//! - `session.state().get("robot_status")` round trips from a Rust `Session` to a Rust
+//!   `RuntimeHost`, through each backend;
+//! - the transfer time of a 1280×720-sized (230 400 B) byte stream, `get_vision` to frame;
+//! - threads of this process: before anything, with the SFU running, with one session on it.
+//!
+//! Prints figures; asserts nothing. Needs livekit-server (`bash .ci/setup`):
+//!
+//! ```text
+//! cargo run --release --example bench_sfu --features livekit,dev
+//! ```
+//!
+//! `BENCH_N` sets the number of timed state reads per backend (default 300).
+
+#[path = "../tests/live_common/mod.rs"]
+mod live_common;
+
+use std::net::TcpStream;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use live_common::{thread_count, Backend, Platform};
+use menlo_robot_sdk::dev::{Sfu, SfuOptions};
+use menlo_robot_sdk::{
+    connect, CaptureOptions, ConnectOptions, OutgoingStream, RpcFailure, RuntimeHost, Session, StateReply,
+};
+use serde_json::json;
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+const WARMUP: usize = 50;
+const FRAMES: usize = 30;
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// A runtime answering `runtime.state` and sending camera frames as byte streams.
+fn runtime(p: &Platform) -> Res<Arc<RuntimeHost>> {
+    let identity = format!("simplesim:{}", p.robot_id);
+    let token = p.livekit.token(&p.robot_id, &identity, false, &[]);
+    let host = Arc::new(RuntimeHost::connect(
+        &p.livekit.url,
+        &token,
+        Duration::from_secs(15),
+    )?);
+    host.handle("runtime.tools_list", |_| Ok("[]".to_string()));
+    host.handle("runtime.state", |_| {
+        Ok(json!({
+            "timestamp": {"wall_time_ms": 7},
+            "runtime": {"status": "ready", "accepts_tool_calls": true, "accepts_capture_requests": true},
+            "robot": {"entity_id": "robot_1", "status": "ready"},
+        })
+        .to_string())
+    });
+    let weak: Weak<RuntimeHost> = Arc::downgrade(&host);
+    host.handle("runtime.cameras_capture", move |call| {
+        let payload: serde_json::Value = serde_json::from_str(&call.payload).unwrap_or_default();
+        let host = weak
+            .upgrade()
+            .ok_or_else(|| RpcFailure::new(RpcFailure::APPLICATION_ERROR, "gone"))?;
+        let width = payload["options"]["width"].as_u64().unwrap_or(0) as usize;
+        let height = payload["options"]["height"].as_u64().unwrap_or(0) as usize;
+        let mut frame = vec![0xFF, 0xD8, 0xFF, 0xE0];
+        frame.extend((4..width * height / 4 - 2).map(|i| (i * 7 % 251) as u8));
+        frame.extend([0xFF, 0xD9]);
+        let stream = OutgoingStream {
+            topic: payload["stream"]["topic"].as_str().unwrap_or_default().to_owned(),
+            name: "pov.jpg".to_owned(),
+            mime_type: "image/jpeg".to_owned(),
+            attributes: [(
+                "request_id".to_owned(),
+                payload["stream"]["id"].as_str().unwrap_or_default().to_owned(),
+            )]
+            .into(),
+            destinations: vec![call.caller_identity.clone()],
+        };
+        host.send_bytes(frame, stream)
+            .map_err(|e| RpcFailure::new(RpcFailure::APPLICATION_ERROR, e.to_string()))?;
+        Ok(json!({
+            "status": "done",
+            "result": {"payload": {"kind": "byte_stream"}},
+            "meta": {"action_id": "cap", "started_at_ms": 1, "finished_at_ms": 2, "duration_ms": 1},
+        })
+        .to_string())
+    });
+    Ok(host)
+}
+
+fn session(p: &Platform) -> Res<Session> {
+    let options = ConnectOptions::new()
+        .worker_names(Vec::<String>::new())
+        .runtime_identity_prefix("simplesim")
+        .session_ready_timeout(Duration::from_secs(30));
+    Ok(connect(&p.client, &p.robot_id, options)?)
+}
+
+fn state_reads(session: &Session, n: usize) -> Res<Vec<f64>> {
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..WARMUP + n {
+        let started = Instant::now();
+        let reply = session.state().get("robot_status")?;
+        let elapsed = ms(started.elapsed());
+        if !matches!(reply, StateReply::RobotStatus(_)) {
+            return Err(format!("untyped robot_status reply: {reply:?}").into());
+        }
+        if i >= WARMUP {
+            samples.push(elapsed);
+        }
+    }
+    Ok(sorted(samples))
+}
+
+fn frame_times(session: &Session) -> Res<Vec<f64>> {
+    let options = CaptureOptions::new().width(1280).height(720);
+    let mut samples = Vec::new();
+    for _ in 0..FRAMES {
+        let started = Instant::now();
+        let frame = session.get_vision("pov", &options)?;
+        samples.push(ms(started.elapsed()));
+        if frame.len() != 1280 * 720 / 4 {
+            return Err(format!("frame of {} bytes", frame.len()).into());
+        }
+    }
+    Ok(sorted(samples))
+}
+
+fn backend_figures(backend: Backend, n: usize) -> Res<()> {
+    let p = Platform::start_on(backend);
+    let host = runtime(&p)?;
+    let threads_before = thread_count();
+    let session = session(&p)?;
+    std::thread::sleep(Duration::from_millis(500));
+    let threads_with_session = thread_count();
+    let state = state_reads(&session, n)?;
+    let frames = frame_times(&session)?;
+    println!(
+        "{backend:?}: state p50 {:.2} ms, p99 {:.2} ms (n={n}); 1280x720 frame p50 {:.1} ms, p99 {:.1} ms (n={FRAMES}); threads {threads_before} -> {threads_with_session} with the session",
+        pct(&state, 0.5),
+        pct(&state, 0.99),
+        pct(&frames, 0.5),
+        pct(&frames, 0.99),
+    );
+    session.disconnect(true)?;
+    drop(host);
+    Ok(())
+}
+
+fn main() -> Res<()> {
+    let n: usize = std::env::var("BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let threads_idle = thread_count();
+    let mut starts = Vec::new();
+    for _ in 0..30 {
+        let started = Instant::now();
+        let sfu = Sfu::start(SfuOptions::default())?;
+        TcpStream::connect(sfu.url().trim_start_matches("ws://"))?;
+        starts.push(ms(started.elapsed()));
+    }
+    let starts = sorted(starts);
+    let sfu = Sfu::start(SfuOptions::default())?;
+    let threads_sfu = thread_count();
+    drop(sfu);
+    println!(
+        "SFU start: p50 {:.2} ms, max {:.2} ms (n={}); threads {threads_idle} -> {threads_sfu} with an SFU running",
+        pct(&starts, 0.5),
+        starts[starts.len() - 1],
+        starts.len()
+    );
+    backend_figures(Backend::Embedded, n)?;
+    backend_figures(Backend::LiveKitServer, n)?;
+    Ok(())
+}
