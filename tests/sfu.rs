@@ -17,7 +17,7 @@ use menlo_robot_sdk::RuntimeHost;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-/// Tests that count this process's threads and descriptors run alone.
+/// One test at a time: one of them counts this process's threads and descriptors.
 static EXCLUSIVE: Mutex<()> = Mutex::new(());
 
 fn exclusive() -> std::sync::MutexGuard<'static, ()> {
@@ -110,6 +110,7 @@ fn upgrade(sfu: &Sfu, token: &str, query: &str) -> (u16, String) {
 
 #[test]
 fn every_bad_token_reason_is_refused_with_livekit_statuses() {
+    let _alone = exclusive();
     let sfu = Sfu::start(SfuOptions::default()).unwrap();
     let good = sign(&claims("r", "alice"), "secret");
     assert_eq!(upgrade(&sfu, &good, "").0, 101, "a good token upgrades");
@@ -187,6 +188,7 @@ fn every_bad_token_reason_is_refused_with_livekit_statuses() {
 
 #[test]
 fn validate_v1_and_plain_http_answer_like_livekit_server() {
+    let _alone = exclusive();
     let sfu = Sfu::start(SfuOptions::default()).unwrap();
     let good = sign(&claims("r", "alice"), "secret");
     let bad = sign(&claims("r", "alice"), "wrong");
@@ -278,4 +280,225 @@ fn start_stop_cycles_leave_no_thread_or_descriptor() {
     }
     settle("threads", threads, thread_count);
     settle("file descriptors", fds, fd_count);
+}
+
+/// A signalling-only client: a websocket on `/rtc`, no WebRTC.
+struct SignalClient {
+    ws: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+}
+
+impl SignalClient {
+    async fn join(sfu: &Sfu, token: &str) -> (SignalClient, livekit_protocol::JoinResponse) {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+        let url = format!("{}/rtc?protocol=16&sdk=rust", sfu.url());
+        let mut request = url.into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let tcp = tokio::net::TcpStream::connect(sfu.url().trim_start_matches("ws://"))
+            .await
+            .unwrap();
+        let (ws, _) = tokio_tungstenite::client_async(request, tcp).await.unwrap();
+        let mut client = SignalClient { ws };
+        let join = loop {
+            if let Resp::Join(join) = client.next().await {
+                break join;
+            }
+        };
+        (client, join)
+    }
+
+    async fn send(&mut self, msg: Req) {
+        use futures_util::SinkExt as _;
+        use prost::Message as _;
+        let frame = livekit_protocol::SignalRequest { message: Some(msg) }.encode_to_vec();
+        self.ws
+            .send(tokio_tungstenite::tungstenite::Message::Binary(frame.into()))
+            .await
+            .unwrap();
+    }
+
+    /// The next signal response (bounded wait).
+    async fn next(&mut self) -> Resp {
+        use futures_util::StreamExt as _;
+        use prost::Message as _;
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(5), self.ws.next())
+                .await
+                .expect("a signal response within 5 s")
+                .expect("signal connection open")
+                .unwrap();
+            if let tokio_tungstenite::tungstenite::Message::Binary(b) = msg {
+                let resp = livekit_protocol::SignalResponse::decode(b.as_ref()).unwrap();
+                if let Some(m) = resp.message {
+                    return m;
+                }
+            }
+        }
+    }
+
+    /// Skips responses until one matches.
+    async fn until<T>(&mut self, mut pick: impl FnMut(Resp) -> Option<T>) -> T {
+        loop {
+            if let Some(v) = pick(self.next().await) {
+                return v;
+            }
+        }
+    }
+
+    async fn update_of(&mut self, identity: &str) -> livekit_protocol::ParticipantInfo {
+        self.until(|m| match m {
+            Resp::Update(u) => u.participants.into_iter().find(|p| p.identity == identity),
+            _ => None,
+        })
+        .await
+    }
+}
+
+use livekit_protocol::signal_request::Message as Req;
+use livekit_protocol::signal_response::Message as Resp;
+
+#[test]
+fn signalling_updates_pings_refusals_leaves_and_room_deletion() {
+    let _alone = exclusive();
+    use livekit_protocol::participant_info::State;
+    let sfu = Sfu::start(SfuOptions::default()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut a_claims = claims("r", "alice");
+        a_claims["video"]["canUpdateOwnMetadata"] = json!(true);
+        a_claims["kind"] = json!("agent");
+        a_claims["attributes"] = json!({"lk.agent.name": "sim-worker"});
+        let (mut alice, join) = SignalClient::join(&sfu, &sign(&a_claims, "secret")).await;
+        let me = join.participant.clone().unwrap();
+        assert_eq!(me.identity, "alice");
+        assert_eq!(me.kind, livekit_protocol::participant_info::Kind::Agent as i32);
+        assert_eq!(join.room.as_ref().unwrap().name, "r");
+        assert!(join.room.as_ref().unwrap().sid.starts_with("RM_"));
+        assert!(
+            join.subscriber_primary,
+            "/rtc with protocol 16: subscriber primary"
+        );
+        assert_eq!((join.ping_interval, join.ping_timeout), (5, 15));
+        assert_eq!(
+            join.server_info.as_ref().unwrap().version,
+            "1.13.5",
+            "RPC needs 1.8+"
+        );
+        assert!(join.ice_servers.is_empty());
+        // On /rtc the server offers the subscriber connection right away.
+        alice.until(|m| matches!(m, Resp::Offer(_)).then_some(())).await;
+
+        let (mut bob, join) = SignalClient::join(&sfu, &sign(&claims("r", "bob"), "secret")).await;
+        let others = join.other_participants;
+        assert_eq!(others.len(), 1);
+        assert_eq!(others[0].attributes["lk.agent.name"], "sim-worker");
+        let seen = alice.update_of("bob").await;
+        assert_eq!(seen.state, State::Joined as i32);
+
+        // Own metadata/attributes/name updates: applied, broadcast, acknowledged.
+        alice
+            .send(Req::UpdateMetadata(livekit_protocol::UpdateParticipantMetadata {
+                metadata: "busy".into(),
+                name: "Alice".into(),
+                attributes: [("mode".to_string(), "auto".to_string())].into(),
+                request_id: 7,
+            }))
+            .await;
+        let updated = bob.update_of("alice").await;
+        assert_eq!(
+            (updated.metadata.as_str(), updated.name.as_str()),
+            ("busy", "Alice")
+        );
+        assert_eq!(updated.attributes["mode"], "auto");
+        assert_eq!(updated.attributes["lk.agent.name"], "sim-worker");
+        let ack = alice
+            .until(|m| match m {
+                Resp::RequestResponse(r) => Some(r),
+                _ => None,
+            })
+            .await;
+        assert_eq!((ack.request_id, ack.reason), (7, 0));
+        // Without canUpdateOwnMetadata: refused.
+        bob.send(Req::UpdateMetadata(livekit_protocol::UpdateParticipantMetadata {
+            metadata: "x".into(),
+            request_id: 8,
+            ..Default::default()
+        }))
+        .await;
+        let refusal = bob
+            .until(|m| match m {
+                Resp::RequestResponse(r) => Some(r),
+                _ => None,
+            })
+            .await;
+        assert_eq!(refusal.request_id, 8);
+        assert_eq!(
+            refusal.reason,
+            livekit_protocol::request_response::Reason::NotAllowed as i32
+        );
+
+        // Both ping forms.
+        bob.send(Req::Ping(1)).await;
+        bob.until(|m| matches!(m, Resp::Pong(t) if t > 0).then_some(()))
+            .await;
+        bob.send(Req::PingReq(livekit_protocol::Ping {
+            timestamp: 42,
+            rtt: 0,
+        }))
+        .await;
+        let pong = bob
+            .until(|m| match m {
+                Resp::PongResp(p) => Some(p),
+                _ => None,
+            })
+            .await;
+        assert_eq!(pong.last_ping_timestamp, 42);
+
+        // Media is refused.
+        bob.send(Req::AddTrack(livekit_protocol::AddTrackRequest {
+            cid: "mic".into(),
+            name: "mic".into(),
+            ..Default::default()
+        }))
+        .await;
+        let refused = bob
+            .until(|m| match m {
+                Resp::RequestResponse(r) => Some(r),
+                _ => None,
+            })
+            .await;
+        assert_eq!(
+            refused.reason,
+            livekit_protocol::request_response::Reason::NotAllowed as i32
+        );
+
+        // A client leaving is broadcast.
+        bob.send(Req::Leave(livekit_protocol::LeaveRequest::default()))
+            .await;
+        let gone = alice.update_of("bob").await;
+        assert_eq!(gone.state, State::Disconnected as i32);
+        assert_eq!(
+            gone.disconnect_reason,
+            livekit_protocol::DisconnectReason::ClientInitiated as i32
+        );
+        assert_eq!(sfu.participant_count("r"), 1);
+
+        // Deleting the room tells the participants why.
+        assert!(sfu.delete_room("r"));
+        let leave = alice
+            .until(|m| match m {
+                Resp::Leave(l) => Some(l),
+                _ => None,
+            })
+            .await;
+        assert_eq!(
+            leave.reason,
+            livekit_protocol::DisconnectReason::RoomDeleted as i32
+        );
+        assert!(sfu.rooms().is_empty());
+    });
 }
