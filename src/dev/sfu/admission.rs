@@ -431,4 +431,49 @@ mod tests {
         assert_eq!(kind_from_claim(""), Kind::Standard);
         assert_eq!(kind_from_claim("robot"), Kind::Standard);
     }
+
+    #[test]
+    fn garbage_requests_are_refused_never_panic() {
+        let mut rng = fastrand::Rng::with_seed(5);
+        let token = token("rb_1", "robot");
+        let pieces = [
+            "join_request=",
+            "access_token=",
+            "room=",
+            "attributes=",
+            "protocol=",
+            "&",
+            "=",
+            "%",
+            "AAAA",
+            "H4sI",
+            "-_",
+            &token,
+        ];
+        for _ in 0..5_000 {
+            let query: String = (0..rng.usize(0..6))
+                .map(|_| pieces[rng.usize(..pieces.len())])
+                .collect();
+            let auth: String = (0..rng.usize(0..40)).map(|_| rng.char(' '..'~')).collect();
+            for single_pc in [false, true] {
+                let req = SignalRequest {
+                    single_pc,
+                    query: &query,
+                    authorization: rng.bool().then_some(auth.as_str()),
+                };
+                let _ = admit_default(&req);
+            }
+        }
+        let mut bytes = vec![0u8; 64];
+        for _ in 0..2_000 {
+            rng.fill(&mut bytes);
+            let q = format!("join_request={}", URL_SAFE.encode(&bytes));
+            let req = SignalRequest {
+                single_pc: true,
+                query: &q,
+                authorization: Some("Bearer x"),
+            };
+            assert!(admit_default(&req).is_err());
+        }
+    }
 }

@@ -339,3 +339,33 @@ fn lost(reason: &str) -> PeerOutput {
         reason: reason.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_sdp_candidates_and_datagrams_do_not_panic() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        let now = Instant::now();
+        let local = "127.0.0.1:40000".parse().unwrap();
+        let (mut offerer, offer) = ServerPeer::offerer(now, local).unwrap();
+        assert!(offer.contains("webrtc-datachannel") && offer.contains("a=ice-lite"));
+        let mut answerer = ServerPeer::answerer(now, local).unwrap();
+        assert!(answerer.accept_offer("v=0\r\ngarbage").is_err());
+        assert!(offerer.accept_answer("garbage").is_err());
+        assert!(answerer.add_remote_candidate("candidate:garbage").is_err());
+        assert!(answerer.add_remote_candidate("").is_ok());
+        let from = "127.0.0.1:50000".parse().unwrap();
+        for _ in 0..3_000 {
+            let mut d: Vec<u8> = (0..rng.usize(..300)).map(|_| rng.u8(..)).collect();
+            if let Some(b) = d.first_mut() {
+                *b = [0u8, 1, 20, 22, 23, 128][rng.usize(..6)];
+            }
+            for peer in [&mut offerer, &mut answerer] {
+                peer.handle_receive(now, from, &d);
+                while let PeerOutput::Transmit(..) = peer.poll() {}
+            }
+        }
+    }
+}
