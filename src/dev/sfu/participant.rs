@@ -28,6 +28,8 @@ use super::peer::{PeerOutput, ServerPeer};
 use super::rooms::{Outbound, Registry};
 use super::{PING_INTERVAL_SECS, PING_TIMEOUT_SECS};
 
+/// Receive and send buffer asked for each UDP socket.
+const UDP_BUFFER_BYTES: usize = 4 << 20;
 /// How long a client may take to bring its data channel up after joining.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -64,8 +66,18 @@ struct Link {
 }
 
 impl Link {
+    /// A loopback UDP socket with room for a burst: a 230 kB frame arrives as ~200 datagrams
+    /// at once, more than the default receive buffer holds, and every datagram dropped there
+    /// costs the SCTP stream a retransmission timeout (a second).
     async fn bind() -> std::io::Result<(UdpSocket, SocketAddr)> {
-        let socket = UdpSocket::bind("127.0.0.1:0").await?;
+        use socket2::{Domain, Protocol, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+        // Best effort: the kernel caps it at `net.core.rmem_max` / `wmem_max`.
+        let _ = socket.set_recv_buffer_size(UDP_BUFFER_BYTES);
+        let _ = socket.set_send_buffer_size(UDP_BUFFER_BYTES);
+        socket.set_nonblocking(true)?;
+        socket.bind(&SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)).into())?;
+        let socket = UdpSocket::from_std(socket.into())?;
         let addr = socket.local_addr()?;
         Ok((socket, addr))
     }
