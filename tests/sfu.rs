@@ -502,3 +502,82 @@ fn signalling_updates_pings_refusals_leaves_and_room_deletion() {
         assert!(sfu.rooms().is_empty());
     });
 }
+
+/// Runs tests/peers/pair.py (two official Python clients) against `sfu`; returns its JSON
+/// lines by event. Killed after 60 s.
+fn python_pair(sfu: &Sfu) -> std::collections::HashMap<String, Value> {
+    let settings = LiveKitSettings {
+        url: sfu.url(),
+        ..LiveKitSettings::default()
+    };
+    let agent = TokenOptions {
+        kind: Some("agent".into()),
+        attributes: [("lk.agent.name".to_owned(), "sim-worker".to_owned())].into(),
+        ..TokenOptions::default()
+    };
+    let ttl = Duration::from_secs(120);
+    let token_a = mint_livekit_token(&settings, "py", "py-a", "A", ttl, &TokenOptions::default());
+    let token_b = mint_livekit_token(&settings, "py", "py-b", "B", ttl, &agent);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/pair.py");
+    let mut child = std::process::Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
+        .arg(script)
+        .args([&sfu.url(), &token_a, &token_b])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 with the livekit package (bash .ci/setup)");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("pair.py did not finish within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stdout = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    assert!(status.success(), "pair.py failed: {stdout}");
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|v| (v["event"].as_str().unwrap_or_default().to_string(), v))
+        .collect()
+}
+
+#[test]
+fn official_python_clients_meet_on_both_layouts() {
+    let _alone = exclusive();
+    for rtc_v1 in [true, false] {
+        let sfu = Sfu::start(SfuOptions {
+            rtc_v1,
+            ..SfuOptions::default()
+        })
+        .unwrap();
+        let events = python_pair(&sfu);
+        let joined = &events["joined"];
+        assert_eq!(joined["a_sees"], json!(["py-b"]), "{joined}");
+        assert_eq!(joined["b_sees"], json!(["py-a"]), "{joined}");
+        assert_eq!(
+            joined["b_kind"], 4,
+            "agent kind (ParticipantInfo.Kind.AGENT): {joined}"
+        );
+        assert_eq!(joined["b_attributes"]["lk.agent.name"], "sim-worker", "{joined}");
+        let rpc = &events["rpc"];
+        assert_eq!(rpc["reply"], json!({"caller": "py-a", "len": 40000}), "{rpc}");
+        let data = &events["data"];
+        assert_eq!(data["reliable"], "reliable-1", "{data}");
+        assert_eq!(data["sender"], "py-a", "stamped by the SFU: {data}");
+        assert!(events.contains_key("done"), "rtc_v1={rtc_v1}: {events:?}");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !sfu.rooms().is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "the room ends with its last participant"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}

@@ -34,6 +34,9 @@ pub struct SfuOptions {
     pub api_secret: String,
     /// Address to listen on for signalling; `127.0.0.1:0` (an ephemeral port) by default.
     pub bind: SocketAddr,
+    /// Whether `/rtc/v1` (one peer connection) is served; `true` by default. With `false` it
+    /// answers `404`, as livekit-server before 1.9 does, and clients fall back to `/rtc`.
+    pub rtc_v1: bool,
 }
 
 impl Default for SfuOptions {
@@ -43,6 +46,7 @@ impl Default for SfuOptions {
             api_key: "devkey".into(),
             api_secret: "secret".into(),
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            rtc_v1: true,
         }
     }
 }
@@ -53,6 +57,7 @@ impl fmt::Debug for SfuOptions {
             .field("api_key", &self.api_key)
             .field("api_secret", &"<redacted>")
             .field("bind", &self.bind)
+            .field("rtc_v1", &self.rtc_v1)
             .finish()
     }
 }
@@ -144,11 +149,6 @@ impl fmt::Debug for Sfu {
 impl Sfu {
     /// Binds the signalling socket and starts serving on a background thread.
     pub fn start(options: SfuOptions) -> std::io::Result<Sfu> {
-        Self::start_with(options, true)
-    }
-
-    /// [`Sfu::start`], optionally without `/rtc/v1` (to exercise clients' fallback to `/rtc`).
-    pub(crate) fn start_with(options: SfuOptions, single_pc: bool) -> std::io::Result<Sfu> {
         let listener = StdTcpListener::bind(options.bind)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
@@ -160,7 +160,7 @@ impl Sfu {
             api_key: options.api_key,
             api_secret: options.api_secret,
             participants: Arc::new(()),
-            single_pc,
+            single_pc: options.rtc_v1,
         });
         let (shutdown, stop) = oneshot::channel();
         let serving = Arc::clone(&server);

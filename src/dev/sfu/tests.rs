@@ -76,7 +76,11 @@ fn bytes_to(topic: &str, destinations: &[&str]) -> SendBytesOptions {
 }
 
 fn engines_talk_through_the_sfu(single_pc: bool) {
-    let sfu = Sfu::start_with(SfuOptions::default(), single_pc).unwrap();
+    let sfu = Sfu::start(SfuOptions {
+        rtc_v1: single_pc,
+        ..SfuOptions::default()
+    })
+    .unwrap();
     let robot = join(&sfu, "room-a", "robot", true);
     let user = join(&sfu, "room-a", "user", false);
 
