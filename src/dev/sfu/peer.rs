@@ -21,6 +21,13 @@ pub(super) const RELIABLE_LABEL: &str = "_reliable";
 pub(super) const LOSSY_LABEL: &str = "_lossy";
 /// Reliable bytes queued for one peer before it counts as stalled and is dropped.
 const MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
+/// Data written to a channel but not yet acknowledged by the client, at most (str0m's
+/// default is 128 KiB). Whatever is in flight can land in the client's UDP receive buffer at
+/// once; the official clients' default buffer holds about 90 full datagrams, and every one
+/// dropped there costs the SCTP stream a one-second retransmission timeout (measured: a
+/// 1280×720 frame every few stalled for a second at 128 KiB, none at this size). It also
+/// bounds the largest message forwarded (see [`ServerPeer::send`]).
+const MAX_IN_FLIGHT: usize = 64 * 1024;
 /// How long ICE may stay disconnected before the connection counts as lost.
 const ICE_DISCONNECTED_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -63,7 +70,11 @@ pub(super) struct ServerPeer {
 
 impl ServerPeer {
     fn new_rtc(now: Instant, local: SocketAddr) -> Result<Rtc, String> {
-        let mut rtc = Rtc::builder().set_ice_lite(true).clear_codecs().build(now);
+        let mut rtc = Rtc::builder()
+            .set_ice_lite(true)
+            .clear_codecs()
+            .set_sctp_max_buffered_amount(MAX_IN_FLIGHT)
+            .build(now);
         let candidate = Candidate::host(local, "udp").map_err(|e| format!("host candidate: {e}"))?;
         rtc.add_local_candidate(candidate);
         Ok(rtc)
@@ -187,9 +198,18 @@ impl ServerPeer {
     }
 
     /// Queues a message on the reliable channel (sent once it is open, in order), or sends it
-    /// on the lossy one (dropped when that is not open). Errors when the queue overflows.
+    /// on the lossy one (dropped when that is not open). Messages over [`MAX_IN_FLIGHT`]
+    /// (64 KiB; LiveKit clients send at most 15 KiB per packet) are dropped with a warning.
+    /// Errors when the queue overflows.
     pub(super) fn send(&mut self, reliable: bool, data: Vec<u8>) -> Result<(), String> {
         if self.closed {
+            return Ok(());
+        }
+        if data.len() > MAX_IN_FLIGHT {
+            log::warn!(
+                "sfu: dropping a {} B data packet (over {MAX_IN_FLIGHT} B)",
+                data.len()
+            );
             return Ok(());
         }
         if !reliable {
