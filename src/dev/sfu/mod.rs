@@ -114,7 +114,10 @@ pub struct SfuRoom {
 ///   destination identities, on the same kind of channel: reliable packets in order, lossy
 ///   ones best effort. RPC (v1 packets, v2 streams) and byte/text streams therefore just
 ///   flow through. Reliable packets replaying an already forwarded sequence number are
-///   dropped, as livekit-server does.
+///   dropped, as livekit-server does. At most 64 KiB per client is in flight unacknowledged
+///   (more overflows the official clients' UDP receive buffers, and SCTP then stalls for a
+///   second), which also caps one packet at 64 KiB (LiveKit clients send at most 15 KiB);
+///   larger ones are dropped with a warning.
 /// - **Media** is refused: `AddTrack` and data-track requests get a `RequestResponse`
 ///   `NOT_ALLOWED`.
 /// - Pings: both forms (`ping` → `pong`, `ping_req` → `pong_resp`); a client silent for
