@@ -30,6 +30,8 @@ use super::{PING_INTERVAL_SECS, PING_TIMEOUT_SECS};
 
 /// Receive and send buffer asked for each UDP socket.
 const UDP_BUFFER_BYTES: usize = 4 << 20;
+/// How long one signal message may take to go out before the client counts as gone.
+const SIGNAL_SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a client may take to bring its data channel up after joining.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -179,10 +181,12 @@ where
     async fn send_signal(&mut self, msg: Resp) -> Result<(), Ending> {
         log::trace!("sfu: to {}: {msg:?}", self.sid);
         let frame = proto::SignalResponse { message: Some(msg) }.encode_to_vec();
-        self.ws
-            .send(Message::Binary(frame.into()))
-            .await
-            .map_err(|e| Ending::client(format!("signal send failed: {e}")))
+        // A client that stops reading must not stall its task (and its queue) forever.
+        match tokio::time::timeout(SIGNAL_SEND_TIMEOUT, self.ws.send(Message::Binary(frame.into()))).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Ending::client(format!("signal send failed: {e}"))),
+            Err(_) => Err(Ending::client("signal send timed out")),
+        }
     }
 
     /// Join response, then the subscriber offer (`/rtc`) or the answer to an offer carried in
