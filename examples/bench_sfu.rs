@@ -12,7 +12,10 @@
 //! cargo run --release --example bench_sfu --features livekit,dev
 //! ```
 //!
-//! `BENCH_N` sets the number of timed state reads per backend (default 300).
+//! `BENCH_N` sets the number of timed state reads per backend (default 300). With
+//! `BENCH_ROBOTS=50` it also polls 50 robots (a `RuntimeHost` and a `Session` each, one room
+//! each) at 10 Hz for `BENCH_SECS` (default 10) seconds per backend: round trip p50/p99,
+//! threads and RSS of this process.
 
 #[path = "../tests/live_common/mod.rs"]
 mod live_common;
@@ -24,7 +27,8 @@ use std::time::{Duration, Instant};
 use live_common::{thread_count, Backend, Platform};
 use menlo_robot_sdk::dev::{Sfu, SfuOptions};
 use menlo_robot_sdk::{
-    connect, CaptureOptions, ConnectOptions, OutgoingStream, RpcFailure, RuntimeHost, Session, StateReply,
+    connect, CaptureOptions, ConnectOptions, NewRobot, OutgoingStream, RpcFailure, RuntimeHost, Session,
+    StateReply,
 };
 use serde_json::json;
 
@@ -48,8 +52,12 @@ fn ms(d: Duration) -> f64 {
 
 /// A runtime answering `runtime.state` and sending camera frames as byte streams.
 fn runtime(p: &Platform) -> Res<Arc<RuntimeHost>> {
-    let identity = format!("simplesim:{}", p.robot_id);
-    let token = p.livekit.token(&p.robot_id, &identity, false, &[]);
+    runtime_for(p, &p.robot_id)
+}
+
+fn runtime_for(p: &Platform, robot_id: &str) -> Res<Arc<RuntimeHost>> {
+    let identity = format!("simplesim:{robot_id}");
+    let token = p.livekit.token(robot_id, &identity, false, &[]);
     let host = Arc::new(RuntimeHost::connect(
         &p.livekit.url,
         &token,
@@ -99,11 +107,15 @@ fn runtime(p: &Platform) -> Res<Arc<RuntimeHost>> {
 }
 
 fn session(p: &Platform) -> Res<Session> {
+    session_for(p, &p.robot_id)
+}
+
+fn session_for(p: &Platform, robot_id: &str) -> Res<Session> {
     let options = ConnectOptions::new()
         .worker_names(Vec::<String>::new())
         .runtime_identity_prefix("simplesim")
         .session_ready_timeout(Duration::from_secs(30));
-    Ok(connect(&p.client, &p.robot_id, options)?)
+    Ok(connect(&p.client, robot_id, options)?)
 }
 
 fn state_reads(session: &Session, n: usize) -> Res<Vec<f64>> {
@@ -157,6 +169,76 @@ fn backend_figures(backend: Backend, n: usize) -> Res<()> {
     Ok(())
 }
 
+/// VmRSS of this process, MiB.
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// `robots` robots polled at 10 Hz for `secs` seconds, each from its own thread.
+fn fleet_figures(backend: Backend, robots: usize, secs: u64) -> Res<()> {
+    let p = Platform::start_on(backend);
+    let mut pairs = Vec::new();
+    for i in 0..robots {
+        let id = p
+            .client
+            .robots()
+            .create(&NewRobot::new(format!("fleet-{i}"), "asimov-v0"))?
+            .robot
+            .id;
+        let host = runtime_for(&p, &id)?;
+        pairs.push((host, Arc::new(session_for(&p, &id)?)));
+    }
+    let until = Instant::now() + Duration::from_secs(secs);
+    let pollers: Vec<_> = pairs
+        .iter()
+        .map(|(_, session)| {
+            let session = Arc::clone(session);
+            std::thread::spawn(move || {
+                let mut samples = Vec::new();
+                let mut next = Instant::now();
+                while Instant::now() < until {
+                    let started = Instant::now();
+                    if session.state().get("robot_status").is_ok() {
+                        samples.push(ms(started.elapsed()));
+                    }
+                    next += Duration::from_millis(100);
+                    std::thread::sleep(next.saturating_duration_since(Instant::now()));
+                }
+                samples
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(secs / 2));
+    let (threads, rss) = (thread_count(), rss_mib());
+    let mut all = Vec::new();
+    for poller in pollers {
+        all.extend(poller.join().map_err(|_| "a poller panicked")?);
+    }
+    let all = sorted(all);
+    println!(
+        "{backend:?}: {robots} robots at 10 Hz for {secs} s: state p50 {:.2} ms, p99 {:.2} ms (n={}); this process: {threads} threads, {rss:.0} MiB RSS (pollers included)",
+        pct(&all, 0.5),
+        pct(&all, 0.99),
+        all.len()
+    );
+    for (host, session) in pairs {
+        if let Ok(session) = Arc::try_unwrap(session) {
+            let _ = session.disconnect(true);
+        }
+        drop(host);
+    }
+    Ok(())
+}
+
 fn main() -> Res<()> {
     let n: usize = std::env::var("BENCH_N")
         .ok()
@@ -182,5 +264,17 @@ fn main() -> Res<()> {
     );
     backend_figures(Backend::Embedded, n)?;
     backend_figures(Backend::LiveKitServer, n)?;
+    let robots: usize = std::env::var("BENCH_ROBOTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let secs: u64 = std::env::var("BENCH_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    if robots > 0 {
+        fleet_figures(Backend::Embedded, robots, secs)?;
+        fleet_figures(Backend::LiveKitServer, robots, secs)?;
+    }
     Ok(())
 }
