@@ -111,7 +111,7 @@ fn idle_child() -> Res<()> {
             "threads": threads, "rss_kib": rss,
         })
     );
-    session.disconnect(true)?;
+    session.disconnect()?;
     Ok(())
 }
 
@@ -202,7 +202,7 @@ fn main() -> Res<()> {
     }
     let fps = FRAMES as f64 / started.elapsed().as_secs_f64();
     let frames = sorted(frames);
-    session.disconnect(true)?;
+    session.disconnect()?;
     drop(session);
 
     let fresh = fresh_process_footprint(&p)?;
@@ -217,7 +217,7 @@ fn main() -> Res<()> {
         if skills.is_empty() {
             return Err("the runtime listed no skills".into());
         }
-        session.disconnect(true)?;
+        session.disconnect()?;
     }
     let join_samples = joins
         .iter()

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use live_common::{thread_count, Backend, Platform};
 use menlo_robot_sdk::dev::{Sfu, SfuOptions};
 use menlo_robot_sdk::{
-    connect, CaptureOptions, ConnectOptions, NewRobot, OutgoingStream, RpcFailure, RuntimeHost, Session,
+    connect, CaptureOptions, ConnectOptions, NewRobot, OutgoingStream, RpcError, RuntimeHost, Session,
     StateReply,
 };
 use serde_json::json;
@@ -75,27 +75,19 @@ fn runtime_for(p: &Platform, robot_id: &str) -> Res<Arc<RuntimeHost>> {
     let weak: Weak<RuntimeHost> = Arc::downgrade(&host);
     host.handle("runtime.cameras_capture", move |call| {
         let payload: serde_json::Value = serde_json::from_str(&call.payload).unwrap_or_default();
-        let host = weak
-            .upgrade()
-            .ok_or_else(|| RpcFailure::new(RpcFailure::APPLICATION_ERROR, "gone"))?;
+        let host = weak.upgrade().ok_or_else(|| RpcError::application("gone"))?;
         let width = payload["options"]["width"].as_u64().unwrap_or(0) as usize;
         let height = payload["options"]["height"].as_u64().unwrap_or(0) as usize;
         let mut frame = vec![0xFF, 0xD8, 0xFF, 0xE0];
         frame.extend((4..width * height / 4 - 2).map(|i| (i * 7 % 251) as u8));
         frame.extend([0xFF, 0xD9]);
-        let stream = OutgoingStream {
-            topic: payload["stream"]["topic"].as_str().unwrap_or_default().to_owned(),
-            name: "pov.jpg".to_owned(),
-            mime_type: "image/jpeg".to_owned(),
-            attributes: [(
-                "request_id".to_owned(),
-                payload["stream"]["id"].as_str().unwrap_or_default().to_owned(),
-            )]
-            .into(),
-            destinations: vec![call.caller_identity.clone()],
-        };
+        let stream = OutgoingStream::new(payload["stream"]["topic"].as_str().unwrap_or_default())
+            .name("pov.jpg")
+            .mime_type("image/jpeg")
+            .attribute("request_id", payload["stream"]["id"].as_str().unwrap_or_default())
+            .destination(call.caller_identity.clone());
         host.send_bytes(frame, stream)
-            .map_err(|e| RpcFailure::new(RpcFailure::APPLICATION_ERROR, e.to_string()))?;
+            .map_err(|e| RpcError::application(e.to_string()))?;
         Ok(json!({
             "status": "done",
             "result": {"payload": {"kind": "byte_stream"}},
@@ -164,7 +156,7 @@ fn backend_figures(backend: Backend, n: usize) -> Res<()> {
         pct(&frames, 0.5),
         pct(&frames, 0.99),
     );
-    session.disconnect(true)?;
+    session.disconnect()?;
     drop(host);
     Ok(())
 }
@@ -232,7 +224,7 @@ fn fleet_figures(backend: Backend, robots: usize, secs: u64) -> Res<()> {
     );
     for (host, session) in pairs {
         if let Ok(session) = Arc::try_unwrap(session) {
-            let _ = session.disconnect(true);
+            let _ = session.disconnect();
         }
         drop(host);
     }

@@ -101,6 +101,7 @@ impl fmt::Debug for Client {
 
 /// Explicit client settings. Anything not set takes its default (or, after
 /// [`ClientBuilder::from_env`], the environment's value).
+#[must_use]
 #[derive(Clone, Default)]
 pub struct ClientBuilder {
     settings: Settings,

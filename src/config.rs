@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::json::OrderedJson;
 use crate::secret::Secret;
 
 /// Default RCS (control plane) base URL.
@@ -60,6 +61,7 @@ impl fmt::Debug for Auth {
 /// A principal for direct-identity mode (a development RCS without the auth edge).
 ///
 /// Renders the compact JSON the `X-Menlo-Identity` header carries.
+#[must_use]
 #[derive(Clone, PartialEq, Eq, Serialize)]
 pub struct DevIdentity {
     /// Subject (user id).
@@ -309,12 +311,7 @@ fn read_identity_file(path: &str) -> Result<String> {
 /// Checks the identity is a JSON object with the fields the platform needs, and re-renders
 /// it compactly (the header must be one line).
 fn parse_identity(raw: &str, source: &'static str) -> Result<Secret> {
-    let value: serde_json::Value = serde_json::from_str(raw.trim()).map_err(|err| {
-        Error::config(
-            source,
-            format!("not valid JSON ({})", crate::error::describe_json_error(&err)),
-        )
-    })?;
+    let value: serde_json::Value = serde_json::from_str(raw.trim()).map_err(|err| not_json(source, &err))?;
     let object = value
         .as_object()
         .ok_or_else(|| Error::config(source, "expected a JSON object"))?;
@@ -330,30 +327,16 @@ fn parse_identity(raw: &str, source: &'static str) -> Result<Secret> {
             ));
         }
     }
-    Ok(Secret::new(compact_json(raw.trim())))
+    // Re-rendered from an ordered tree: compact, keys in the order given.
+    let ordered: OrderedJson = serde_json::from_str(raw.trim()).map_err(|err| not_json(source, &err))?;
+    Ok(Secret::new(ordered.to_compact_string()))
 }
 
-/// Removes whitespace outside strings, keeping key order (the header must be one line).
-fn compact_json(json: &str) -> String {
-    let mut out = String::with_capacity(json.len());
-    let (mut in_string, mut escaped) = (false, false);
-    for ch in json.chars() {
-        if in_string {
-            out.push(ch);
-            match (escaped, ch) {
-                (true, _) => escaped = false,
-                (false, '\\') => escaped = true,
-                (false, '"') => in_string = false,
-                _ => {}
-            }
-        } else if ch == '"' {
-            in_string = true;
-            out.push(ch);
-        } else if !ch.is_whitespace() {
-            out.push(ch);
-        }
-    }
-    out
+fn not_json(source: &'static str, err: &serde_json::Error) -> Error {
+    Error::config(
+        source,
+        format!("not valid JSON ({})", crate::error::describe_json_error(err)),
+    )
 }
 
 /// Trims, drops a trailing `/`, and checks the scheme.

@@ -42,21 +42,47 @@
 //! - default: the control plane only (ureq, serde, thiserror, fastrand, log, base64).
 //! - `livekit`: live robot control.
 //! - `dev`: the embedded local platform, for offline development and tests.
+//!
+//! # Driving a robot (feature `livekit`)
+//!
+//! `connect` returns a `Session`, the live handle to the robot's session. Each runtime
+//! call has a blocking form (`Session::invoke`) and a non-blocking `start_*` form returning a
+//! handle (`PendingAction`, `Pending`) that never blocks; events arrive on
+//! `Session::events`. No thread per session: calls run on the SDK's private executor and
+//! callbacks on one shared SDK thread. The README's "Drive a robot" section has a full
+//! example.
+//!
+//! # Glossary
+//! - **session**: the robot's session on the platform; `Session` is the live handle to one.
+//! - **room**: the LiveKit room of a session, named after the robot.
+//! - **participant**: anyone in the room (`Participant`): the SDK, the runtime, viewers.
+//! - **runtime**: the robot runtime worker in the room, answering `runtime.*` RPC
+//!   (`RuntimeHost` is how to be one).
+//! - **engine**: the SDK's private LiveKit client; **executor**: the private tokio pool the
+//!   engine and every live call run on.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 mod client;
 mod config;
 mod error;
+mod json;
 mod models;
 mod open_enum;
 mod robots;
 mod room_key;
+mod runtime_error;
 mod secret;
 mod sessions;
 mod transport;
 
-pub mod retry;
+mod retry;
+/// Control-plane internals the fuzz targets exercise; compiled only under `--cfg fuzzing`.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod __control_plane_fuzzing {
+    pub use crate::room_key::is_container_internal;
+}
 
 #[cfg(feature = "dev")]
 pub mod dev;
@@ -66,7 +92,7 @@ mod live;
 #[doc(hidden)]
 pub use live::fuzzing as __fuzzing;
 #[cfg(feature = "livekit")]
-pub mod runtime;
+mod runtime;
 #[cfg(feature = "livekit")]
 mod runtime_host;
 #[cfg(feature = "livekit")]
@@ -85,25 +111,34 @@ pub use models::{
     SessionMetadata, SessionOptions, SessionStatus, Voice, DEFAULT_TOKEN_TTL_SECONDS,
 };
 pub use robots::{RobotIter, Robots, DEFAULT_PAGE_SIZE};
-pub use room_key::{is_container_internal, RoomKey, RoomKeyOptions, RoomKeys};
+pub use room_key::{RoomKey, RoomKeyOptions, RoomKeys};
+pub use runtime_error::RuntimeErrorCode;
 pub use secret::Secret;
 pub use sessions::Sessions;
 pub use transport::{JitterFn, SleepFn};
 
 #[cfg(feature = "livekit")]
-pub use crossbeam_channel;
+pub use live::{OutgoingStream, Participant, ParticipantKind, RpcError, RpcErrorCode};
 #[cfg(feature = "livekit")]
 pub use runtime::{
-    ActionResult, ActionStatus, CaptureOptions, Participant, ParticipantKind, RuntimeEvent, RuntimeState,
-    SceneState, StateReply, ToolDescriptor,
+    ActionKind, ActionMeta, ActionPhase, ActionProgress, ActionResult, ActionStatus, ActiveAction,
+    CaptureOptions, EntityState, LastAction, LastActionStatus, Pose, RobotInfo, RobotStatus,
+    RuntimeErrorInfo, RuntimeEvent, RuntimeInfo, RuntimeState, RuntimeStatus, SceneState, StateReply,
+    StateTimestamp, ToolAnnotations, ToolCost, ToolDescriptor, ToolUses,
 };
 #[cfg(feature = "livekit")]
-pub use runtime_host::{OutgoingStream, RpcFailure, RuntimeCall, RuntimeHost};
+pub use runtime_host::{RuntimeCall, RuntimeHost};
 #[cfg(feature = "livekit")]
 pub use session::{
-    connect, ConnectCallbacks, ConnectOptions, PendingAction, Session, SessionEvent, StateReader,
-    DEFAULT_SESSION_READY_TIMEOUT, EVENT_QUEUE_CAPACITY,
+    connect, ConnectCallbacks, ConnectOptions, Events, Pending, PendingAction, Session, SessionEvent,
+    StateReader, DEFAULT_SESSION_READY_TIMEOUT, EVENT_QUEUE_CAPACITY,
 };
 
 /// The crate version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The README's code blocks, compiled (and the `no_run` ones type-checked) as doctests so the
+/// README cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

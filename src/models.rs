@@ -59,6 +59,7 @@ open_enum! {
 
 /// A robot record (`RobotOut`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Robot {
     /// Robot id, e.g. `rb_…`.
     pub id: String,
@@ -93,6 +94,7 @@ pub struct Robot {
 
 /// The result of creating a robot: the record and its show-once PIN.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RobotCreated {
     /// The new robot.
     pub robot: Robot,
@@ -112,6 +114,7 @@ impl fmt::Debug for RobotCreated {
 
 /// One page of robots (`RobotList`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RobotPage {
     /// The robots on this page.
     pub robots: Vec<Robot>,
@@ -122,6 +125,7 @@ pub struct RobotPage {
 
 /// What a required participant slot expects and how many have joined.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RequiredParticipant {
     /// The kind of participant that fills the slot.
     #[serde(default)]
@@ -139,6 +143,7 @@ pub struct RequiredParticipant {
 
 /// One agent dispatch into the session room.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct AgentDispatch {
     /// The agent (worker) name.
     #[serde(default)]
@@ -153,6 +158,7 @@ pub struct AgentDispatch {
 
 /// The room metadata of a session: slots, dispatches, scene.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct SessionMetadata {
     /// The robot this session drives.
     pub robot_id: String,
@@ -177,6 +183,7 @@ pub struct SessionMetadata {
 
 /// A new session: where to join and with which credential.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct SessionCreated {
     /// The LiveKit room name (equals the robot id).
     pub room_name: String,
@@ -190,6 +197,7 @@ pub struct SessionCreated {
 
 /// A live session as listed by discovery (`SessionInfo`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct SessionInfo {
     /// The robot of the session.
     pub robot_id: String,
@@ -215,6 +223,7 @@ pub struct SessionInfo {
 
 /// The body of `GET /v1/sessions`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct SessionList {
     /// The live sessions visible to the caller.
     pub sessions: Vec<SessionInfo>,
@@ -222,6 +231,7 @@ pub struct SessionList {
 
 /// An extra room credential (what room keys are built from).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ParticipantToken {
     /// The LiveKit room name.
     pub room_name: String,
@@ -236,6 +246,7 @@ pub struct ParticipantToken {
 }
 
 /// Fields of a new robot (`RobotCreate`). Unset optional fields take the platform defaults.
+#[must_use]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct NewRobot {
     pub(crate) name: String,
@@ -280,6 +291,7 @@ impl NewRobot {
 }
 
 /// A partial robot update (`RobotUpdate`): only the fields set here are sent.
+#[must_use]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct RobotUpdate {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -362,6 +374,7 @@ impl WorkerConfig {
 /// `worker_names` has three distinct cases: not set (the platform's default dispatch),
 /// empty (dispatch nothing: a browser viewer fills the runtime role by joining), or names
 /// (one LiveKit agent dispatched per name). With no field set, the request has no body.
+#[must_use]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct SessionOptions {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -446,6 +459,7 @@ impl SessionOptions {
 pub const DEFAULT_TOKEN_TTL_SECONDS: u32 = 14_400;
 
 /// A request for an extra room credential (`ParticipantTokenCreate`).
+#[must_use]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ParticipantTokenRequest {
     pub(crate) participant_identity: String,
@@ -470,7 +484,8 @@ impl ParticipantTokenRequest {
         self
     }
 
-    /// Lifetime in seconds (platform default 14400 = 4 h; the server caps it at 6 h).
+    /// Lifetime in seconds, at least 1 (platform default 14400 = 4 h). More than 21600 (6 h)
+    /// is sent as asked and the server caps it at 6 h; see the response's `expires_at`.
     pub fn ttl_seconds(mut self, ttl_seconds: u32) -> Self {
         self.ttl_seconds = Some(ttl_seconds);
         self

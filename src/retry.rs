@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 /// Base delay before the first retry.
-pub const BASE_DELAY: Duration = Duration::from_millis(250);
+pub(crate) const BASE_DELAY: Duration = Duration::from_millis(250);
 /// Upper bound of the uniform jitter added to each delay.
-pub const MAX_JITTER: Duration = Duration::from_millis(100);
+pub(crate) const MAX_JITTER: Duration = Duration::from_millis(100);
 /// No wait, whatever the backoff or `Retry-After` says, exceeds this.
-pub const MAX_DELAY: Duration = Duration::from_secs(30);
+pub(crate) const MAX_DELAY: Duration = Duration::from_secs(30);
 
 /// How one attempt ended, as far as retrying is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,7 +46,7 @@ pub(crate) fn is_retryable(method: &str, outcome: Outcome) -> bool {
 /// lengthened to `retry_after` when the server asked for more, and capped at 30 s.
 ///
 /// `jitter` is a uniform sample in `[0, 1)`; values outside are clamped.
-pub fn backoff_delay(n: u32, jitter: f64, retry_after: Option<Duration>) -> Duration {
+pub(crate) fn backoff_delay(n: u32, jitter: f64, retry_after: Option<Duration>) -> Duration {
     let exponential = BASE_DELAY.saturating_mul(2u32.saturating_pow(n.min(16)));
     let jitter = if jitter.is_finite() {
         jitter.clamp(0.0, 1.0)

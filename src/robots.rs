@@ -120,7 +120,10 @@ impl<'c> Robots<'c> {
     }
 
     /// Mints an extra room credential (`POST …/session/participant-token`); what room keys
-    /// are built from. The server caps the TTL at 6 h. Never retried.
+    /// are built from. Never retried.
+    ///
+    /// A TTL over 6 h is sent as asked and the server caps it at 6 h: the token's
+    /// `expires_at` says what was granted. A TTL of 0 is refused before sending.
     pub fn create_participant_token(
         &self,
         robot_id: &str,
@@ -129,7 +132,10 @@ impl<'c> Robots<'c> {
         check_length("participant_identity", &request.participant_identity, 1, 256)?;
         check_length("participant_name", &request.participant_name, 1, 256)?;
         if request.ttl_seconds == Some(0) {
-            return Err(Error::invalid("ttl_seconds", "must be at least 1"));
+            return Err(Error::invalid(
+                "ttl_seconds",
+                "must be at least 1 (the server caps it at 21600 = 6 hours)",
+            ));
         }
         let path = robot_path(robot_id, "/session/participant-token")?;
         self.client
@@ -139,6 +145,7 @@ impl<'c> Robots<'c> {
 }
 
 /// Lazily follows `next_id` across pages. Made by [`Robots::iter`].
+#[must_use = "iterators are lazy and fetch nothing unless consumed"]
 #[derive(Debug)]
 pub struct RobotIter<'c> {
     robots: Robots<'c>,

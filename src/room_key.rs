@@ -1,11 +1,13 @@
 //! Room keys and viewer links (CONTRACT §5): a short-lived viewer credential packed with the
 //! LiveKit URL into one string the SimpleSim viewer understands.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::client::Client;
 use crate::error::{Error, Result};
@@ -15,6 +17,14 @@ use crate::secret::Secret;
 use crate::transport::encode_query_value;
 
 const PREFIX: &str = "k1~";
+
+/// What stays literal in a `?key=` value: RFC 3986 unreserved characters, which covers every
+/// character of a well-formed key (base64url, `.` and `~`).
+const KEY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// A room key: the LiveKit URL and a participant token for one robot room.
 ///
@@ -41,24 +51,13 @@ impl RoomKey {
         Ok(RoomKey { livekit_url, token })
     }
 
-    /// Parses a key of the form `k1~<base64url(LiveKit URL)>~<JWT>`.
+    /// Parses a room key: the key itself (`k1~<base64url(LiveKit URL)>~<JWT>`), the same key
+    /// percent-encoded (`k1%7E…`), or a whole viewer link holding it in its `key` query
+    /// parameter (`https://sim.menlo.ai/?key=k1~…`, other parameters allowed).
+    ///
+    /// Errors never repeat the input: it is a credential.
     pub fn parse(key: &str) -> Result<RoomKey> {
-        let invalid = |reason: &str| Error::invalid("room key", reason.to_owned());
-        let rest = key
-            .trim()
-            .strip_prefix(PREFIX)
-            .ok_or_else(|| invalid("expected it to start with k1~"))?;
-        let (encoded_url, token) = rest
-            .split_once('~')
-            .ok_or_else(|| invalid("expected k1~<url>~<token>"))?;
-        let url_bytes = URL_SAFE_NO_PAD
-            .decode(encoded_url)
-            .map_err(|_| invalid("the URL part is not base64url"))?;
-        let url = String::from_utf8(url_bytes).map_err(|_| invalid("the URL part is not UTF-8"))?;
-        if token.split('.').count() != 3 {
-            return Err(invalid("the token part is not a JWT"));
-        }
-        RoomKey::new(url, Secret::new(token))
+        parse_bare_key(&key_text(key.trim())?)
     }
 
     /// The key string, `k1~…`. It is a credential: show it only to whom it is meant for.
@@ -86,14 +85,60 @@ impl RoomKey {
         token_room(&self.token)
     }
 
-    /// `{viewer_base}/?key={key}`.
+    /// `{viewer_base}/?key={key}`, the key as minted (its `~` need no escaping).
     pub fn link(&self, viewer_base: &str) -> String {
         format!(
             "{}/?key={}",
             viewer_base.trim_end_matches('/'),
-            encode_query_value(&self.encode())
+            utf8_percent_encode(&self.encode(), KEY_VALUE)
         )
     }
+}
+
+fn invalid_key(reason: &str) -> Error {
+    Error::invalid("room key", reason.to_owned())
+}
+
+/// The bare key inside `input`: `input` itself, its percent-decoding, or a link's `key`
+/// query parameter (decoded). A key never holds `?`, so a `?` means a link.
+fn key_text(input: &str) -> Result<Cow<'_, str>> {
+    if input.starts_with(PREFIX) {
+        return Ok(Cow::Borrowed(input));
+    }
+    let encoded = match input.split_once('?') {
+        Some((_, query)) => link_key_parameter(query)?,
+        None => input,
+    };
+    percent_decode_str(encoded)
+        .decode_utf8()
+        .map_err(|_| invalid_key("the percent-encoded key is not UTF-8"))
+}
+
+/// The raw value of the first `key=` parameter of a query string (fragment ignored).
+fn link_key_parameter(query: &str) -> Result<&str> {
+    let query = query.split('#').next().unwrap_or_default();
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("key="))
+        .ok_or_else(|| invalid_key("the link has no key parameter"))
+}
+
+/// Parses `k1~<base64url(LiveKit URL)>~<JWT>`.
+fn parse_bare_key(key: &str) -> Result<RoomKey> {
+    let rest = key
+        .strip_prefix(PREFIX)
+        .ok_or_else(|| invalid_key("expected it to start with k1~"))?;
+    let (encoded_url, token) = rest
+        .split_once('~')
+        .ok_or_else(|| invalid_key("expected k1~<url>~<token>"))?;
+    let url_bytes = URL_SAFE_NO_PAD
+        .decode(encoded_url)
+        .map_err(|_| invalid_key("the URL part is not base64url"))?;
+    let url = String::from_utf8(url_bytes).map_err(|_| invalid_key("the URL part is not UTF-8"))?;
+    if token.split('.').count() != 3 {
+        return Err(invalid_key("the token part is not a JWT"));
+    }
+    RoomKey::new(url, Secret::new(token))
 }
 
 impl fmt::Debug for RoomKey {
@@ -106,19 +151,24 @@ impl fmt::Debug for RoomKey {
 }
 
 /// Options of a room key.
+#[must_use]
 #[derive(Clone, Debug, Default)]
 pub struct RoomKeyOptions {
     ttl: Option<Duration>,
     livekit_url: Option<String>,
+    participant_identity: Option<String>,
+    participant_name: Option<String>,
 }
 
 impl RoomKeyOptions {
-    /// Defaults: 4 h TTL, LiveKit URL from `MENLO_LIVEKIT_URL` or the platform.
+    /// Defaults: 4 h TTL, LiveKit URL from `MENLO_LIVEKIT_URL` or the platform, identity
+    /// `simplesim:{robot_id}`, display name `SimpleSim Viewer ({robot_id})`.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Lifetime of the credential (the server caps it at 6 h).
+    /// Lifetime of the credential, in whole seconds, at least 1 s. A longer one than 6 h is
+    /// sent as asked and the server caps it at 6 h (the key's token then expires after 6 h).
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
         self
@@ -128,6 +178,33 @@ impl RoomKeyOptions {
     pub fn livekit_url(mut self, url: impl Into<String>) -> Self {
         self.livekit_url = Some(url.into());
         self
+    }
+
+    /// The identity the viewer joins the room as (1..=256 characters; default
+    /// `simplesim:{robot_id}`).
+    pub fn participant_identity(mut self, identity: impl Into<String>) -> Self {
+        self.participant_identity = Some(identity.into());
+        self
+    }
+
+    /// The viewer's display name (1..=256 characters; default `SimpleSim Viewer ({robot_id})`).
+    pub fn participant_name(mut self, name: impl Into<String>) -> Self {
+        self.participant_name = Some(name.into());
+        self
+    }
+
+    /// The token request these options make for `robot_id`.
+    fn token_request(&self, robot_id: &str) -> Result<ParticipantTokenRequest> {
+        let ttl = self.ttl.map_or(Ok(DEFAULT_TOKEN_TTL_SECONDS), ttl_seconds)?;
+        let identity = self
+            .participant_identity
+            .clone()
+            .unwrap_or_else(|| format!("simplesim:{robot_id}"));
+        let name = self
+            .participant_name
+            .clone()
+            .unwrap_or_else(|| format!("SimpleSim Viewer ({robot_id})"));
+        Ok(ParticipantTokenRequest::new(identity).name(name).ttl_seconds(ttl))
     }
 }
 
@@ -171,10 +248,7 @@ impl RoomKeys<'_> {
 
     fn viewer_token(&self, robot_id: &str, options: &RoomKeyOptions) -> Result<(ParticipantToken, String)> {
         check_robot_id(robot_id)?;
-        let ttl = options.ttl.map_or(Ok(DEFAULT_TOKEN_TTL_SECONDS), ttl_seconds)?;
-        let request = ParticipantTokenRequest::new(format!("simplesim:{robot_id}"))
-            .name(format!("SimpleSim Viewer ({robot_id})"))
-            .ttl_seconds(ttl);
+        let request = options.token_request(robot_id)?;
         let token = self
             .client
             .robots()
@@ -195,10 +269,15 @@ impl RoomKeys<'_> {
     }
 }
 
+/// Whole seconds of a TTL. Anything from 1 s up is sent as asked (saturating at `u32::MAX`):
+/// the server caps the credential at 6 h, as it does for every token request.
 fn ttl_seconds(ttl: Duration) -> Result<u32> {
-    match u32::try_from(ttl.as_secs()) {
-        Ok(seconds) if seconds > 0 => Ok(seconds),
-        _ => Err(Error::invalid("ttl", "must be between 1 second and 6 hours")),
+    match ttl.as_secs() {
+        0 => Err(Error::invalid(
+            "ttl",
+            "must be at least 1 second (the server caps it at 6 hours)",
+        )),
+        seconds => Ok(u32::try_from(seconds).unwrap_or(u32::MAX)),
     }
 }
 
@@ -286,11 +365,91 @@ mod tests {
         assert!(!err.to_string().contains("secret"));
     }
 
+    fn sample_key() -> RoomKey {
+        let token = jwt(r#"{"video":{"room":"rb_1"}}"#);
+        RoomKey::new("ws://127.0.0.1:7880", Secret::new(token)).unwrap()
+    }
+
     #[test]
-    fn links_are_form_encoded() {
-        let key = RoomKey::new("ws://127.0.0.1:7880", Secret::new(jwt("{}"))).unwrap();
+    fn links_carry_the_key_literally() {
+        let key = sample_key();
         let link = key.link("https://sim.menlo.ai/");
-        assert!(link.starts_with("https://sim.menlo.ai/?key=k1%7E"), "{link}");
+        assert_eq!(link, format!("https://sim.menlo.ai/?key={}", key.encode()));
+        assert!(link.contains("?key=k1~"), "{link}");
+    }
+
+    #[test]
+    fn a_whole_link_parses() {
+        let key = sample_key();
+        assert_eq!(RoomKey::parse(&key.link("https://sim.menlo.ai")).unwrap(), key);
+        let with_others = format!("https://sim.menlo.ai/?a=1&key={}&b=2#top", key.encode());
+        assert_eq!(RoomKey::parse(&with_others).unwrap(), key);
+        let relative = format!("/?key={}", key.encode());
+        assert_eq!(RoomKey::parse(&relative).unwrap(), key);
+    }
+
+    #[test]
+    fn a_percent_encoded_key_parses_bare_or_in_a_link() {
+        let key = sample_key();
+        let encoded = key.encode().replace('~', "%7E");
+        assert_eq!(RoomKey::parse(&encoded).unwrap(), key);
+        assert_eq!(RoomKey::parse(&encoded.replace("%7E", "%7e")).unwrap(), key);
+        let link = format!("https://sim.menlo.ai/?key={encoded}");
+        assert_eq!(RoomKey::parse(&link).unwrap(), key);
+    }
+
+    #[test]
+    fn a_link_without_a_key_is_refused_without_echoing_it() {
+        for bad in [
+            "https://sim.menlo.ai/?lk_token=secret.secret.secret",
+            "https://sim.menlo.ai/?key=secret.secret.secret",
+            "https://sim.menlo.ai/?xkey=k1~secret",
+            "k1%FF~secret",
+        ] {
+            let err = RoomKey::parse(bad).unwrap_err();
+            assert!(matches!(err, Error::InvalidInput { .. }), "{bad}: {err}");
+            assert!(!err.to_string().contains("secret"), "{err}");
+        }
+    }
+
+    #[test]
+    fn ttl_under_a_second_is_refused_and_over_the_cap_is_left_to_the_server() {
+        for short in [Duration::ZERO, Duration::from_millis(999)] {
+            let err = RoomKeyOptions::new()
+                .ttl(short)
+                .token_request("rb_1")
+                .unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "invalid ttl: must be at least 1 second (the server caps it at 6 hours)"
+            );
+        }
+        let seven_hours = Duration::from_secs(7 * 3600);
+        let request = RoomKeyOptions::new()
+            .ttl(seven_hours)
+            .token_request("rb_1")
+            .unwrap();
+        assert_eq!(request.ttl_seconds, Some(25_200));
+        let request = RoomKeyOptions::new()
+            .ttl(Duration::MAX)
+            .token_request("rb_1")
+            .unwrap();
+        assert_eq!(request.ttl_seconds, Some(u32::MAX));
+    }
+
+    #[test]
+    fn options_set_the_viewer_identity_and_name() {
+        let default = RoomKeyOptions::new().token_request("rb_1").unwrap();
+        assert_eq!(default.participant_identity, "simplesim:rb_1");
+        assert_eq!(default.participant_name, "SimpleSim Viewer (rb_1)");
+        assert_eq!(default.ttl_seconds, Some(DEFAULT_TOKEN_TTL_SECONDS));
+        let custom = RoomKeyOptions::new()
+            .participant_identity("viewer:alice")
+            .participant_name("Alice")
+            .token_request("rb_1")
+            .unwrap();
+        assert_eq!(custom.participant_identity, "viewer:alice");
+        assert_eq!(custom.participant_name, "Alice");
     }
 
     #[test]

@@ -4,14 +4,15 @@
 //! This is what a robot runtime, a simulator or a test peer builds on; a [`crate::Session`]
 //! is the other side. Handlers run on the SDK's blocking pool, never on an async task.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::live::{Invocation, Room, RoomOptions, RpcError, SendBytesOptions};
-use crate::runtime::resolve::Participant;
-use crate::session::live_error;
+use crate::live::Participant;
+use crate::live::{Invocation, OutgoingStream, Room, RoomOptions, RpcError};
+use crate::live::{RoomEvent, RoomObserver};
+use crate::session::join_failure;
+use std::sync::Arc;
 
 /// One incoming RPC call.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,45 +28,8 @@ pub struct RuntimeCall {
     pub response_timeout: Duration,
 }
 
-/// An RPC error reply: a LiveKit RPC error code and message (codes 1001–1999 are LiveKit's
-/// own; handlers may use any other).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RpcFailure {
-    /// Error code.
-    pub code: u32,
-    /// Message (at most 256 bytes on the wire).
-    pub message: String,
-}
-
-impl RpcFailure {
-    /// LiveKit's "application error" code, the default for a failed handler.
-    pub const APPLICATION_ERROR: u32 = RpcError::APPLICATION_ERROR;
-
-    /// An error reply.
-    pub fn new(code: u32, message: impl Into<String>) -> Self {
-        RpcFailure {
-            code,
-            message: message.into(),
-        }
-    }
-}
-
-/// A byte stream to send (a camera frame, say).
-#[derive(Clone, Debug, Default)]
-pub struct OutgoingStream {
-    /// Topic, e.g. `menlo.camera_capture`.
-    pub topic: String,
-    /// Stream name.
-    pub name: String,
-    /// MIME type, e.g. `image/jpeg`.
-    pub mime_type: String,
-    /// Attributes, e.g. `request_id`.
-    pub attributes: HashMap<String, String>,
-    /// Recipients by identity (everybody when empty).
-    pub destinations: Vec<String>,
-}
-
 /// A participant that serves `runtime.*` RPC in a robot's room.
+#[must_use = "dropping a RuntimeHost leaves the room"]
 pub struct RuntimeHost {
     room: Room,
 }
@@ -78,8 +42,8 @@ impl RuntimeHost {
             connect_timeout,
             ..RoomOptions::default()
         };
-        let room = Room::connect(livekit_url, token, options)
-            .map_err(|e| live_error(&e, livekit_url, connect_timeout))?;
+        let room = Room::connect(livekit_url, token, options, Arc::new(Unobserved))
+            .map_err(|e| join_failure(e, livekit_url, connect_timeout))?;
         Ok(RuntimeHost { room })
     }
 
@@ -100,19 +64,15 @@ impl RuntimeHost {
 
     /// The other participants in the room now.
     pub fn participants(&self) -> Vec<Participant> {
-        self.room
-            .participants()
-            .into_iter()
-            .map(crate::session::to_participant)
-            .collect()
+        self.room.participants()
     }
 
     /// Answers `method` with `handler` (replacing any earlier one). The handler returns the
-    /// reply payload (JSON text, at most 15 KiB) or an error reply. A panicking handler
-    /// answers `APPLICATION_ERROR`.
+    /// reply payload (JSON text) or an [`RpcError`] reply, e.g. [`RpcError::application`].
+    /// A panicking handler answers [`crate::RpcErrorCode::ApplicationError`].
     pub fn handle<F>(&self, method: &str, handler: F)
     where
-        F: Fn(&RuntimeCall) -> std::result::Result<String, RpcFailure> + Send + Sync + 'static,
+        F: Fn(&RuntimeCall) -> std::result::Result<String, RpcError> + Send + Sync + 'static,
     {
         self.room
             .register_rpc_method(method, move |invocation: Invocation| {
@@ -122,7 +82,7 @@ impl RuntimeHost {
                     payload: invocation.payload,
                     response_timeout: invocation.response_timeout,
                 };
-                handler(&call).map_err(|failure| RpcError::new(failure.code, failure.message, None))
+                handler(&call)
             });
     }
 
@@ -133,24 +93,26 @@ impl RuntimeHost {
 
     /// Sends `data` as a byte stream; returns once it is queued on the reliable channel.
     pub fn send_bytes(&self, data: Vec<u8>, stream: OutgoingStream) -> Result<()> {
-        let options = SendBytesOptions {
-            topic: stream.topic,
-            name: stream.name,
-            mime_type: stream.mime_type,
-            attributes: stream.attributes,
-            destinations: stream.destinations,
-        };
         self.room
-            .send_bytes(data, options)
-            .map_err(|e| Error::Disconnected {
-                reason: e.to_string(),
-            })
+            .send_bytes(data, stream)
+            .map_err(|e| Error::disconnected_by("the byte stream was not sent", e))
     }
 
     /// Leaves the room (dropping the host does the same).
     pub fn disconnect(self) {
         self.room.close();
     }
+}
+
+/// A host keeps no queue of room events or byte streams: it asks the engine for no stream
+/// topic (so incoming streams are discarded as their packets arrive) and lets room events go
+/// (its participants are a snapshot kept by the engine). Nothing piles up for a host that
+/// never reads.
+struct Unobserved;
+
+impl RoomObserver for Unobserved {
+    fn on_event(&self, _: RoomEvent) {}
+    fn on_stream(&self, _: crate::live::ByteStream) {}
 }
 
 impl fmt::Debug for RuntimeHost {

@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::de::DeserializeOwned;
 use ureq::http;
 
@@ -57,7 +58,7 @@ impl fmt::Debug for Transport {
 /// A request failed before any HTTP status arrived.
 enum AttemptError {
     Timeout,
-    Transport(String),
+    Transport(ureq::Error),
 }
 
 /// One HTTP answer: status, body, and the `Retry-After` the client honours, if any.
@@ -155,10 +156,11 @@ impl Transport {
                 after: self.config.timeout,
                 may_still_be_running: false,
             },
-            Failure::NoAnswer(AttemptError::Transport(reason)) => Error::Transport {
+            Failure::NoAnswer(AttemptError::Transport(cause)) => Error::Transport {
                 method: method.as_str().to_owned(),
                 url,
-                reason,
+                reason: cause.to_string(),
+                source: Box::new(cause),
             },
         }
     }
@@ -170,12 +172,12 @@ impl Transport {
             Some(bytes) => self.agent.run(
                 request
                     .body(bytes)
-                    .map_err(|e| AttemptError::Transport(e.to_string()))?,
+                    .map_err(|e| AttemptError::Transport(ureq::Error::Http(e)))?,
             ),
             None => self.agent.run(
                 request
                     .body(())
-                    .map_err(|e| AttemptError::Transport(e.to_string()))?,
+                    .map_err(|e| AttemptError::Transport(ureq::Error::Http(e)))?,
             ),
         };
         let outcome = result.map_err(classify).and_then(|mut response| {
@@ -239,7 +241,7 @@ fn classify(err: ureq::Error) -> AttemptError {
     match err {
         ureq::Error::Timeout(_) => AttemptError::Timeout,
         ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => AttemptError::Timeout,
-        other => AttemptError::Transport(other.to_string()),
+        other => AttemptError::Transport(other),
     }
 }
 
@@ -250,31 +252,31 @@ fn reason_phrase(status: u16) -> &'static str {
         .unwrap_or("")
 }
 
+/// RFC 3986 unreserved characters stay literal; every other byte is percent-encoded.
+pub(crate) const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// What `application/x-www-form-urlencoded` keeps literal (space becomes `+` apart).
+const FORM_LITERAL: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'*');
+
 /// Percent-encodes one path segment (a robot id, say) so it cannot change the path.
 pub(crate) fn encode_segment(segment: &str) -> String {
-    encode(segment, |b| {
-        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
-    })
+    utf8_percent_encode(segment, UNRESERVED).to_string()
 }
 
 /// Form-urlencodes a query value or a form field (`application/x-www-form-urlencoded`).
 pub(crate) fn encode_query_value(value: &str) -> String {
-    encode(value, |b| {
-        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'*')
-    })
-    .replace("%20", "+")
-}
-
-fn encode(value: &str, keep: impl Fn(u8) -> bool) -> String {
-    let mut out = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        if keep(byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    // `%` itself is encoded, so every `%20` in the output stands for a space.
+    utf8_percent_encode(value, FORM_LITERAL)
+        .to_string()
+        .replace("%20", "+")
 }
 
 #[cfg(test)]
@@ -282,9 +284,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_refused_header_value_is_not_echoed_by_the_error_source() {
+        let refused = http::Request::builder()
+            .uri("http://127.0.0.1/")
+            .header("authorization", "Bearer sk_live_secret\n")
+            .body(())
+            .unwrap_err();
+        let cause = ureq::Error::Http(refused);
+        let shown = format!("{cause} {cause:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+    }
+
+    #[test]
     fn segments_cannot_escape_the_path() {
         assert_eq!(encode_segment("rb_1"), "rb_1");
         assert_eq!(encode_segment("../x?y#z"), "..%2Fx%3Fy%23z");
+        assert_eq!(encode_segment("a~b é"), "a~b%20%C3%A9");
         assert_eq!(encode_query_value("a b&c=d"), "a+b%26c%3Dd");
+        assert_eq!(encode_query_value("50%20*~"), "50%2520*%7E");
     }
 }

@@ -11,7 +11,7 @@ use common::{builder, harness, principal};
 use menlo_robot_sdk::dev::Fault;
 use menlo_robot_sdk::{
     DevIdentity, Error, Language, NewRobot, ParticipantTokenRequest, RobotType, RobotUpdate, RoomKey,
-    SessionOptions, Voice,
+    RoomKeyOptions, SessionOptions, Voice,
 };
 
 fn jwt_claims(token: &str) -> serde_json::Value {
@@ -247,7 +247,8 @@ fn participant_tokens_and_room_keys() {
     assert_eq!(claims["sub"], format!("simplesim:{id}"));
 
     let link = h.client.room_keys().link(&id, &Default::default()).unwrap();
-    assert!(link.starts_with("https://sim.menlo.ai/?key=k1%7E"), "{link}");
+    assert!(link.starts_with("https://sim.menlo.ai/?key=k1~"), "{link}");
+    assert_eq!(RoomKey::parse(&link).unwrap().room_name().unwrap(), id);
     let legacy = h
         .client
         .room_keys()
@@ -261,6 +262,61 @@ fn participant_tokens_and_room_keys() {
         "{legacy}"
     );
     assert!(legacy.ends_with(&format!("&lk_room={id}")), "{legacy}");
+}
+
+#[test]
+fn a_ttl_over_the_6_hour_cap_is_capped_by_the_server_and_zero_is_refused() {
+    let h = harness();
+    let id = h.robot();
+    let options = RoomKeyOptions::new().ttl(Duration::from_secs(7 * 3600));
+    let key = h.client.room_keys().generate_with(&id, &options).unwrap();
+    let body = h.platform.requests().last().unwrap().body.clone().unwrap();
+    assert!(body.contains(r#""ttl_seconds":25200"#), "sent as asked: {body}");
+    let claims = jwt_claims(key.token().expose());
+    let lifetime = claims["exp"].as_i64().unwrap() - claims["nbf"].as_i64().unwrap();
+    assert_eq!(lifetime, 21_600, "the server caps the credential at 6 h");
+
+    let before = h.platform.requests().len();
+    let err = h
+        .client
+        .room_keys()
+        .generate_with(&id, &RoomKeyOptions::new().ttl(Duration::ZERO))
+        .unwrap_err();
+    assert!(err.to_string().contains("at least 1 second"), "{err}");
+    let err = h
+        .client
+        .robots()
+        .create_participant_token(&id, &ParticipantTokenRequest::new("v").ttl_seconds(0))
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
+    assert_eq!(h.platform.requests().len(), before, "nothing sent");
+}
+
+#[test]
+fn room_key_options_set_the_viewer_identity_and_name() {
+    let h = harness();
+    let id = h.robot();
+    let options = RoomKeyOptions::new()
+        .participant_identity("viewer:alice")
+        .participant_name("Alice");
+    let key = h.client.room_keys().generate_with(&id, &options).unwrap();
+    assert_eq!(jwt_claims(key.token().expose())["sub"], "viewer:alice");
+    h.client.room_keys().link(&id, &options).unwrap();
+    h.client.room_keys().legacy_viewer_url(&id, &options).unwrap();
+    let token_requests: Vec<_> = h
+        .platform
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/participant-token"))
+        .collect();
+    assert_eq!(token_requests.len(), 3);
+    for request in token_requests {
+        let body = request.body.unwrap();
+        assert!(
+            body.contains(r#""participant_identity":"viewer:alice","participant_name":"Alice""#),
+            "{body}"
+        );
+    }
 }
 
 #[test]
@@ -299,7 +355,7 @@ fn a_bad_key_reads_http_401_unauthorized() {
 #[test]
 fn every_error_body_shape_is_normalized() {
     let h = harness();
-    let shapes: [(u16, &str, &str, &str); 5] = [
+    let shapes: [(u16, &str, &str, &str); 7] = [
         (
             409,
             r#"{"code":"robot.conflict","message":"taken","details":{"request_id":"req_9"}}"#,
@@ -310,6 +366,18 @@ fn every_error_body_shape_is_normalized() {
         (400, r#"{"detail":"bad thing"}"#, "http.400", "bad thing"),
         (418, "I am a teapot", "http.error", "I am a teapot"),
         (400, r#"{"unexpected":true}"#, "unknown.error", "Unknown error"),
+        (
+            400,
+            r#"{"code":"scene.bad","detail":{"z":1,"a":2}}"#,
+            "scene.bad",
+            r#"{"z":1,"a":2}"#,
+        ),
+        (
+            409,
+            r#"{"code":"","message":""}"#,
+            "unknown.error",
+            "Unknown error",
+        ),
     ];
     for (status, body, code, message) in shapes {
         h.platform
@@ -517,6 +585,7 @@ fn a_slow_server_times_out_and_safe_requests_are_retried() {
     );
     let err = client.robots().get(&id).unwrap_err();
     assert!(err.is_timeout(), "{err}");
+    assert!(err.is_retryable() && !err.is_connect(), "{err}");
     assert_eq!(h.seen("GET", &path), 2, "one retry after the first timeout");
 }
 
@@ -535,7 +604,67 @@ fn an_unreachable_server_is_a_transport_error() {
         .unwrap();
     let err = client.robots().list(None, None).unwrap_err();
     assert!(matches!(err, Error::Transport { .. }), "{err}");
+    assert!(
+        err.is_connect() && err.is_retryable() && !err.is_timeout(),
+        "{err}"
+    );
+    let source = std::error::Error::source(&err).expect("the refused connection");
+    assert!(!source.to_string().contains("sk_live_x"), "{source}");
+    assert!(!format!("{err:?}").contains("sk_live_x"), "{err:?}");
     assert_eq!(sleeps.lock().unwrap().len(), 2, "GET retried twice");
+}
+
+#[test]
+fn a_tls_failure_is_a_connect_error_without_the_key() {
+    // A plain TCP listener that answers the TLS hello with garbage and closes.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        use std::io::Write;
+        if let Ok((mut stream, _)) = listener.accept() {
+            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+        }
+    });
+    let client = menlo_robot_sdk::Client::builder()
+        .rcs_url(url)
+        .api_key("sk_live_tls_secret")
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let err = client
+        .robots()
+        .create(&NewRobot::new("a", "asimov-v0"))
+        .unwrap_err();
+    server.join().unwrap();
+    assert!(err.is_connect(), "{err:?}");
+    let mut chain = format!("{err} {err:?}");
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        chain.push_str(&format!(" {cause} {cause:?}"));
+        source = cause.source();
+    }
+    assert!(!chain.contains("tls_secret"), "{chain}");
+}
+
+#[test]
+fn a_rate_limited_answer_is_retryable_but_a_missing_robot_is_not() {
+    let h = harness();
+    let sleeps = Default::default();
+    let client = builder(&h.platform, &sleeps)
+        .api_key(h.key.clone())
+        .max_retries(0)
+        .build()
+        .unwrap();
+    h.platform.inject_fault(Fault::status(429).method("GET").times(1));
+    let err = client.robots().list(None, None).unwrap_err();
+    assert_eq!(err.status(), Some(429));
+    assert!(
+        err.is_retryable() && !err.is_connect() && !err.is_timeout(),
+        "{err}"
+    );
+    let err = client.robots().get("rb_missing").unwrap_err();
+    assert_eq!(err.status(), Some(404));
+    assert!(!err.is_retryable(), "{err}");
 }
 
 #[test]

@@ -7,11 +7,10 @@
 #[path = "live_common/mod.rs"]
 mod live_common;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use live_common::Platform;
-use menlo_robot_sdk::{connect, CaptureOptions, ConnectOptions, OutgoingStream, RpcFailure};
+use menlo_robot_sdk::{connect, CaptureOptions, ConnectOptions, OutgoingStream, RpcError};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -89,20 +88,18 @@ fn a_server_without_rtc_v1_is_joined_over_two_peer_connections() {
     let weak = Arc::downgrade(&host);
     let sent = frame.clone();
     host.handle("runtime.cameras_capture", move |call| {
-        let request: Value = serde_json::from_str(&call.payload).map_err(|e| RpcFailure::new(1500, e.to_string()))?;
+        let request: Value = serde_json::from_str(&call.payload).map_err(|e| RpcError::application(e.to_string()))?;
         let id = request["stream"]["id"].as_str().unwrap_or_default().to_owned();
-        let host = weak.upgrade().ok_or_else(|| RpcFailure::new(1500, "gone"))?;
+        let host = weak.upgrade().ok_or_else(|| RpcError::application("gone"))?;
         host.send_bytes(
             sent.clone(),
-            OutgoingStream {
-                topic: request["stream"]["topic"].as_str().unwrap_or_default().to_owned(),
-                name: "pov.jpg".into(),
-                mime_type: "image/jpeg".into(),
-                attributes: HashMap::from([("request_id".to_owned(), id.clone())]),
-                destinations: vec![call.caller_identity.clone()],
-            },
+            OutgoingStream::new(request["stream"]["topic"].as_str().unwrap_or_default())
+                .name("pov.jpg")
+                .mime_type("image/jpeg")
+                .attribute("request_id", id.clone())
+                .destination(call.caller_identity.clone()),
         )
-        .map_err(|e| RpcFailure::new(1500, e.to_string()))?;
+        .map_err(|e| RpcError::application(e.to_string()))?;
         let meta = json!({"action_id": format!("cap-{id}"), "started_at_ms": 1, "finished_at_ms": 2, "duration_ms": 1});
         Ok(json!({"status":"done","result":{"payload":{"kind":"byte_stream"}},"meta":meta}).to_string())
     });
@@ -128,6 +125,6 @@ fn a_server_without_rtc_v1_is_joined_over_two_peer_connections() {
         jpeg.len(),
         frame.len()
     );
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
     assert_eq!(p.client.sessions().get(&p.robot_id).unwrap(), None);
 }

@@ -17,11 +17,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use live_common::{Platform, PyPeer};
-use menlo_robot_sdk::runtime::{RobotStatus, RuntimeStatus};
 use menlo_robot_sdk::{
-    connect, ActionStatus, CaptureOptions, ConnectOptions, OutgoingStream, RpcFailure, RuntimeCall,
+    connect, ActionStatus, CaptureOptions, ConnectOptions, OutgoingStream, RpcError, RuntimeCall,
     RuntimeHost, SessionEvent, StateReply,
 };
+use menlo_robot_sdk::{RobotStatus, RuntimeStatus};
 use serde_json::{json, Value};
 
 /// Python start-up (importing the SDK's native library) plus joining the room.
@@ -126,7 +126,7 @@ fn rust_session_drives_the_python_runtime() {
         assert_eq!(&frame[frame.len() - 2..], &[0xFF, 0xD9]);
     }
 
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
     assert!(!session.is_connected());
     assert_eq!(
         p.client.sessions().get(&p.robot_id).unwrap(),
@@ -201,30 +201,22 @@ fn serve(host: &Arc<RuntimeHost>, seen: &Seen) {
     let s = seen.clone();
     host.handle("runtime.fail", move |call| {
         record(&s, call);
-        Err(RpcFailure::new(4042, "battery too low"))
+        Err(RpcError::new(4042u32, "battery too low"))
     });
     let s = seen.clone();
     let weak = Arc::downgrade(host);
     host.handle("runtime.cameras_capture", move |call| {
         let payload = record(&s, call);
-        let host = weak
-            .upgrade()
-            .ok_or_else(|| RpcFailure::new(RpcFailure::APPLICATION_ERROR, "gone"))?;
+        let host = weak.upgrade().ok_or_else(|| RpcError::application("gone"))?;
         let width = payload["options"]["width"].as_u64().unwrap_or(0) as usize;
         let height = payload["options"]["height"].as_u64().unwrap_or(0) as usize;
-        let stream = OutgoingStream {
-            topic: payload["stream"]["topic"].as_str().unwrap_or_default().to_owned(),
-            name: "pov.jpg".to_owned(),
-            mime_type: "image/jpeg".to_owned(),
-            attributes: [(
-                "request_id".to_owned(),
-                payload["stream"]["id"].as_str().unwrap_or_default().to_owned(),
-            )]
-            .into(),
-            destinations: vec![call.caller_identity.clone()],
-        };
+        let stream = OutgoingStream::new(payload["stream"]["topic"].as_str().unwrap_or_default())
+            .name("pov.jpg")
+            .mime_type("image/jpeg")
+            .attribute("request_id", payload["stream"]["id"].as_str().unwrap_or_default())
+            .destination(call.caller_identity.clone());
         host.send_bytes(fake_jpeg(width * height / 4), stream)
-            .map_err(|e| RpcFailure::new(RpcFailure::APPLICATION_ERROR, e.to_string()))?;
+            .map_err(|e| RpcError::application(e.to_string()))?;
         Ok(json!({
             "status": "done",
             "result": {"payload": {"kind": "byte_stream"}},

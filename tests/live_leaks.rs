@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use live_common::{fd_count, thread_count, Platform};
-use menlo_robot_sdk::{connect, ConnectOptions, RuntimeHost};
+use menlo_robot_sdk::{connect, ConnectCallbacks, ConnectOptions, RuntimeHost};
 use serde_json::json;
 
 /// Threads (and file descriptors) allowed above the baseline: tokio's blocking pool may keep
@@ -62,7 +62,7 @@ fn connect_disconnect_cycles_and_drops_leak_nothing() {
     for _ in 0..3 {
         let session = connect(&p.client, &p.robot_id, options()).unwrap();
         session.invoke("go_to", json!({}), None).unwrap();
-        session.disconnect(true).unwrap();
+        session.disconnect().unwrap();
     }
     std::thread::sleep(Duration::from_millis(300));
     let threads_before = thread_count();
@@ -75,7 +75,7 @@ fn connect_disconnect_cycles_and_drops_leak_nothing() {
         if i % 10 == 0 {
             assert!(session.invoke("go_to", json!({}), None).unwrap().is_done());
         }
-        session.disconnect(true).unwrap();
+        session.disconnect().unwrap();
     }
     assert_eq!(p.client.sessions().get(&p.robot_id).unwrap(), None);
     settle(threads_before, fds_before, "100 connect/disconnect cycles");
@@ -96,4 +96,40 @@ fn connect_disconnect_cycles_and_drops_leak_nothing() {
     });
     assert_eq!(calls.load(Ordering::SeqCst), 3 + 10 + 4);
     eprintln!("120 cycles in {:?}", started.elapsed());
+
+    // SDK threads do not grow with the number of live sessions, callbacks included: calls
+    // run on the executor and callbacks on one shared thread.
+    let joins = Arc::new(AtomicUsize::new(0));
+    let with_callbacks = || {
+        let joins = Arc::clone(&joins);
+        options().callbacks(ConnectCallbacks::new().on_participant_joined(move |_| {
+            joins.fetch_add(1, Ordering::SeqCst);
+        }))
+    };
+    let first = connect(&p.client, &p.robot_id, with_callbacks()).unwrap();
+    assert!(first.invoke("go_to", json!({}), None).unwrap().is_done());
+    std::thread::sleep(Duration::from_millis(300));
+    let threads_with_one = thread_count();
+    let mut robots = Vec::new();
+    let mut sessions = Vec::new();
+    for _ in 0..8 {
+        let robot_id = p.create_robot();
+        let runtime = p.runtime_in(&robot_id, &format!("simplesim:{robot_id}"), false, &[]);
+        serve(&runtime, Arc::new(AtomicUsize::new(0)));
+        let session = connect(&p.client, &robot_id, with_callbacks()).unwrap();
+        assert!(session.invoke("go_to", json!({}), None).unwrap().is_done());
+        robots.push(runtime);
+        sessions.push(session);
+    }
+    live_common::wait_until(Duration::from_secs(10), "the join callbacks", || {
+        (joins.load(Ordering::SeqCst) >= 9).then_some(())
+    });
+    let threads_with_nine = thread_count();
+    assert!(
+        threads_with_nine <= threads_with_one + SLACK,
+        "threads grew with sessions: 1 session {threads_with_one}, 9 sessions {threads_with_nine}"
+    );
+    for session in sessions.iter().chain([&first]) {
+        session.disconnect().unwrap();
+    }
 }

@@ -39,6 +39,17 @@ fn assert_clean(what: &str, text: &str, secrets: &[&str]) {
     }
 }
 
+/// Display and Debug of an error and of every error underneath it.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = String::new();
+    let mut next = Some(err);
+    while let Some(err) = next {
+        text.push_str(&format!("{err} {err:?}\n"));
+        next = err.source();
+    }
+    text
+}
+
 #[test]
 fn tokens_and_secrets_never_appear_in_debug_errors_or_logs() {
     log::set_logger(&Capture).unwrap();
@@ -80,7 +91,7 @@ fn tokens_and_secrets_never_appear_in_debug_errors_or_logs() {
         ("capture error", format!("{capture_err:?} {capture_err}")),
         ("state error", format!("{state_err:?} {state_err}")),
     ];
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
 
     // A join the server refuses: a token signed with the wrong secret.
     let wrong = LiveKitSettings {
@@ -117,6 +128,15 @@ fn tokens_and_secrets_never_appear_in_debug_errors_or_logs() {
         assert_clean(what, text, &secrets);
     }
     assert_clean("refused join", &format!("{refused:?} {refused}"), &secrets);
+    // The engine error underneath is kept as the source, and it is clean too.
+    let cause = std::error::Error::source(&refused).expect("the engine error underneath");
+    assert!(cause.to_string().contains("401"), "{cause}");
+    assert_clean("refused join's source chain", &error_chain(&refused), &secrets);
+    assert_clean(
+        "unreachable join's source chain",
+        &error_chain(&unreachable),
+        &secrets,
+    );
     assert_clean(
         "unreachable join",
         &format!("{unreachable:?} {unreachable}"),

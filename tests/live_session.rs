@@ -13,13 +13,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crossbeam_channel as cb;
 use live_common::{free_tcp_port, wait_until, Platform};
-use menlo_robot_sdk::crossbeam_channel as cb;
 use menlo_robot_sdk::dev::Fault;
-use menlo_robot_sdk::runtime::ActionPhase;
+use menlo_robot_sdk::ActionPhase;
 use menlo_robot_sdk::{
     connect, ActionStatus, CaptureOptions, Client, ConnectCallbacks, ConnectOptions, Error, OutgoingStream,
-    ParticipantKind, RpcFailure, RuntimeCall, RuntimeHost, Session, SessionEvent, StateReply,
+    ParticipantKind, RpcError, RpcErrorCode, RuntimeCall, RuntimeErrorCode, RuntimeHost, Session,
+    SessionEvent, StateReply,
 };
 use serde_json::{json, Value};
 
@@ -116,9 +117,9 @@ fn wait_event(session: &Session, timeout: Duration, pred: impl Fn(&SessionEvent)
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match session.events().recv_timeout(left) {
-            Ok(event) if pred(&event) => return event,
-            Ok(_) => {}
-            Err(_) => panic!("no matching session event within {timeout:?}"),
+            Some(event) if pred(&event) => return event,
+            Some(_) => {}
+            None => panic!("no matching session event within {timeout:?}"),
         }
     }
 }
@@ -141,9 +142,16 @@ fn is_invalid(err: &Error, field: &str) -> bool {
     matches!(err, Error::InvalidInput { field: f, .. } if f == field)
 }
 
-fn runtime_code(err: &Error) -> Option<&str> {
+fn runtime_code(err: &Error) -> Option<&RuntimeErrorCode> {
     match err {
         Error::Runtime { code, .. } => Some(code),
+        _ => None,
+    }
+}
+
+fn rpc_code(err: &Error) -> Option<RpcErrorCode> {
+    match err {
+        Error::Rpc(rpc) => Some(rpc.code),
         _ => None,
     }
 }
@@ -173,8 +181,8 @@ fn connect_discover_invoke_read_and_disconnect() {
         StateReply::RobotStatus(state) => assert_eq!(state.robot.entity_id, "robot_1"),
         other => panic!("typed robot status expected, got {other:?}"),
     }
-    session.disconnect(true).unwrap();
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
+    session.disconnect().unwrap();
     assert_eq!(
         p.client.sessions().get(&p.robot_id).unwrap(),
         None,
@@ -284,7 +292,7 @@ fn readiness_counts_only_the_dispatched_agent_name() {
     assert!(events
         .iter()
         .any(|e| matches!(e, SessionEvent::ParticipantJoined(p) if p.identity == "agent-AJ_k3Xq9")));
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
 }
 
 #[test]
@@ -325,7 +333,7 @@ fn connect_can_wait_for_readiness() {
             .any(|e| matches!(e, SessionEvent::SessionReady)),
         "SessionReady twice"
     );
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
 }
 
 #[test]
@@ -348,7 +356,7 @@ fn a_participant_fills_only_its_longest_matching_slot() {
     assert!(!text.contains("sim-worker ("), "{text}");
     let _sim = p.runtime("sim-2", false, &[]);
     session.wait_until_ready(Duration::from_secs(10)).unwrap();
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -388,7 +396,7 @@ fn resolves_the_prefixed_identity_before_any_agent_or_viewer() {
     assert_eq!(lists.load(Ordering::SeqCst), 1, "the runtime was probed again");
     assert_eq!(agent_calls.load(Ordering::SeqCst), 0, "the agent was called");
     assert_eq!(viewer_calls.load(Ordering::SeqCst), 0, "the viewer was called");
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
 }
 
 #[test]
@@ -408,7 +416,11 @@ fn a_prefix_is_not_a_bare_string_prefix() {
 
     let started = Instant::now();
     let err = session.discover_skills().unwrap_err();
-    assert_eq!(runtime_code(&err), Some("RUNTIME_NOT_FOUND"), "{err}");
+    assert_eq!(
+        runtime_code(&err),
+        Some(&RuntimeErrorCode::RuntimeNotFound),
+        "{err}"
+    );
     let text = err.to_string();
     assert!(text.contains("sim") && text.contains("simulated-human"), "{text}");
     assert!(started.elapsed() < Duration::from_secs(10));
@@ -432,7 +444,7 @@ fn a_prefix_is_not_a_bare_string_prefix() {
         0,
         "simulated-human was called"
     );
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
 }
 
 #[test]
@@ -460,7 +472,7 @@ fn resolves_by_slot_name() {
     assert!(session.invoke("go_to", json!({}), None).unwrap().is_done());
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert_eq!(viewer_calls.load(Ordering::SeqCst), 0, "the viewer was called");
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
 }
 
 #[test]
@@ -473,7 +485,7 @@ fn falls_back_to_an_agent_when_no_hinted_participant_answers() {
         let probes = Arc::clone(&hinted_probes);
         hinted.handle("runtime.tools_list", move |_| {
             probes.fetch_add(1, Ordering::SeqCst);
-            Err(RpcFailure::new(1400, "Method not supported at destination"))
+            Err(RpcError::built_in(RpcErrorCode::UnsupportedMethod))
         });
     }
     let hinted_calls = Arc::new(AtomicUsize::new(0));
@@ -516,7 +528,7 @@ fn falls_back_to_an_agent_when_no_hinted_participant_answers() {
         0,
         "a human viewer was probed"
     );
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
 }
 
 #[test]
@@ -535,7 +547,7 @@ fn a_call_waits_for_a_runtime_that_joins_late() {
     assert_eq!(skills.unwrap()[0].name, "go_to");
     assert!(started.elapsed() >= Duration::from_millis(750));
     assert!(started.elapsed() < Duration::from_secs(15));
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
 }
 
 #[test]
@@ -555,12 +567,20 @@ fn without_hint_or_runtime_slot_runtime_calls_fail_at_once() {
     let started = Instant::now();
     let err = session.discover_skills().unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(1), "not at once");
-    assert_eq!(runtime_code(&err), Some("RUNTIME_NOT_FOUND"), "{err}");
+    assert_eq!(
+        runtime_code(&err),
+        Some(&RuntimeErrorCode::RuntimeNotFound),
+        "{err}"
+    );
     assert!(err.to_string().contains("prefix"), "{err}");
     let err = session.invoke("go_to", json!({}), None).unwrap_err();
-    assert_eq!(runtime_code(&err), Some("RUNTIME_NOT_FOUND"), "{err}");
+    assert_eq!(
+        runtime_code(&err),
+        Some(&RuntimeErrorCode::RuntimeNotFound),
+        "{err}"
+    );
     assert_eq!(agent_calls.load(Ordering::SeqCst), 0);
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -595,12 +615,12 @@ fn guard_envelopes_become_failed_results_or_runtime_errors() {
     let pending = session.start_invoke("go_to", json!({}), None).unwrap();
     let id = pending.action_id().to_owned();
     assert!(id.starts_with("act_") && id.len() == 16, "{id}");
-    let result = pending.wait(Duration::from_secs(30)).unwrap();
+    let result = pending.wait().unwrap();
     assert_eq!(result.status, ActionStatus::Failed);
     assert_eq!(result.meta.action_id, id);
     assert_eq!(result.meta.started_at_ms, 0);
     let error = result.error.as_ref().expect("the guard's error");
-    assert_eq!(error.code, "NOT_READY");
+    assert_eq!(error.code, RuntimeErrorCode::NotReady);
     assert_eq!(error.message, "the scene is loading");
     assert_eq!(seen_ids.lock().unwrap().as_slice(), std::slice::from_ref(&id));
     // The same through invoke.
@@ -610,24 +630,24 @@ fn guard_envelopes_become_failed_results_or_runtime_errors() {
 
     let err = session.state().get("robot_status").unwrap_err();
     match &err {
-        Error::Runtime { code, message } => {
-            assert_eq!(code, "NOT_READY");
+        Error::Runtime { code, message, .. } => {
+            assert_eq!(*code, RuntimeErrorCode::NotReady);
             assert_eq!(message, "the scene is loading");
         }
         other => panic!("runtime error expected, got {other:?}"),
     }
     let err = session.state().robot_status().unwrap_err();
-    assert_eq!(runtime_code(&err), Some("NOT_READY"), "{err}");
+    assert_eq!(runtime_code(&err), Some(&RuntimeErrorCode::NotReady), "{err}");
     // Missing code and message take the defaults.
     let err = session.state().scene_state().unwrap_err();
     match &err {
-        Error::Runtime { code, message } => {
-            assert_eq!(code, "RUNTIME_FAILED");
+        Error::Runtime { code, message, .. } => {
+            assert_eq!(*code, RuntimeErrorCode::RuntimeFailed);
             assert_eq!(message, "runtime call failed");
         }
         other => panic!("runtime error expected, got {other:?}"),
     }
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
 }
 
 #[test]
@@ -638,7 +658,7 @@ fn unknown_methods_mean_no_capabilities_or_an_unsupported_method_error() {
 
     assert_eq!(session.get_capabilities().unwrap(), None);
     let err = session.state().get("battery").unwrap_err();
-    assert_eq!(runtime_code(&err), Some("UNSUPPORTED_METHOD"), "{err}");
+    assert_eq!(rpc_code(&err), Some(RpcErrorCode::UnsupportedMethod), "{err}");
 
     // Once the runtime answers them, the same calls return its replies.
     runtime.handle("runtime.capabilities", |_| {
@@ -661,7 +681,7 @@ fn unknown_methods_mean_no_capabilities_or_an_unsupported_method_error() {
     wait_until(Duration::from_secs(5), "the guard", || {
         session.get_capabilities().unwrap().is_none().then_some(())
     });
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
 }
 
 #[test]
@@ -687,7 +707,7 @@ fn rpc_payloads_over_15_kib_are_refused_before_sending() {
         .unwrap();
     assert!(result.is_done());
     assert_eq!(calls.load(Ordering::SeqCst), 1);
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -734,13 +754,13 @@ fn camera_runtime(p: &Platform, frame: Vec<u8>, small: Vec<u8>) -> CameraRuntime
         requests2.lock().unwrap().push(request.clone());
         let id = request["stream"]["id"]
             .as_str()
-            .ok_or_else(|| RpcFailure::new(1500, "no stream.id"))?
+            .ok_or_else(|| RpcError::application("no stream.id"))?
             .to_owned();
         let mode = *mode2.lock().unwrap();
         let ack_meta = json!({"action_id": format!("cap-{id}"), "started_at_ms": 1, "finished_at_ms": 2, "duration_ms": 1});
         match mode {
             CaptureMode::Stream | CaptureMode::StreamByName => {
-                let host = weak.upgrade().ok_or_else(|| RpcFailure::new(1500, "gone"))?;
+                let host = weak.upgrade().ok_or_else(|| RpcError::application("gone"))?;
                 let mut attributes = HashMap::new();
                 let name = if mode == CaptureMode::Stream {
                     attributes.insert("request_id".to_owned(), id.clone());
@@ -750,15 +770,15 @@ fn camera_runtime(p: &Platform, frame: Vec<u8>, small: Vec<u8>) -> CameraRuntime
                 };
                 host.send_bytes(
                     frame.clone(),
-                    OutgoingStream {
-                        topic: request["stream"]["topic"].as_str().unwrap_or_default().to_owned(),
-                        name,
-                        mime_type: "image/jpeg".into(),
-                        attributes,
-                        destinations: vec![call.caller_identity.clone()],
-                    },
+                    attributes.into_iter().fold(
+                        OutgoingStream::new(request["stream"]["topic"].as_str().unwrap_or_default())
+                            .name(name)
+                            .mime_type("image/jpeg")
+                            .destination(call.caller_identity.clone()),
+                        |stream, (key, value)| stream.attribute(key, value),
+                    ),
                 )
-                .map_err(|e| RpcFailure::new(1500, e.to_string()))?;
+                .map_err(|e| RpcError::application(e.to_string()))?;
                 Ok(json!({"status":"done","result":{"payload":{"kind":"byte_stream"}},"meta":ack_meta}).to_string())
             }
             CaptureMode::Inline => {
@@ -811,7 +831,7 @@ fn get_vision_receives_a_full_frame_over_the_byte_stream() {
         camera.requests.lock().unwrap()[0]["stream"]["id"],
         "each capture has its own request id"
     );
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
     drop(camera.host);
 }
 
@@ -843,8 +863,8 @@ fn get_vision_inline_fallback_failed_ack_and_invalid_options() {
     let started = Instant::now();
     let err = session.get_vision("pov", &CaptureOptions::new()).unwrap_err();
     match &err {
-        Error::Runtime { code, message } => {
-            assert_eq!(code, "CAPTURE_FAILED");
+        Error::Runtime { code, message, .. } => {
+            assert_eq!(*code, RuntimeErrorCode::CaptureFailed);
             assert!(message.contains("the camera is off"), "{message}");
         }
         other => panic!("runtime error expected, got {other:?}"),
@@ -853,7 +873,7 @@ fn get_vision_inline_fallback_failed_ack_and_invalid_options() {
         started.elapsed() < Duration::from_secs(10),
         "a failed ack must not wait for the stream"
     );
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -920,12 +940,12 @@ fn cancel_ends_a_long_action_as_cancelled() {
         json!({"options":{"action_id":"cancel-active"}})
     );
 
-    wait_until(Duration::from_secs(10), "the pending action to end", || {
-        pending.poll().map(|_| ())
-    });
-    let result = pending.poll().unwrap().as_ref().unwrap().clone();
+    let result = wait_until(Duration::from_secs(10), "the pending action to end", || {
+        pending.poll()
+    })
+    .unwrap();
     assert_eq!(result.status, ActionStatus::Failed);
-    assert_eq!(result.error.as_ref().unwrap().code, "CANCELLED");
+    assert_eq!(result.error.as_ref().unwrap().code, RuntimeErrorCode::Cancelled);
     assert_eq!(result.meta.action_id, id);
     let event = wait_event(
         &session,
@@ -936,29 +956,38 @@ fn cancel_ends_a_long_action_as_cancelled() {
         SessionEvent::ActionResult(event) => assert_eq!(event.phase, ActionPhase::Cancelled),
         _ => unreachable!(),
     }
-    let again = pending.wait(Duration::from_secs(1)).unwrap();
-    assert_eq!(again, result);
+    // The owned result is handed out once.
+    assert!(pending.poll().is_none());
+    assert!(pending.is_finished());
+    assert!(matches!(pending.wait(), Err(Error::InvalidInput { .. })));
 
     // PendingAction::cancel names its own action.
-    let pending = session
+    let mut pending = session
         .start_invoke("go_to", json!({}), Some(Duration::from_secs(60)))
         .unwrap();
     let id = pending.action_id().to_owned();
     assert_eq!(started_rx.recv_timeout(Duration::from_secs(10)).unwrap(), id);
-    let cancelled = pending.cancel().unwrap();
+    let cancelled = pending.cancel().unwrap().wait().unwrap();
     assert_eq!(cancelled.meta.action_id, id);
     assert_eq!(
         cancel_requests.lock().unwrap()[1],
         json!({"options":{"action_id": id.clone()}})
     );
-    let result = pending.wait(Duration::from_secs(10)).unwrap();
+    let result = pending
+        .wait_timeout(Duration::from_secs(10))
+        .expect("the cancelled action to end")
+        .unwrap();
     assert!(result.is_cancelled());
     assert_eq!(result.meta.action_id, id);
 
     // Nothing left to cancel: the runtime's guard envelope is a runtime error.
     let err = session.cancel_action("cancel-active").unwrap_err();
-    assert_eq!(runtime_code(&err), Some("NO_ACTIVE_ACTION"), "{err}");
-    session.disconnect(true).unwrap();
+    assert_eq!(
+        runtime_code(&err),
+        Some(&RuntimeErrorCode::Other("NO_ACTIVE_ACTION".into())),
+        "{err}"
+    );
+    session.disconnect().unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1004,7 +1033,7 @@ fn runtime_leaving_mid_invoke_fails_the_call_promptly() {
     assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
     assert!(!err.is_timeout(), "{err:?}");
     assert!(
-        matches!(&err, Error::Runtime { code, .. } if code == "RECIPIENT_DISCONNECTED"),
+        rpc_code(&err) == Some(RpcErrorCode::RecipientDisconnected),
         "{err:?}"
     );
     assert!(session.is_connected());
@@ -1024,7 +1053,7 @@ fn runtime_leaving_mid_invoke_fails_the_call_promptly() {
         result.meta.action_id
     );
     drop(release_tx);
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
 }
 
 #[test]
@@ -1071,7 +1100,7 @@ fn a_failing_call_does_not_stall_a_concurrent_runtime_search() {
     let (invoke_result, invoke_elapsed) = invoke;
     let err = invoke_result.unwrap_err();
     assert!(
-        matches!(&err, Error::Runtime { code, .. } if code == "RECIPIENT_DISCONNECTED"),
+        rpc_code(&err) == Some(RpcErrorCode::RecipientDisconnected),
         "{err:?}"
     );
     assert!(
@@ -1085,7 +1114,7 @@ fn a_failing_call_does_not_stall_a_concurrent_runtime_search() {
         "the search took {search_elapsed:?} (resolution timeout 20 s)"
     );
     drop(release_tx);
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
 }
 
 #[test]
@@ -1118,7 +1147,7 @@ fn a_reply_timeout_says_the_action_may_still_be_running() {
     // The session is fine afterwards.
     assert!(session.invoke("quick", json!({}), None).unwrap().is_done());
     drop(release_tx);
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
 }
 
 #[test]
@@ -1134,18 +1163,16 @@ fn get_vision_takes_the_frame_even_when_the_ack_times_out() {
         host.handle("runtime.cameras_capture", move |call| {
             let request = payload(call);
             let id = request["stream"]["id"].as_str().unwrap_or_default().to_owned();
-            let host = weak.upgrade().ok_or_else(|| RpcFailure::new(1500, "gone"))?;
+            let host = weak.upgrade().ok_or_else(|| RpcError::application("gone"))?;
             host.send_bytes(
                 frame.clone(),
-                OutgoingStream {
-                    topic: "menlo.camera_capture".into(),
-                    name: "pov.jpg".into(),
-                    mime_type: "image/jpeg".into(),
-                    attributes: HashMap::from([("request_id".to_owned(), id.clone())]),
-                    destinations: vec![call.caller_identity.clone()],
-                },
+                OutgoingStream::new("menlo.camera_capture")
+                    .name("pov.jpg")
+                    .mime_type("image/jpeg")
+                    .attribute("request_id", id.clone())
+                    .destination(call.caller_identity.clone()),
             )
-            .map_err(|e| RpcFailure::new(1500, e.to_string()))?;
+            .map_err(|e| RpcError::application(e.to_string()))?;
             // The ack is late (the render thread is busy, say).
             let _ = release_rx.recv_timeout(Duration::from_secs(25));
             Ok(
@@ -1165,7 +1192,7 @@ fn get_vision_takes_the_frame_even_when_the_ack_times_out() {
     assert!(jpeg == frame, "the frame's bytes differ");
     assert!(started.elapsed() < Duration::from_secs(10));
     drop(release_tx);
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
 }
 
 #[test]
@@ -1178,7 +1205,7 @@ fn server_killed_mid_session_fails_calls_and_disconnects() {
     let session = connect(&p.client, &p.robot_id, simplesim()).unwrap();
     session.discover_skills().unwrap();
 
-    let pending = session
+    let mut pending = session
         .start_invoke("slow", json!({}), Some(Duration::from_secs(60)))
         .unwrap();
     assert_eq!(
@@ -1187,7 +1214,10 @@ fn server_killed_mid_session_fails_calls_and_disconnects() {
     );
     p.livekit.kill();
     let started = Instant::now();
-    let err = pending.wait(Duration::from_secs(60)).unwrap_err();
+    let err = pending
+        .wait_timeout(Duration::from_secs(60))
+        .expect("the action to fail")
+        .unwrap_err();
     let elapsed = started.elapsed();
     assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
     assert!(matches!(err, Error::Disconnected { .. }), "{err:?}");
@@ -1208,7 +1238,7 @@ fn server_killed_mid_session_fails_calls_and_disconnects() {
     assert!(matches!(err, Error::Disconnected { .. }), "{err:?}");
 
     // The platform is still there: disconnect deletes the session; no second Disconnected.
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
     assert_eq!(p.client.sessions().get(&p.robot_id).unwrap(), None);
     assert!(!session
         .events()
@@ -1336,7 +1366,7 @@ fn disconnect_is_idempotent_concurrent_and_retries_a_failed_delete() {
     let session = connect(&p.client, &p.robot_id, simplesim()).unwrap();
     let before = deletes();
     std::thread::scope(|s| {
-        let handles: Vec<_> = (0..4).map(|_| s.spawn(|| session.disconnect(true))).collect();
+        let handles: Vec<_> = (0..4).map(|_| s.spawn(|| session.disconnect())).collect();
         for handle in handles {
             handle.join().unwrap().unwrap();
         }
@@ -1347,11 +1377,11 @@ fn disconnect_is_idempotent_concurrent_and_retries_a_failed_delete() {
 
     // delete_session = false leaves the platform session running.
     let session = connect(&p.client, &p.robot_id, simplesim()).unwrap();
-    session.disconnect(false).unwrap();
+    session.leave();
     assert!(!session.is_connected());
     assert!(p.client.sessions().get(&p.robot_id).unwrap().is_some());
     // ... and a later disconnect(true) still deletes it.
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
     assert_eq!(p.client.sessions().get(&p.robot_id).unwrap(), None);
 
     // A failed DELETE is returned, and retried by the next call.
@@ -1364,10 +1394,10 @@ fn disconnect_is_idempotent_concurrent_and_retries_a_failed_delete() {
     let session = connect(&no_retries, &p.robot_id, simplesim()).unwrap();
     p.rcs
         .inject_fault(Fault::status(500).method("DELETE").path(session_path.clone()));
-    let err = session.disconnect(true).unwrap_err();
+    let err = session.disconnect().unwrap_err();
     assert_eq!(err.status(), Some(500), "{err:?}");
     assert!(p.client.sessions().get(&p.robot_id).unwrap().is_some());
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
     assert_eq!(p.client.sessions().get(&p.robot_id).unwrap(), None);
     assert_eq!(disconnected_events(&session), 1);
 }
@@ -1386,7 +1416,7 @@ fn disconnect_unblocks_calls_in_progress() {
     let waiting = std::thread::scope(|s| {
         let waiter = s.spawn(|| session.discover_skills());
         std::thread::sleep(Duration::from_millis(500));
-        session.disconnect(false).unwrap();
+        session.leave();
         waiter.join().unwrap()
     });
     let err = waiting.unwrap_err();
@@ -1403,13 +1433,16 @@ fn disconnect_unblocks_calls_in_progress() {
     let (started_tx, started_rx) = cb::unbounded();
     slow_runtime(&runtime, release_rx, started_tx);
     let session = connect(&p.client, &p.robot_id, simplesim()).unwrap();
-    let pending = session
+    let mut pending = session
         .start_invoke("slow", json!({}), Some(Duration::from_secs(60)))
         .unwrap();
     started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
     let started = Instant::now();
-    session.disconnect(true).unwrap();
-    let err = pending.wait(Duration::from_secs(30)).unwrap_err();
+    session.disconnect().unwrap();
+    let err = pending
+        .wait_timeout(Duration::from_secs(30))
+        .expect("the action to fail")
+        .unwrap_err();
     assert!(matches!(err, Error::Disconnected { .. }), "{err:?}");
     assert!(
         started.elapsed() < Duration::from_secs(5),
@@ -1437,7 +1470,7 @@ fn blocked_features_are_not_available() {
         matches!(&err, Error::NotAvailable { feature, .. } if feature == "get_logs"),
         "{err:?}"
     );
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1491,7 +1524,7 @@ fn eight_threads_invoke_on_one_session() {
         most.load(Ordering::SeqCst) >= 2,
         "the calls were serialized: the runtime never had two at once"
     );
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
 }
 
 #[test]
@@ -1555,11 +1588,11 @@ fn callbacks_run_on_an_sdk_thread_and_survive_a_panic() {
     });
     assert!(session.invoke("go_to", json!({}), None).unwrap().is_done());
 
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
     wait_until(Duration::from_secs(5), "the disconnected callback", || {
         (disconnects.load(Ordering::SeqCst) == 1).then_some(())
     });
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
     drop(session);
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(disconnects.load(Ordering::SeqCst), 1, "disconnected fired twice");
@@ -1568,5 +1601,164 @@ fn callbacks_run_on_an_sdk_thread_and_survive_a_panic() {
     assert!(
         threads.iter().all(|t| *t != caller),
         "a callback ran on the caller's thread"
+    );
+}
+
+#[test]
+fn start_calls_never_wait_for_the_runtime_and_share_one_search() {
+    let p = Platform::start();
+    let session = connect(
+        &p.client,
+        &p.robot_id,
+        simplesim().session_ready_timeout(Duration::from_secs(60)),
+    )
+    .unwrap();
+
+    // No runtime in the room yet: every start_* call hands back a handle, nothing has ended.
+    let mut action = session.start_invoke("go_to", json!({}), None).unwrap();
+    let mut status = session.state().start_robot_status();
+    let mut capabilities = session.start_get_capabilities();
+    assert!(action.poll().is_none());
+    assert!(status.poll().is_none());
+    assert!(capabilities.poll().is_none());
+
+    // The runtime joins only now, from this thread: a start_* call that waited for it would
+    // never have returned. Its probes are counted while they run: one search, one probe at a
+    // time, however many calls wait for it.
+    let runtime = p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]);
+    let probes = Arc::new(Mutex::new((0usize, 0usize))); // (in flight, most at once)
+    {
+        let probes = Arc::clone(&probes);
+        runtime.handle("runtime.tools_list", move |_| {
+            {
+                let mut probes = probes.lock().unwrap();
+                probes.0 += 1;
+                probes.1 = probes.1.max(probes.0);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            probes.lock().unwrap().0 -= 1;
+            Ok(tools_list_reply())
+        });
+    }
+    runtime.handle("runtime.tools_call", |call| Ok(done_result(&action_id(call))));
+    runtime.handle("runtime.state", |_| Ok(robot_status()));
+
+    let result = action
+        .wait_timeout(Duration::from_secs(30))
+        .expect("the action to end")
+        .unwrap();
+    assert!(result.is_done());
+    assert!(status
+        .wait_timeout(Duration::from_secs(30))
+        .expect("the read")
+        .is_ok());
+    // This runtime predates runtime.capabilities: no descriptor.
+    assert_eq!(
+        capabilities
+            .wait_timeout(Duration::from_secs(30))
+            .expect("the read")
+            .unwrap(),
+        None
+    );
+    assert_eq!(probes.lock().unwrap().1, 1, "more than one search probed at once");
+    session.disconnect().unwrap();
+}
+
+/// Environment of the child process of `a_host_that_never_reads_holds_no_streams`: the
+/// LiveKit URL and the token of the host it runs.
+const QUIET_HOST_ENV: &str = "MENLO_TEST_QUIET_HOST";
+
+/// Resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The child's side: a host that joins, says so, and never reads anything until its stdin
+/// closes. A no-op in a normal test run.
+#[test]
+fn quiet_host_child() {
+    let Ok(spec) = std::env::var(QUIET_HOST_ENV) else {
+        return;
+    };
+    let (url, token) = spec.split_once(' ').unwrap();
+    let host = RuntimeHost::connect(url, token, Duration::from_secs(15)).unwrap();
+    println!("joined {}", host.identity());
+    let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
+}
+
+#[test]
+fn a_host_that_never_reads_holds_no_streams() {
+    const STREAMS: usize = 80;
+    const STREAM_BYTES: usize = 512 << 10;
+    let p = Platform::start();
+    // The quiet host runs in its own process, so that its memory is its own.
+    let token = p.livekit.token(&p.robot_id, "quiet-host", false, &[]);
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "quiet_host_child", "--nocapture", "--test-threads=1"])
+        .env(QUIET_HOST_ENV, format!("{} {token}", p.livekit.url))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    assert!(lines.any(|line| line.is_ok_and(|l| l.contains("joined quiet-host"))));
+    let pid = child.id();
+
+    let sender = p.runtime("stream-sender", false, &[]);
+    wait_until(Duration::from_secs(10), "the quiet host in the room", || {
+        sender
+            .participants()
+            .iter()
+            .any(|q| q.identity == "quiet-host")
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let before = rss_kib(pid);
+    // 20 MiB on a topic the host never asked for, then 20 MiB on the camera topic (which it
+    // did not ask for either). Before topics were filtered, the host kept the last 64 streams
+    // it never read: 32 MiB here.
+    for (i, topic) in ["robot.telemetry", "menlo.camera_capture"]
+        .into_iter()
+        .flat_map(|topic| std::iter::repeat_n(topic, STREAMS / 2))
+        .enumerate()
+    {
+        let stream = OutgoingStream::new(topic)
+            .name(format!("blob-{i}"))
+            .destination("quiet-host");
+        // The sender's channel buffer is finite: pace the sends when it is full.
+        let data = fake_jpeg(STREAM_BYTES, i as u64);
+        let mut attempts = 0;
+        while let Err(err) = sender.send_bytes(data.clone(), stream.clone()) {
+            attempts += 1;
+            assert!(attempts < 200, "stream {i} not sent: {err}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    // Let the last packets arrive and the host's memory settle.
+    let mut after = rss_kib(pid);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = rss_kib(pid);
+        if now.abs_diff(after) < 512 || Instant::now() > deadline {
+            after = after.max(now);
+            break;
+        }
+        after = now;
+    }
+    drop(child.stdin.take());
+    let _ = child.wait();
+    let grown_mib = after.saturating_sub(before) / 1024;
+    let sent_mib = (STREAMS * STREAM_BYTES) >> 20;
+    eprintln!("quiet host: {before} KiB -> {after} KiB after {sent_mib} MiB sent");
+    assert!(before > 0, "cannot read the child's memory");
+    assert!(
+        grown_mib < 12,
+        "a host that never reads grew by {grown_mib} MiB after {sent_mib} MiB of streams"
     );
 }

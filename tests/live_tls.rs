@@ -79,5 +79,5 @@ fn wss_works_with_a_private_ca_and_fails_cleanly_without_it() {
         .add_root_certificate(ca);
     let session = connect(&p.client, &p.robot_id, trusted).expect("wss connect with the private CA");
     assert_eq!(session.discover_skills().unwrap()[0].name, "wave");
-    session.disconnect(true).unwrap();
+    session.disconnect().unwrap();
 }

@@ -1,10 +1,11 @@
 //! `ApiError::from_response` on arbitrary status, body and reason phrase (CONTRACT §3).
 //!
 //! Input layout (so seeds stay readable): `[status_hi, status_lo, reason_len, reason…, body…]`.
-//! Properties: never panics; `status` is kept; `code` is non-empty unless the body itself
-//! gave `"code": ""`; `message` is empty only when its documented source was empty;
+//! Properties: never panics; `status` is kept; `code` is the body's own (non-empty string or
+//! number) or a documented fallback, never empty for an object body; `message` is the first
+//! non-empty `message`/`error`/`detail` (strings as is), never empty for an object body;
 //! `details` is exactly the body's `details` object; `request_id`/`trace_id` come only from
-//! `details` (a top-level `request_id` is never picked up).
+//! `details` (strings or numbers as text; a top-level `request_id` is never picked up).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -38,12 +39,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(err.details, expected_details);
 
     // request_id / trace_id: only ever read from `details`.
-    let from_details = |key: &str| {
-        expected_details
-            .get(key)
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    };
+    let from_details = |key: &str| as_text(expected_details.get(key));
     assert_eq!(err.request_id, from_details("request_id"));
     assert_eq!(err.trace_id, from_details("trace_id"));
 
@@ -61,42 +57,38 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(err.message, expected);
         }
         Some(object) => {
-            let given_code = object.get("code").and_then(Value::as_str);
-            // code: as given, or one of the documented fallbacks; empty only if given empty.
+            let given_code = as_text(object.get("code"));
             let fallbacks = [
                 "unknown.error",
                 "request.validation_error",
                 &format!("http.{status}"),
             ];
-            assert!(
-                Some(err.code.as_str()) == given_code || fallbacks.contains(&err.code.as_str()),
-                "undocumented code {:?}",
-                err.code
-            );
-            if err.code.is_empty() {
-                assert_eq!(given_code, Some(""), "empty code that the body did not give");
+            match &given_code {
+                Some(code) => assert_eq!(&err.code, code, "the body's code was not kept"),
+                None => assert!(
+                    fallbacks.contains(&err.code.as_str()),
+                    "undocumented code {:?}",
+                    err.code
+                ),
             }
-            // message: empty only when the field it came from was an empty string.
-            if err.message.is_empty() {
-                let empty_source = ["message", "error", "detail"]
-                    .iter()
-                    .any(|key| object.get(*key).and_then(Value::as_str) == Some(""));
-                assert!(
-                    empty_source,
-                    "empty message from a body with no empty message/error/detail"
-                );
+            assert!(!err.message.is_empty(), "empty message from an object body");
+            let first_source = ["message", "error", "detail"]
+                .iter()
+                .find_map(|key| object.get(*key).filter(|value| is_present(value)));
+            match first_source {
+                None => assert_eq!(err.message, "Unknown error"),
+                Some(Value::String(text)) => assert_eq!(&err.message, text),
+                Some(_) => assert!(
+                    serde_json::from_str::<Value>(&err.message).is_ok(),
+                    "a non-string source was not rendered as JSON: {:?}",
+                    err.message
+                ),
             }
-            if object.get("message").and_then(Value::as_str).is_none()
-                && object.get("error").and_then(Value::as_str).is_none()
-                && object.get("detail").is_none()
-            {
-                assert_eq!(err.message, "Unknown error");
-            }
-            if status == 422
-                && object.get("message").and_then(Value::as_str).is_none()
-                && object.get("error").and_then(Value::as_str).is_none()
-                && object.get("detail").is_some()
-            {
+            let only_detail = ["message", "error"]
+                .iter()
+                .all(|key| !object.get(*key).is_some_and(is_present))
+                && object.get("detail").is_some_and(is_present);
+            if status == 422 && given_code.is_none() && only_detail {
                 assert_eq!(err.code, "request.validation_error");
             }
         }
@@ -110,3 +102,17 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(wrapped.to_string(), shown);
     let _ = format!("{wrapped:?}");
 });
+
+/// A code or id as the SDK reads it: a non-empty string, or a number as text.
+fn as_text(value: Option<&Value>) -> Option<String> {
+    match value? {
+        Value::String(text) if !text.is_empty() => Some(text.clone()),
+        Value::Number(number) => Some(number.to_string()),
+        _ => None,
+    }
+}
+
+/// A message source counts unless it is `null` or an empty string.
+fn is_present(value: &Value) -> bool {
+    !matches!(value, Value::Null) && value.as_str() != Some("")
+}

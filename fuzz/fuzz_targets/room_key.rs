@@ -15,7 +15,8 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use libfuzzer_sys::fuzz_target;
-use menlo_robot_sdk::{is_container_internal, Error, RoomKey};
+use menlo_robot_sdk::__control_plane_fuzzing::is_container_internal;
+use menlo_robot_sdk::{Error, RoomKey};
 
 fn check_key(input: &str) -> Option<RoomKey> {
     let key = match RoomKey::parse(input) {
@@ -47,7 +48,9 @@ fn check_key(input: &str) -> Option<RoomKey> {
         );
     }
     let link = key.link("https://sim.menlo.ai/");
-    assert!(link.starts_with("https://sim.menlo.ai/?key=k1%7E"), "{link}");
+    assert!(link.starts_with("https://sim.menlo.ai/?key=k1~"), "{link}");
+    let from_link = RoomKey::parse(&link).unwrap_or_else(|e| panic!("a key's own link does not parse: {e}"));
+    assert!(from_link == key, "the link changed the key");
     let _ = format!("{key:?}");
     Some(key)
 }

@@ -1,5 +1,6 @@
 //! Runtime-plane reply interpretation (CONTRACT §8, feature `livekit`): every `runtime.*`
-//! reply parser of `menlo_robot_sdk::runtime::calls`, fed the same reply text.
+//! reply parser of the SDK's private `runtime::calls` (reached through the
+//! `menlo_robot_sdk::__fuzzing` door, built only with `--cfg fuzzing`), fed the same reply text.
 //!
 //! Properties: never panics; errors are only `Decode` or `Runtime` (`Runtime` exactly for a
 //! guard envelope, with non-empty code and message); a guard envelope on `tools_call` is a
@@ -11,14 +12,13 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use menlo_robot_sdk::runtime::calls::{
+use menlo_robot_sdk::__fuzzing::calls::{
     self, guard_error, is_jpeg, parse_cancel_reply, parse_capabilities_reply, parse_capture_ack,
     parse_raw_reply, parse_runtime_state_reply, parse_scene_state_reply, parse_state_reply,
     parse_tools_call_reply, parse_tools_list_reply, tools_call_request, CapabilitiesOutcome, CaptureAck,
-    StateReply, METHOD_NOT_FOUND,
+    StateReply,
 };
-use menlo_robot_sdk::runtime::{ActionPhase, ActionStatus, RuntimeEvent};
-use menlo_robot_sdk::Error;
+use menlo_robot_sdk::{ActionPhase, ActionStatus, Error, RuntimeErrorCode, RuntimeEvent};
 use serde_json::Value;
 
 const ACTION_ID: &str = "act_0123456789ab";
@@ -27,13 +27,13 @@ const ACTION_ID: &str = "act_0123456789ab";
 fn check_error(err: &Error, guard: bool, what: &str) {
     match err {
         Error::Decode { .. } => {}
-        Error::Runtime { code, message } => {
+        Error::Runtime { code, message, .. } => {
             assert!(
                 guard || what == "cameras_capture",
                 "{what}: Runtime error from a non-guard reply"
             );
             assert!(
-                !code.is_empty() && !message.is_empty(),
+                !code.as_str().is_empty() && !message.is_empty(),
                 "{what}: empty runtime error code/message"
             );
         }
@@ -60,7 +60,7 @@ fuzz_target!(|data: &[u8]| {
         let info = guard_error(value);
         assert_eq!(info.is_some(), guard, "guard_error disagrees with CONTRACT §8");
         if let Some(info) = info {
-            assert!(!info.code.is_empty() && !info.message.is_empty());
+            assert!(!info.code.as_str().is_empty() && !info.message.is_empty());
         }
     }
 
@@ -190,13 +190,17 @@ fuzz_target!(|data: &[u8]| {
                 || value
                     .as_ref()
                     .and_then(guard_error)
-                    .is_some_and(|info| info.code == METHOD_NOT_FOUND);
+                    .is_some_and(|info| info.code == RuntimeErrorCode::MethodNotFound);
             assert!(empty, "capabilities None for a reply that has a descriptor");
         }
         Err(err) => {
             check_error(&err, guard, "capabilities");
             if let Error::Runtime { code, .. } = &err {
-                assert_ne!(code, METHOD_NOT_FOUND, "METHOD_NOT_FOUND must mean no descriptor");
+                assert_ne!(
+                    *code,
+                    RuntimeErrorCode::MethodNotFound,
+                    "METHOD_NOT_FOUND must mean no descriptor"
+                );
             }
         }
     }

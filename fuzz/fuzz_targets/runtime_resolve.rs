@@ -16,11 +16,10 @@
 use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
-use menlo_robot_sdk::runtime::resolve::{
-    best_slot, candidates, matches_hint, matches_slot, readiness, runtime_slot_names, Participant,
-    ParticipantKind, RuntimeHints,
+use menlo_robot_sdk::__fuzzing::resolve::{
+    best_slot, candidates, matches_hint, matches_slot, readiness, runtime_slot_names, RuntimeHints,
 };
-use menlo_robot_sdk::RequiredParticipant;
+use menlo_robot_sdk::{Participant, ParticipantKind, RequiredParticipant};
 use serde_json::Value;
 
 fuzz_target!(|data: &[u8]| {
@@ -144,7 +143,8 @@ fn participant(value: &Value) -> Participant {
     let kind = match value.get("kind").and_then(Value::as_str) {
         Some("agent") => ParticipantKind::Agent,
         Some("standard") | None => ParticipantKind::Standard,
-        Some(other) => ParticipantKind::Other(other.to_owned()),
+        Some("ingress") => ParticipantKind::Ingress,
+        Some(_) => ParticipantKind::Other(99),
     };
     let mut p = Participant::new(identity, kind);
     if let Some(attributes) = value.get("attributes").and_then(Value::as_object) {

@@ -65,6 +65,8 @@ use tokio::sync::oneshot;
 
 mod rcs;
 mod sfu;
+#[cfg(feature = "livekit")]
+pub mod sim;
 mod token;
 
 pub use sfu::{Sfu, SfuOptions, SfuRoom};
@@ -178,6 +180,7 @@ enum PathMatch {
 /// request path *without* its query string — [`Fault::path`] matches it exactly,
 /// [`Fault::path_prefix`] by prefix. A fault applies to `times` requests (default 1) and is
 /// then used up. When several faults match, the one injected first applies.
+#[must_use]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fault {
     kind: FaultKind,
@@ -294,6 +297,7 @@ pub struct RecordedRequest {
 }
 
 /// Configures a [`ControlPlane`] before starting it.
+#[must_use]
 #[derive(Clone, Debug)]
 pub struct ControlPlaneBuilder {
     livekit: LiveKitSettings,

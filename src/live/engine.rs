@@ -1,14 +1,14 @@
-//! The async core of a room: one task on the private runtime that owns the websocket, the
+//! The async core of a room: one task on the executor (the SDK's private tokio pool) that owns the websocket, the
 //! UDP socket and the str0m peer, and drives the sans-IO state machines (participants, the
 //! stream gate). RPC and data streams run in LiveKit's `livekit-rpc` / `livekit-data-stream`
 //! managers on tasks of their own, which send through the engine's command channel (see
 //! [`crate::live::rpc`], [`crate::live::streams`]). It talks to the synchronous
 //! [`crate::live::Room`] handle only through channels.
 
-use crate::live::error::{LiveError, RpcError};
+use crate::live::error::{LiveError, RpcError, RpcErrorCode};
 use crate::live::participants::{Participant, ParticipantChange, ParticipantTracker};
 use crate::live::peer::{Peer, PeerOutput};
-use crate::live::room::SendBytesOptions;
+use crate::live::room::OutgoingStream;
 use crate::live::rpc::{self, CallParams, EngineTransport, Outbox, Rpc, RpcReply};
 use crate::live::signal;
 use crate::live::streams::{self, ByteStream, StreamFailure, StreamGate};
@@ -30,6 +30,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::UdpSocket;
 use tokio_tungstenite::tungstenite::Message;
 
+/// What a room's owner is told, on the executor, as it happens. Implementations must not
+/// block: they run on the connection's own task (events) or a stream task (streams).
+pub(crate) trait RoomObserver: Send + Sync + 'static {
+    /// A participant change or the disconnection.
+    fn on_event(&self, event: RoomEvent);
+    /// A completely received byte stream on one of the topics the owner asked for
+    /// ([`ConnectionConfig::stream_topics`]).
+    fn on_stream(&self, stream: ByteStream);
+}
+
 /// Events delivered by a room.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -40,17 +50,6 @@ pub enum RoomEvent {
     ParticipantUpdated(Participant),
     /// A remote participant left.
     ParticipantLeft(Participant),
-    /// A user data packet arrived.
-    DataReceived {
-        /// Sender identity.
-        sender_identity: String,
-        /// Topic (empty if none).
-        topic: String,
-        /// Payload.
-        payload: Vec<u8>,
-    },
-    /// An incoming data stream was dropped.
-    StreamFailed(streams::StreamFailure),
     /// The room is disconnected; no further events follow.
     Disconnected {
         /// Why.
@@ -71,7 +70,7 @@ pub(crate) enum Command {
         done: tokio::sync::oneshot::Sender<Result<(), LiveError>>,
     },
     SendBytes {
-        options: SendBytesOptions,
+        options: OutgoingStream,
         data: Vec<u8>,
         reply: cb::Sender<Result<(), LiveError>>,
     },
@@ -82,8 +81,6 @@ pub(crate) enum Command {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub connected: AtomicBool,
-    /// Last signalling round trip measured by ping/pong, in ms (-1 before the first pong).
-    pub signal_rtt_ms: std::sync::atomic::AtomicI64,
     pub participants: Mutex<HashMap<String, Participant>>,
 }
 
@@ -91,7 +88,6 @@ impl Default for Shared {
     fn default() -> Self {
         Shared {
             connected: AtomicBool::new(false),
-            signal_rtt_ms: std::sync::atomic::AtomicI64::new(-1),
             participants: Mutex::new(HashMap::new()),
         }
     }
@@ -112,29 +108,27 @@ pub(crate) struct Joined {
     pub server_version: String,
 }
 
-/// Configuration of a session.
+/// Configuration of a connection.
 #[derive(Clone)]
-pub(crate) struct SessionConfig {
+pub(crate) struct ConnectionConfig {
     pub url: String,
     pub token: String,
     pub connect_timeout: Duration,
     pub max_stream_bytes: usize,
     /// Extra trust anchors (DER) for `wss://`, on top of the webpki roots.
     pub extra_roots_der: Vec<Vec<u8>>,
+    /// Topics of the incoming byte streams the owner wants; streams on other topics (besides
+    /// the RPC ones) are discarded as their packets arrive, never buffered.
+    pub stream_topics: Vec<String>,
 }
 
-pub(crate) struct SessionIo {
+pub(crate) struct ConnectionIo {
     pub commands: cb::Receiver<Command>,
     /// A sender on the same channel, for the RPC transport.
     pub commands_tx: cb::Sender<Command>,
     pub wake: Arc<tokio::sync::Notify>,
     pub ready: cb::Sender<Result<Joined, LiveError>>,
-    pub events: cb::Sender<RoomEvent>,
-    /// Clone of the handle's receiver, used to drop the oldest event when the queue is full.
-    pub events_overflow: cb::Receiver<RoomEvent>,
-    pub streams: cb::Sender<ByteStream>,
-    /// Clone of the handle's receiver, used to drop the oldest stream when the queue is full.
-    pub streams_overflow: cb::Receiver<ByteStream>,
+    pub observer: Arc<dyn RoomObserver>,
     pub shared: Arc<Shared>,
     /// Handlers of incoming requests (registered directly by the handle).
     pub rpc_server: Arc<RpcServerManager>,
@@ -149,8 +143,8 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Runs a session to completion.
-pub(crate) async fn run(cfg: SessionConfig, io: SessionIo) {
+/// Runs a connection to completion.
+pub(crate) async fn run(cfg: ConnectionConfig, io: ConnectionIo) {
     let deadline = tokio::time::Instant::now() + cfg.connect_timeout;
     let connected = tokio::time::timeout_at(deadline, connect_signal(&cfg)).await;
     let (ws, join, dual) = match connected {
@@ -166,7 +160,7 @@ pub(crate) async fn run(cfg: SessionConfig, io: SessionIo) {
             return;
         }
     };
-    let mut s = match Session::new(cfg, io, ws, join, dual).await {
+    let mut s = match Connection::new(cfg, io, ws, join, dual).await {
         Ok(s) => s,
         Err((io, e)) => {
             let _ = io.ready.send(Err(e));
@@ -180,7 +174,7 @@ pub(crate) async fn run(cfg: SessionConfig, io: SessionIo) {
 /// Opens the signalling websocket on `/rtc/v1` (one peer connection), falling back to `/rtc`
 /// (two peer connections) when the server answers 404; returns it, the JoinResponse and
 /// whether the dual layout is in use.
-async fn connect_signal(cfg: &SessionConfig) -> Result<(Ws, proto::JoinResponse, bool), LiveError> {
+async fn connect_signal(cfg: &ConnectionConfig) -> Result<(Ws, proto::JoinResponse, bool), LiveError> {
     let v1 = || signal::join_url(&cfg.url, &signal::join_request(false));
     match open_signal(cfg, v1()?).await {
         Err(LiveError::Refused { status: 404, .. }) => {
@@ -193,7 +187,7 @@ async fn connect_signal(cfg: &SessionConfig) -> Result<(Ws, proto::JoinResponse,
     }
 }
 
-async fn open_signal(cfg: &SessionConfig, url: url::Url) -> Result<(Ws, proto::JoinResponse), LiveError> {
+async fn open_signal(cfg: &ConnectionConfig, url: url::Url) -> Result<(Ws, proto::JoinResponse), LiveError> {
     let tls = if url.scheme() == "wss" {
         Some(tls_config(&cfg.extra_roots_der)?)
     } else {
@@ -277,8 +271,8 @@ async fn bind_udp_towards(url: &str) -> Result<UdpSocket, LiveError> {
     Ok(UdpSocket::bind(SocketAddr::new(local_ip, 0)).await?)
 }
 
-struct Session {
-    io: SessionIo,
+struct Connection {
+    io: ConnectionIo,
     ws: Ws,
     socket: UdpSocket,
     /// Publisher peer: our channels; in single-PC mode also the receive path.
@@ -302,6 +296,8 @@ struct Session {
     streams_in: ds::incoming::ManagerInput,
     stream_gate: StreamGate,
     ready_sent: bool,
+    /// See [`ConnectionConfig::stream_topics`].
+    stream_topics: Vec<String>,
     ping_interval: Duration,
     ping_timeout: Duration,
     next_ping: Instant,
@@ -309,15 +305,15 @@ struct Session {
     rtt_ms: i64,
 }
 
-impl Session {
+impl Connection {
     #[allow(clippy::result_large_err)]
     async fn new(
-        cfg: SessionConfig,
-        io: SessionIo,
+        cfg: ConnectionConfig,
+        io: ConnectionIo,
         mut ws: Ws,
         join: proto::JoinResponse,
         dual: bool,
-    ) -> Result<Session, (SessionIo, LiveError)> {
+    ) -> Result<Connection, (ConnectionIo, LiveError)> {
         let local = join.participant.clone().unwrap_or_default();
         let joined = Joined {
             local_identity: local.identity.clone(),
@@ -385,20 +381,10 @@ impl Session {
                 }),
             ),
         });
-        let streams_in = spawn_incoming_streams(
-            &rpc,
-            cfg.max_stream_bytes,
-            Sinks {
-                streams: io.streams.clone(),
-                streams_overflow: io.streams_overflow.clone(),
-                events: io.events.clone(),
-                events_overflow: io.events_overflow.clone(),
-                shared: io.shared.clone(),
-            },
-        );
+        let streams_in = spawn_incoming_streams(&rpc, cfg.max_stream_bytes, Arc::clone(&io.observer));
         let ping_interval = Duration::from_secs(u64::try_from(join.ping_interval).unwrap_or(0).max(1));
         let ping_timeout = Duration::from_secs(u64::try_from(join.ping_timeout).unwrap_or(0).max(2));
-        let mut s = Session {
+        let mut s = Connection {
             io,
             ws,
             socket,
@@ -416,6 +402,7 @@ impl Session {
             streams_in,
             stream_gate: StreamGate::default(),
             ready_sent: false,
+            stream_topics: cfg.stream_topics.clone(),
             ping_interval,
             ping_timeout,
             next_ping: now + ping_interval,
@@ -426,10 +413,8 @@ impl Session {
         Ok(s)
     }
 
-    /// Queues an event; when the queue is full the *oldest* event is dropped, so the latest
-    /// state (e.g. `Disconnected`) always gets through.
     fn emit(&self, ev: RoomEvent) {
-        push_drop_oldest(&self.io.events, &self.io.events_overflow, ev, "room event");
+        self.io.observer.on_event(ev);
     }
 
     fn apply_changes(&mut self, changes: Vec<ParticipantChange>) {
@@ -474,7 +459,13 @@ impl Session {
             f.sender_identity,
             f.reason
         );
-        self.emit(RoomEvent::StreamFailed(f));
+    }
+
+    /// Whether incoming streams on `topic` are read: the RPC topics and the owner's.
+    fn wants_topic(&self, topic: &str) -> bool {
+        topic == rpc::RPC_REQUEST_TOPIC
+            || topic == rpc::RPC_RESPONSE_TOPIC
+            || self.stream_topics.iter().any(|wanted| wanted == topic)
     }
 
     fn send_packet(&mut self, packet: &proto::DataPacket, reliable: bool) -> Result<(), LiveError> {
@@ -692,7 +683,6 @@ impl Session {
             }
             Resp::PongResp(p) => {
                 self.rtt_ms = now_ms().saturating_sub(p.last_ping_timestamp).max(0);
-                self.io.shared.signal_rtt_ms.store(self.rtt_ms, Ordering::Relaxed);
             }
             Resp::Offer(o) => {
                 if !self.dual {
@@ -747,11 +737,10 @@ impl Session {
         let now = Instant::now();
         match packet.value {
             Some(Value::User(u)) => {
-                self.emit(RoomEvent::DataReceived {
-                    sender_identity: sender,
-                    topic: u.topic.unwrap_or_default(),
-                    payload: u.payload,
-                });
+                log::debug!(
+                    "ignoring a user data packet on topic {:?}",
+                    u.topic.unwrap_or_default()
+                );
             }
             Some(Value::RpcRequest(req)) => {
                 let rpc = Arc::clone(&self.rpc);
@@ -766,6 +755,10 @@ impl Session {
                 self.rpc
                     .client
                     .handle_v1_response_packet(r.request_id, payload, error);
+            }
+            // Unwanted streams are never admitted: their chunks are then unknown and dropped.
+            Some(Value::StreamHeader(h)) if !self.wants_topic(&h.topic) => {
+                log::debug!("discarding an incoming stream on topic {:?}", h.topic);
             }
             Some(Value::StreamHeader(h)) => match self.stream_gate.header(now, &sender, &h) {
                 Ok(()) => self.feed_stream(
@@ -812,13 +805,13 @@ impl Session {
         }
     }
 
-    /// Handles queued commands. Returns a reason when the session must end.
+    /// Handles queued commands. Returns a reason when the connection must end.
     fn drain_commands(&mut self) -> Option<String> {
         while let Ok(cmd) = self.io.commands.try_recv() {
             match cmd {
                 Command::PerformRpc { params, reply } => {
                     if !self.ready_sent {
-                        let _ = reply.send(Err(RpcError::built_in(RpcError::SEND_FAILED)));
+                        reply.send(Err(RpcError::built_in(RpcErrorCode::SendFailed)));
                         continue;
                     }
                     // No "recipient not found" pre-check: livekit-server announces data-only
@@ -826,7 +819,7 @@ impl Session {
                     // (`livekit-rpc` has none either.)
                     let rpc = Arc::clone(&self.rpc);
                     tokio::spawn(async move {
-                        let _ = reply.send(rpc.perform(params).await);
+                        reply.send(rpc.perform(params).await);
                     });
                 }
                 Command::Transmit { packets, done } => {
@@ -857,7 +850,7 @@ impl Session {
         self.io.shared.connected.store(false, Ordering::SeqCst);
         // Best effort: tell the server, then close everything.
         let leave = signal::encode_request(signal::leave_request());
-        let _ = tokio::time::timeout(Duration::from_millis(500), async {
+        let _ = tokio::time::timeout(crate::session::timeouts::LEAVE_SEND, async {
             let _ = self.ws.send(Message::Binary(leave.into())).await;
             let _ = self.ws.close(None).await;
         })
@@ -876,7 +869,7 @@ impl Session {
         while let Ok(cmd) = self.io.commands.try_recv() {
             match cmd {
                 Command::PerformRpc { reply, .. } => {
-                    let _ = reply.send(Err(RpcError::built_in(RpcError::RECIPIENT_DISCONNECTED)));
+                    reply.send(Err(RpcError::built_in(RpcErrorCode::RecipientDisconnected)));
                 }
                 Command::SendBytes { reply, .. } => {
                     let _ = reply.send(Err(LiveError::Disconnected(reason.clone())));
@@ -926,24 +919,18 @@ fn spawn_outgoing_streams(outbox: Outbox) -> ds::outgoing::Manager {
     manager
 }
 
-/// Where completed and failed incoming streams go (clones of the handle's queues).
-struct Sinks {
-    streams: cb::Sender<ByteStream>,
-    streams_overflow: cb::Receiver<ByteStream>,
-    events: cb::Sender<RoomEvent>,
-    events_overflow: cb::Receiver<RoomEvent>,
-    shared: Arc<Shared>,
-}
-
 /// `livekit-data-stream`'s incoming manager, with a task routing each opened stream: text
 /// streams on the RPC topics to the RPC server (requests) or client (responses), everything
-/// else read to its end into the byte stream queue (or a `StreamFailed` event). The tasks end
-/// when the returned input is dropped or shut down.
-fn spawn_incoming_streams(rpc: &Arc<Rpc>, max_bytes: usize, sinks: Sinks) -> ds::incoming::ManagerInput {
+/// else (only the owner's topics get this far) read to its end and handed to the observer.
+/// The tasks end when the returned input is dropped or shut down.
+fn spawn_incoming_streams(
+    rpc: &Arc<Rpc>,
+    max_bytes: usize,
+    observer: Arc<dyn RoomObserver>,
+) -> ds::incoming::ManagerInput {
     let (manager, input, mut output) = ds::incoming::Manager::new(Some(max_bytes));
     tokio::spawn(manager.run());
     let rpc = Arc::clone(rpc);
-    let sinks = Arc::new(sinks);
     tokio::spawn(async move {
         while let Some(event) = output.recv().await {
             let ds::incoming::OutputEvent::StreamOpened(opened) = event else {
@@ -964,28 +951,16 @@ fn spawn_incoming_streams(rpc: &Arc<Rpc>, max_bytes: usize, sinks: Sinks) -> ds:
                     tokio::spawn(async move { rpc.client.handle_v2_response_stream(reader).await });
                 }
                 reader => {
-                    let sinks = Arc::clone(&sinks);
+                    let observer = Arc::clone(&observer);
                     tokio::spawn(async move {
                         match streams::collect(reader, sender.0).await {
-                            Ok(stream) => push_drop_oldest(
-                                &sinks.streams,
-                                &sinks.streams_overflow,
-                                stream,
-                                "byte stream",
+                            Ok(stream) => observer.on_stream(stream),
+                            Err(f) => log::warn!(
+                                "incoming stream {} from {} failed: {}",
+                                f.id,
+                                f.sender_identity,
+                                f.reason
                             ),
-                            // Streams cut off by our own disconnection are not reported after
-                            // the final `Disconnected` event.
-                            Err(f) if sinks.shared.is_connected() => {
-                                log::warn!(
-                                    "incoming stream {} from {} failed: {}",
-                                    f.id,
-                                    f.sender_identity,
-                                    f.reason
-                                );
-                                let event = RoomEvent::StreamFailed(f);
-                                push_drop_oldest(&sinks.events, &sinks.events_overflow, event, "room event");
-                            }
-                            Err(_) => {}
                         }
                     });
                 }
@@ -1000,33 +975,5 @@ async fn recv_opt(sock: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<(
     match sock {
         Some(s) => s.recv_from(buf).await,
         None => std::future::pending().await,
-    }
-}
-
-/// Sends on a bounded channel, dropping the oldest queued item while it is full.
-fn push_drop_oldest<T>(tx: &cb::Sender<T>, rx: &cb::Receiver<T>, mut item: T, what: &str) {
-    loop {
-        match tx.try_send(item) {
-            Ok(()) | Err(cb::TrySendError::Disconnected(_)) => return,
-            Err(cb::TrySendError::Full(back)) => {
-                item = back;
-                if rx.try_recv().is_ok() {
-                    log::warn!("{what} queue full: dropped the oldest entry");
-                }
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn full_queue_drops_oldest() {
-        let (tx, rx) = crossbeam_channel::bounded(2);
-        let overflow = rx.clone();
-        for i in 0..5 {
-            super::push_drop_oldest(&tx, &overflow, i, "test");
-        }
-        assert_eq!(rx.try_iter().collect::<Vec<_>>(), vec![3, 4]);
     }
 }

@@ -1,7 +1,13 @@
-//! Entry points for `fuzz/` into the engine's network parsers (built only with
+//! Entry points for `fuzz/` into the engine's network parsers and the runtime plane's
+//! request builders, reply parsers and resolver (built only with
 //! `--cfg fuzzing`, which cargo-fuzz sets; never part of the public API).
 
 use std::time::{Duration, Instant};
+
+/// The runtime plane's request builders and reply interpreters (private otherwise).
+pub use crate::runtime::calls;
+/// Slot readiness and runtime-worker resolution (private otherwise).
+pub use crate::runtime::resolve;
 
 use livekit_protocol as proto;
 use prost::Message as _;

@@ -5,72 +5,112 @@
 //! with the same identity.
 
 use livekit_protocol as proto;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
-/// Kind of a participant, as reported by the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The kind of a room participant, as the LiveKit server reports it.
+///
+/// Open: a kind this SDK does not know keeps its raw protocol value in
+/// [`ParticipantKind::Other`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ParticipantKind {
-    /// A regular client.
+    /// A regular participant (a human viewer, an SDK client, a simulator tab).
     Standard,
-    /// An agent (e.g. a robot runtime).
+    /// A dispatched LiveKit agent (e.g. a robot runtime worker).
     Agent,
-    /// Ingress.
+    /// An ingress.
     Ingress,
-    /// Egress.
+    /// An egress.
     Egress,
-    /// SIP.
+    /// A SIP participant.
     Sip,
     /// A connector.
     Connector,
-    /// A kind this library does not know.
+    /// A kind this SDK does not know, by its protocol value.
     Other(i32),
 }
 
 impl ParticipantKind {
-    fn from_proto(v: i32) -> Self {
+    /// The kind for a protocol value (`ParticipantInfo.kind`).
+    pub fn from_i32(value: i32) -> Self {
         use proto::participant_info::Kind;
-        match Kind::try_from(v) {
+        match Kind::try_from(value) {
             Ok(Kind::Standard) => ParticipantKind::Standard,
             Ok(Kind::Agent) => ParticipantKind::Agent,
             Ok(Kind::Ingress) => ParticipantKind::Ingress,
             Ok(Kind::Egress) => ParticipantKind::Egress,
             Ok(Kind::Sip) => ParticipantKind::Sip,
             Ok(Kind::Connector) => ParticipantKind::Connector,
-            _ => ParticipantKind::Other(v),
+            _ => ParticipantKind::Other(value),
         }
     }
 }
 
-/// A remote participant.
+/// The participant attribute naming a dispatched agent.
+pub(crate) const AGENT_NAME_ATTRIBUTE: &str = "lk.agent.name";
+
+/// The older spelling of [`AGENT_NAME_ATTRIBUTE`], read when the first is absent.
+pub(crate) const AGENT_NAME_ATTRIBUTE_FALLBACK: &str = "lk.agent_name";
+
+/// Another participant in the room: a runtime worker, a viewer, another SDK client.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Participant {
-    /// Server-assigned participant SID.
+    /// Server-assigned participant id (`PA_…`; empty in fixtures).
     pub sid: String,
-    /// Identity (from the token's `sub`).
+    /// Identity, from the participant's token.
     pub identity: String,
     /// Display name.
     pub name: String,
     /// Kind.
     pub kind: ParticipantKind,
-    /// Attributes (key/value).
-    pub attributes: HashMap<String, String>,
-    /// Metadata string.
+    /// Attributes (key/value), e.g. `lk.agent.name` for a dispatched agent.
+    pub attributes: BTreeMap<String, String>,
+    /// Free-form metadata set by the participant.
     pub metadata: String,
     /// The `client_protocol` its client advertises (1 and up: RPC over data streams).
-    pub client_protocol: i32,
+    pub(crate) client_protocol: i32,
     /// The capabilities its client advertises (`ClientInfo.Capability` values).
-    pub capabilities: Vec<i32>,
+    pub(crate) capabilities: Vec<i32>,
 }
 
 impl Participant {
+    /// A participant with this identity and kind and nothing else (for fixtures and tests).
+    pub fn new(identity: impl Into<String>, kind: ParticipantKind) -> Self {
+        Participant {
+            sid: String::new(),
+            identity: identity.into(),
+            name: String::new(),
+            kind,
+            attributes: BTreeMap::new(),
+            metadata: String::new(),
+            client_protocol: 0,
+            capabilities: Vec::new(),
+        }
+    }
+
+    /// Adds an attribute.
+    #[must_use]
+    pub fn with_attribute(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.attributes.insert(key.into(), value.into());
+        self
+    }
+
+    /// The dispatched agent's name: attribute `lk.agent.name` (or the older `lk.agent_name`).
+    pub fn agent_name(&self) -> Option<&str> {
+        self.attributes
+            .get(AGENT_NAME_ATTRIBUTE)
+            .or_else(|| self.attributes.get(AGENT_NAME_ATTRIBUTE_FALLBACK))
+            .map(String::as_str)
+    }
+
     pub(crate) fn from_proto(p: &proto::ParticipantInfo) -> Self {
         Participant {
             sid: p.sid.clone(),
             identity: p.identity.clone(),
             name: p.name.clone(),
-            kind: ParticipantKind::from_proto(p.kind),
-            attributes: p.attributes.clone(),
+            kind: ParticipantKind::from_i32(p.kind),
+            attributes: p.attributes.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             metadata: p.metadata.clone(),
             client_protocol: p.client_protocol,
             capabilities: p.capabilities.clone(),
@@ -121,7 +161,7 @@ impl ParticipantTracker {
             }
             let disconnected = info.state == proto::participant_info::State::Disconnected as i32;
             if disconnected {
-                // Only remove when the SID matches (a stale leave of an older session
+                // Only remove when the SID matches (a stale leave of an older connection
                 // must not remove a participant that already rejoined).
                 let matches = self
                     .by_identity
@@ -143,7 +183,7 @@ impl ParticipantTracker {
                 }
                 Some((old, version)) => {
                     if old.sid != new.sid {
-                        // Same identity, new session: report the old one as gone.
+                        // Same identity, new connection: report the old one as gone.
                         let gone = std::mem::replace(old, new.clone());
                         *version = info.version;
                         changes.push(ParticipantChange::Left(gone));
@@ -173,6 +213,37 @@ impl ParticipantTracker {
     #[cfg(test)]
     pub fn get(&self, identity: &str) -> Option<&Participant> {
         self.by_identity.get(identity).map(|(p, _)| p)
+    }
+
+    /// Applies a list naming *every* other participant (the first `ParticipantUpdate` after a
+    /// resume, or a rejoin's `JoinResponse`): whoever it does not name has left.
+    #[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
+    pub fn apply_snapshot(&mut self, infos: &[proto::ParticipantInfo]) -> Vec<ParticipantChange> {
+        let mut changes = self.apply_update(infos);
+        let disconnected = proto::participant_info::State::Disconnected as i32;
+        let present: std::collections::HashSet<&str> = infos
+            .iter()
+            .filter(|i| i.state != disconnected)
+            .map(|i| i.identity.as_str())
+            .collect();
+        let gone: Vec<String> = self
+            .by_identity
+            .keys()
+            .filter(|identity| !present.contains(identity.as_str()))
+            .cloned()
+            .collect();
+        for identity in gone {
+            if let Some((p, _)) = self.by_identity.remove(&identity) {
+                changes.push(ParticipantChange::Left(p));
+            }
+        }
+        changes
+    }
+
+    /// Our own sid changed (a rejoin made us a new participant session).
+    #[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
+    pub fn set_local_sid(&mut self, sid: &str) {
+        sid.clone_into(&mut self.local_sid);
     }
 }
 
@@ -221,7 +292,7 @@ mod tests {
     }
 
     #[test]
-    fn stale_leave_of_old_session_is_ignored() {
+    fn stale_leave_of_old_connection_is_ignored() {
         let mut t = ParticipantTracker::new("me", "PA_me");
         t.apply_join(&[info("robot", "PA_2", 1, State::Active)]);
         let c = t.apply_update(&[info("robot", "PA_1", 5, State::Disconnected)]);
@@ -238,5 +309,39 @@ mod tests {
         assert!(matches!(&c[0], ParticipantChange::Left(p) if p.sid == "PA_1"));
         assert!(matches!(&c[1], ParticipantChange::Joined(p) if p.sid == "PA_2"));
         assert_eq!(t.clear().len(), 1);
+    }
+
+    #[test]
+    fn a_snapshot_reports_whoever_it_omits_as_left() {
+        let mut t = ParticipantTracker::new("me", "PA_me");
+        t.apply_join(&[
+            info("robot", "PA_1", 1, State::Active),
+            info("viewer", "PA_2", 1, State::Active),
+        ]);
+        // After a resume: robot still there (a newer version), viewer gone, a newcomer, us.
+        let c = t.apply_snapshot(&[
+            info("robot", "PA_1", 2, State::Active),
+            info("new", "PA_3", 1, State::Joined),
+            info("me", "PA_me", 4, State::Active),
+        ]);
+        assert_eq!(c.len(), 2, "{c:?}");
+        assert!(matches!(&c[0], ParticipantChange::Joined(p) if p.identity == "new"));
+        assert!(matches!(&c[1], ParticipantChange::Left(p) if p.identity == "viewer"));
+        assert!(t.get("robot").is_some() && t.get("viewer").is_none());
+        // A rejoin's JoinResponse: our new sid, the robot rejoined meanwhile with a new sid.
+        t.set_local_sid("PA_me2");
+        let c = t.apply_snapshot(&[
+            info("robot", "PA_4", 1, State::Active),
+            info("me", "PA_me2", 1, State::Active),
+        ]);
+        let kinds: Vec<_> = c
+            .iter()
+            .map(|c| match c {
+                ParticipantChange::Joined(p) => format!("joined {}", p.sid),
+                ParticipantChange::Left(p) => format!("left {}", p.sid),
+                ParticipantChange::Updated(p) => format!("updated {}", p.sid),
+            })
+            .collect();
+        assert_eq!(kinds, ["left PA_1", "joined PA_4", "left PA_3"]);
     }
 }

@@ -1,17 +1,17 @@
 //! The WebRTC side: a str0m peer connection carrying the `_reliable` and `_lossy` data
 //! channels. A *publisher* peer is offered by us and carries our channels (single-PC mode: the
 //! only peer, used both ways); a *subscriber* peer (dual-PC mode) is offered by the server,
-//! which opens its own channels on it to send us data. Sans-IO: the session feeds UDP
+//! which opens its own channels on it to send us data. Sans-IO: the connection feeds UDP
 //! datagrams and timeouts in, and drains transmits and events out.
 
 use crate::live::error::LiveError;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::{ChannelConfig, ChannelId, Reliability};
 use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 
 /// Label of the reliable data channel.
 pub const RELIABLE_LABEL: &str = "_reliable";
@@ -23,7 +23,7 @@ pub const ICE_DISCONNECTED_TIMEOUT: std::time::Duration = std::time::Duration::f
 /// Cap on bytes queued while the reliable channel is not open or is full.
 pub const MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
 
-/// Something the session must act on.
+/// Something the connection must act on.
 #[derive(Debug)]
 pub enum PeerOutput {
     /// Send this datagram.
@@ -52,6 +52,11 @@ pub struct Peer {
     closed: bool,
     ice_disconnected_at: Option<Instant>,
     now: Instant,
+    writes_paused: bool,
+    ice_state: IceConnectionState,
+    ice_restarting: bool,
+    last_offer: Option<String>,
+    last_answer: Option<String>,
 }
 
 impl std::fmt::Debug for Peer {
@@ -78,11 +83,20 @@ impl Peer {
             closed: false,
             ice_disconnected_at: None,
             now,
+            writes_paused: false,
+            ice_state: IceConnectionState::New,
+            ice_restarting: false,
+            last_offer: None,
+            last_answer: None,
         }
     }
 
     fn new_rtc(now: Instant, local: SocketAddr) -> Result<Rtc, LiveError> {
-        let mut rtc = Rtc::builder().build(now);
+        Self::new_rtc_with(Rtc::builder(), now, local)
+    }
+
+    fn new_rtc_with(config: RtcConfig, now: Instant, local: SocketAddr) -> Result<Rtc, LiveError> {
+        let mut rtc = config.build(now);
         let cand =
             Candidate::host(local, "udp").map_err(|e| LiveError::Rtc(format!("host candidate: {e}")))?;
         rtc.add_local_candidate(cand);
@@ -110,13 +124,24 @@ impl Peer {
             .sdp_api()
             .accept_offer(offer)
             .map_err(|e| LiveError::Rtc(format!("offer rejected: {e}")))?;
-        Ok(answer.to_sdp_string())
+        let answer = answer.to_sdp_string();
+        // New remote ICE credentials: the server restarted ICE (dual-PC subscriber re-offer).
+        self.ice_restarting |= self
+            .last_offer
+            .as_deref()
+            .is_some_and(|previous| ice_ufrag(previous) != ice_ufrag(offer_sdp));
+        self.last_offer = Some(offer_sdp.to_owned());
+        self.last_answer = Some(answer.clone());
+        Ok(answer)
     }
 
     /// Creates the publisher peer (our `_reliable` / `_lossy` channels) with a host candidate
     /// on `local`, and returns it with the SDP offer.
     pub fn new(now: Instant, local: SocketAddr) -> Result<(Peer, String), LiveError> {
-        let mut rtc = Self::new_rtc(now, local)?;
+        Self::new_publisher(Self::new_rtc(now, local)?, now, local)
+    }
+
+    fn new_publisher(mut rtc: Rtc, now: Instant, local: SocketAddr) -> Result<(Peer, String), LiveError> {
         let mut api = rtc.sdp_api();
         let reliable = api.add_channel_with_config(ChannelConfig {
             label: RELIABLE_LABEL.into(),
@@ -139,7 +164,9 @@ impl Peer {
         peer.pending_offer = Some(pending);
         peer.reliable = Some(reliable);
         peer.lossy = Some(lossy);
-        Ok((peer, offer.to_sdp_string()))
+        let offer = offer.to_sdp_string();
+        peer.last_offer = Some(offer.clone());
+        Ok((peer, offer))
     }
 
     /// Applies the server's SDP answer.
@@ -152,7 +179,9 @@ impl Peer {
         self.rtc
             .sdp_api()
             .accept_answer(pending, answer)
-            .map_err(|e| LiveError::Rtc(format!("answer rejected: {e}")))
+            .map_err(|e| LiveError::Rtc(format!("answer rejected: {e}")))?;
+        self.last_answer = Some(sdp.to_owned());
+        Ok(())
     }
 
     /// Adds a remote ICE candidate (`candidate:...` attribute, with or without the `a=`).
@@ -226,6 +255,9 @@ impl Peer {
     }
 
     fn flush(&mut self) {
+        if self.writes_paused {
+            return;
+        }
         let (true, Some(id)) = (self.reliable_open, self.reliable) else {
             return;
         };
@@ -318,6 +350,11 @@ impl Peer {
                     }
                     Event::IceConnectionStateChange(state) => {
                         log::debug!("ICE state {state:?}");
+                        self.ice_state = state;
+                        self.ice_restarting &= !matches!(
+                            state,
+                            IceConnectionState::Connected | IceConnectionState::Completed
+                        );
                         if state == IceConnectionState::Disconnected {
                             self.ice_disconnected_at.get_or_insert(self.now);
                         } else {
@@ -338,5 +375,405 @@ impl Peer {
     pub fn close(&mut self) {
         self.closed = true;
         self.rtc.disconnect();
+    }
+
+    /// Like [`Peer::new`], with the given STUN timing.
+    #[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
+    pub fn new_with_stun_timing(
+        now: Instant,
+        local: SocketAddr,
+        timing: StunTiming,
+    ) -> Result<(Peer, String), LiveError> {
+        let rtc = Self::new_rtc_with(timing.rtc_config(), now, local)?;
+        Self::new_publisher(rtc, now, local)
+    }
+
+    /// Like [`Peer::new_subscriber`], with the given STUN timing.
+    #[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
+    pub fn new_subscriber_with_stun_timing(
+        now: Instant,
+        local: SocketAddr,
+        offer_sdp: &str,
+        timing: StunTiming,
+    ) -> Result<(Peer, String), LiveError> {
+        let rtc = Self::new_rtc_with(timing.rtc_config(), now, local)?;
+        let mut peer = Self::with_rtc(rtc, local, now);
+        let answer = peer.accept_offer(offer_sdp)?;
+        Ok((peer, answer))
+    }
+
+    /// Offers an ICE restart (new ICE credentials, same DTLS/SCTP association, host candidate
+    /// kept); returns the SDP offer to send. Apply the answer with [`Peer::accept_answer`].
+    /// Fails while another offer of ours awaits its answer (never two in flight). A subscriber
+    /// peer restarts by accepting the server's re-offer ([`Peer::accept_offer`]) instead.
+    #[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
+    pub fn ice_restart(&mut self) -> Result<String, LiveError> {
+        if self.pending_offer.is_some() {
+            return Err(LiveError::Rtc(
+                "an offer is already waiting for its answer".into(),
+            ));
+        }
+        let mut api = self.rtc.sdp_api();
+        api.ice_restart(true);
+        let (offer, pending) = api
+            .apply()
+            .ok_or_else(|| LiveError::Rtc("ICE restart produced no offer".into()))?;
+        self.pending_offer = Some(pending);
+        self.ice_restarting = true;
+        let offer = offer.to_sdp_string();
+        self.last_offer = Some(offer.clone());
+        Ok(offer)
+    }
+
+    /// Stops (true) or restarts (false) writing reliable messages into SCTP. While paused they
+    /// wait in our queue, where they start no SCTP retransmission timer (a lost link would
+    /// otherwise grow SCTP's backoff with every message written into it).
+    #[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
+    pub fn pause_writes(&mut self, paused: bool) {
+        self.writes_paused = paused;
+        if !paused {
+            self.flush();
+        }
+    }
+
+    /// Whether ICE is connected (or completed). After [`Peer::ice_restart`] it turns true only
+    /// once the restarted checks succeed: the path is back.
+    #[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
+    pub fn ice_connected(&self) -> bool {
+        !self.ice_restarting
+            && matches!(
+                self.ice_state,
+                IceConnectionState::Connected | IceConnectionState::Completed
+            )
+    }
+
+    /// Whether the connection (and so its SCTP association) is gone.
+    #[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// (Reliable messages still in our queue, bytes SCTP has not had acknowledged on the
+    /// reliable channel): what `reliable::ReplayBuffer::sync` needs.
+    #[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
+    pub fn reliable_backlog(&mut self) -> (usize, usize) {
+        let buffered = match self.reliable.and_then(|id| self.rtc.channel(id)) {
+            Some(mut ch) => ch.buffered_amount(),
+            None => 0,
+        };
+        (self.queue.len(), buffered)
+    }
+
+    /// The last offer and answer exchanged on this peer connection (whichever side made them),
+    /// for `SyncState`.
+    #[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
+    pub fn last_offer_answer(&self) -> (Option<String>, Option<String>) {
+        (self.last_offer.clone(), self.last_answer.clone())
+    }
+
+    /// Our data channels as `SyncState.data_channels` entries (label, SCTP stream id, target).
+    #[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
+    pub fn data_channel_infos(
+        &mut self,
+        target: livekit_protocol::SignalTarget,
+    ) -> Vec<livekit_protocol::DataChannelInfo> {
+        let labelled = [(RELIABLE_LABEL, self.reliable), (LOSSY_LABEL, self.lossy)];
+        let api = self.rtc.direct_api();
+        labelled
+            .into_iter()
+            .filter_map(|(label, id)| {
+                let stream = api.sctp_stream_id_by_channel_id(id?)?;
+                Some(livekit_protocol::DataChannelInfo {
+                    label: label.to_owned(),
+                    id: u32::from(stream),
+                    target: target as i32,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The `a=ice-ufrag` value of an SDP (session or first media level).
+fn ice_ufrag(sdp: &str) -> Option<&str> {
+    sdp.lines()
+        .find_map(|l| l.trim_end().strip_prefix("a=ice-ufrag:"))
+}
+
+/// str0m's ICE (STUN) timing (design §1). [`StunTiming::RESILIENT`]: a nominated pair is
+/// re-checked every second (consent), so a healthy path is never silent for 2.5 s and the first
+/// answer after a cut marks the restore; and it is kept probing for about a minute instead of
+/// being pruned after ≈ 20 s (pruned pairs never come back without an ICE restart).
+#[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StunTiming {
+    /// First retransmission timeout of a check (str0m default 250 ms).
+    pub initial_rto: Duration,
+    /// Cap of the retransmission timeout, and the re-check period of a working pair (default 3 s).
+    pub max_rto: Duration,
+    /// Unanswered checks before a pair is pruned (default 9).
+    pub max_retransmits: usize,
+}
+
+#[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
+impl StunTiming {
+    /// str0m's defaults.
+    pub const STR0M_DEFAULT: StunTiming = StunTiming {
+        initial_rto: Duration::from_millis(250),
+        max_rto: Duration::from_secs(3),
+        max_retransmits: 9,
+    };
+
+    /// Consent every second, a pair kept for about a minute without answers.
+    pub const RESILIENT: StunTiming = StunTiming {
+        initial_rto: Duration::from_millis(250),
+        max_rto: Duration::from_secs(1),
+        max_retransmits: 60,
+    };
+
+    fn rtc_config(&self) -> RtcConfig {
+        let mut config = Rtc::builder();
+        config.set_initial_stun_rto(self.initial_rto);
+        config.set_max_stun_rto(self.max_rto);
+        config.set_max_stun_retransmits(self.max_retransmits);
+        config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Two str0m peers over an in-memory link with virtual time.
+    use super::*;
+
+    const CLIENT: &str = "10.0.0.1:5000";
+    const SERVER: &str = "10.0.0.2:6000";
+
+    /// A client (publisher, our `_reliable` channel) and a "server" (answering, adopting the
+    /// channel by label) over a link that can be cut; time is virtual.
+    struct Pair {
+        client: Peer,
+        server: Peer,
+        now: Instant,
+        link_up: bool,
+        received: Vec<Vec<u8>>,
+        client_open: bool,
+        lost: usize,
+    }
+
+    impl Pair {
+        fn connect(timing: StunTiming) -> Pair {
+            let now = Instant::now();
+            let (mut client, offer) =
+                Peer::new_with_stun_timing(now, CLIENT.parse().unwrap(), timing).unwrap();
+            let (server, answer) =
+                Peer::new_subscriber_with_stun_timing(now, SERVER.parse().unwrap(), &offer, timing).unwrap();
+            client.accept_answer(&answer).unwrap();
+            let mut pair = Pair {
+                client,
+                server,
+                now,
+                link_up: true,
+                received: Vec::new(),
+                client_open: false,
+                lost: 0,
+            };
+            pair.run_until(now + Duration::from_secs(5), |p| p.client_open);
+            assert!(pair.client_open, "reliable channel open");
+            pair
+        }
+
+        /// Drains both peers, delivering transmits over the link; returns the earliest timeout.
+        fn drain(&mut self) -> Instant {
+            loop {
+                let mut delivered = false;
+                let client_timeout = loop {
+                    match self.client.poll() {
+                        PeerOutput::Transmit(dest, data) => {
+                            assert_eq!(dest, SERVER.parse().unwrap());
+                            delivered = true;
+                            if self.link_up {
+                                self.server
+                                    .handle_receive(self.now, CLIENT.parse().unwrap(), &data)
+                                    .unwrap();
+                            } else {
+                                self.lost += 1;
+                            }
+                        }
+                        PeerOutput::Timeout(t) => break t,
+                        PeerOutput::Open => self.client_open = true,
+                        PeerOutput::Data(_) => {}
+                        PeerOutput::Closed(why) => panic!("client closed: {why}"),
+                    }
+                };
+                let server_timeout = loop {
+                    match self.server.poll() {
+                        PeerOutput::Transmit(dest, data) => {
+                            assert_eq!(dest, CLIENT.parse().unwrap());
+                            delivered = true;
+                            if self.link_up {
+                                self.client
+                                    .handle_receive(self.now, SERVER.parse().unwrap(), &data)
+                                    .unwrap();
+                            } else {
+                                self.lost += 1;
+                            }
+                        }
+                        PeerOutput::Timeout(t) => break t,
+                        PeerOutput::Data(d) => self.received.push(d),
+                        PeerOutput::Open => {}
+                        PeerOutput::Closed(why) => panic!("server closed: {why}"),
+                    }
+                };
+                if !delivered {
+                    return client_timeout.min(server_timeout);
+                }
+            }
+        }
+
+        /// Runs until `done` or `until`, advancing virtual time from timeout to timeout.
+        fn run_until(&mut self, until: Instant, mut done: impl FnMut(&Pair) -> bool) {
+            while self.now < until && !done(self) {
+                let next = self.drain().clamp(self.now + Duration::from_millis(1), until);
+                self.now = next;
+                self.client.handle_timeout(next).unwrap();
+                self.server.handle_timeout(next).unwrap();
+            }
+            self.drain();
+        }
+
+        fn send(&mut self, i: u32) {
+            self.client.send(true, i.to_be_bytes().to_vec()).unwrap();
+        }
+
+        fn received_numbers(&self) -> Vec<u32> {
+            self.received
+                .iter()
+                .map(|d| u32::from_be_bytes(d.as_slice().try_into().unwrap()))
+                .collect()
+        }
+    }
+
+    #[test]
+    fn data_flows_between_two_in_memory_peers() {
+        let mut p = Pair::connect(StunTiming::RESILIENT);
+        assert!(p.client.ice_connected());
+        for i in 0..10 {
+            p.send(i);
+        }
+        let until = p.now + Duration::from_secs(1);
+        p.run_until(until, |p| p.received.len() == 10);
+        assert_eq!(p.received_numbers(), (0..10).collect::<Vec<_>>());
+        let infos = p
+            .client
+            .data_channel_infos(livekit_protocol::SignalTarget::Publisher);
+        let labels: Vec<_> = infos.iter().map(|i| i.label.as_str()).collect();
+        assert_eq!(labels, [RELIABLE_LABEL, LOSSY_LABEL]);
+        let (offer, answer) = p.client.last_offer_answer();
+        assert!(offer.unwrap().contains("webrtc-datachannel") && answer.is_some());
+    }
+
+    #[test]
+    fn only_one_offer_in_flight_and_paused_writes_stay_queued() {
+        let mut p = Pair::connect(StunTiming::RESILIENT);
+        p.client.pause_writes(true);
+        p.send(1);
+        p.send(2);
+        let until = p.now + Duration::from_secs(2);
+        p.run_until(until, |_| false);
+        assert!(p.received.is_empty());
+        assert_eq!(p.client.reliable_backlog(), (2, 0));
+        p.client.pause_writes(false);
+        assert_eq!(p.client.reliable_backlog().0, 0, "written into SCTP at once");
+        let until = p.now + Duration::from_secs(1);
+        p.run_until(until, |p| p.received.len() == 2);
+        assert_eq!(p.received_numbers(), [1, 2]);
+
+        let offer = p.client.ice_restart().unwrap();
+        assert!(
+            p.client.ice_restart().is_err(),
+            "a second offer before the answer"
+        );
+        assert!(!p.client.ice_connected(), "restarting");
+        let answer = p.server.accept_offer(&offer).unwrap();
+        assert!(
+            !p.server.ice_connected(),
+            "the answering side sees the restart too"
+        );
+        p.client.accept_answer(&answer).unwrap();
+        let until = p.now + Duration::from_secs(3);
+        p.run_until(until, |p| p.client.ice_connected() && p.server.ice_connected());
+        assert!(p.client.ice_connected() && p.server.ice_connected());
+        assert!(p.client.ice_restart().is_ok(), "the next restart may be offered");
+    }
+
+    /// Cuts the link for `cut` (every datagram lost both ways), pauses writes after 2.5 s of
+    /// silence as the engine will, restores the path and offers an ICE restart. Asserts that
+    /// nothing closes and every message (written before the cut was noticed, during it, and
+    /// after it) arrives once and in order; returns how long after the restore the last one
+    /// arrived (virtual time).
+    fn cut_and_restore(cut: Duration) -> Duration {
+        let mut p = Pair::connect(StunTiming::RESILIENT);
+        let offer_before = p.client.last_offer_answer().0.unwrap();
+        let mut next = 0u32;
+        let mut send = |p: &mut Pair, n: u32| {
+            for _ in 0..n {
+                p.send(next);
+                next += 1;
+            }
+        };
+        send(&mut p, 5);
+        let until = p.now + Duration::from_millis(500);
+        p.run_until(until, |_| false);
+        assert_eq!(p.received.len(), 5);
+
+        p.link_up = false;
+        let cut_at = p.now;
+        // Written before the loss is noticed: these reach SCTP and start its timer.
+        send(&mut p, 3);
+        p.run_until(cut_at + Duration::from_millis(2500).min(cut), |_| false);
+        p.client.pause_writes(true);
+        // Calls made during the cut wait in our queue.
+        send(&mut p, 3);
+        p.run_until(cut_at + cut, |_| false);
+        assert!(p.lost > 0);
+        assert_eq!(
+            p.client.reliable_backlog().0,
+            3,
+            "paused messages never reached SCTP"
+        );
+        assert!(!p.client.is_closed() && !p.server.is_closed());
+
+        p.link_up = true;
+        let restored_at = p.now;
+        let offer = p.client.ice_restart().unwrap();
+        assert_ne!(offer, offer_before);
+        let answer = p.server.accept_offer(&offer).unwrap();
+        p.client.accept_answer(&answer).unwrap();
+        p.run_until(restored_at + Duration::from_secs(5), |p| p.client.ice_connected());
+        assert!(p.client.ice_connected(), "ICE back after the restart");
+        p.client.pause_writes(false);
+        send(&mut p, 1);
+        let total = next as usize;
+        p.run_until(restored_at + Duration::from_secs(70), |p| {
+            p.received.len() == total
+        });
+        assert_eq!(p.received_numbers(), (0..next).collect::<Vec<_>>());
+        p.now - restored_at
+    }
+
+    /// Design Part 4 step 4: the peers survive a 30 s cut through an ICE restart.
+    #[test]
+    fn peers_survive_a_30_s_cut_through_an_ice_restart() {
+        cut_and_restore(Duration::from_secs(30));
+    }
+
+    /// The same for issue 9's cut lengths. What arrives late is held by SCTP's retransmission
+    /// backoff (T3 doubling from 1 s, design D2), not by ICE: printed for the SCTP remedy
+    /// (design §4), which must bring every figure under 1 s.
+    #[test]
+    fn peers_survive_2_10_20_and_45_s_cuts() {
+        for cut in [2, 10, 20, 45] {
+            let late = cut_and_restore(Duration::from_secs(cut));
+            eprintln!("{cut:>2} s cut: all data delivered {late:?} after the link returned (virtual time)");
+        }
     }
 }

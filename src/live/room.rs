@@ -1,11 +1,11 @@
 //! The synchronous room handle.
 
-use crate::live::engine::{self, Command, Joined, RoomEvent, SessionConfig, SessionIo, Shared};
-use crate::live::error::{LiveError, RpcError};
+use crate::live::engine::{self, Command, ConnectionConfig, ConnectionIo, Joined, RoomObserver, Shared};
+use crate::live::error::{LiveError, RpcError, RpcErrorCode};
+use crate::live::executor::{self, Executor};
 use crate::live::participants::Participant;
 use crate::live::rpc::{self, CallParams, Invocation, RpcReply};
-use crate::live::runtime::{self, SharedRuntime};
-use crate::live::streams::ByteStream;
+use crate::session::timeouts;
 use crossbeam_channel as cb;
 use livekit_rpc::backend::RpcServerManager;
 use std::collections::HashMap;
@@ -20,22 +20,20 @@ pub struct RoomOptions {
     pub connect_timeout: Duration,
     /// Largest incoming data stream accepted.
     pub max_stream_bytes: usize,
-    /// Capacity of the event queue (when full, the oldest event is dropped with a warning).
-    pub event_capacity: usize,
-    /// Capacity of the received byte stream queue (when full, the oldest stream is dropped).
-    pub stream_capacity: usize,
     /// Extra trusted root certificates (DER) for `wss://` servers, e.g. a private CA.
     pub extra_root_certs_der: Vec<Vec<u8>>,
+    /// Topics of the incoming byte streams to read and hand to the observer; streams on any
+    /// other topic are discarded as their packets arrive.
+    pub stream_topics: Vec<String>,
 }
 
 impl Default for RoomOptions {
     fn default() -> Self {
         RoomOptions {
-            connect_timeout: Duration::from_secs(10),
+            connect_timeout: timeouts::CONNECT,
             max_stream_bytes: crate::live::streams::DEFAULT_MAX_STREAM_BYTES,
-            event_capacity: 1024,
-            stream_capacity: 64,
             extra_root_certs_der: Vec::new(),
+            stream_topics: Vec::new(),
         }
     }
 }
@@ -43,19 +41,17 @@ impl Default for RoomOptions {
 /// A connected, data-only LiveKit participant.
 ///
 /// All methods are blocking and may be called from any thread; the async machinery runs on
-/// a private runtime. Dropping the room leaves it and releases its sockets and tasks; the
-/// runtime stops when the last room is gone.
+/// the executor. Dropping the room leaves it and releases its sockets and tasks; the
+/// executor stops when the last room is gone.
 pub struct Room {
     commands: cb::Sender<Command>,
     wake: Arc<tokio::sync::Notify>,
-    events: cb::Receiver<RoomEvent>,
-    streams: cb::Receiver<ByteStream>,
     shared: Arc<Shared>,
     rpc_server: Arc<RpcServerManager>,
     done: cb::Receiver<()>,
     joined: Joined,
-    // Last field: dropped after the session task has been waited for.
-    runtime: Option<Arc<SharedRuntime>>,
+    // Last field: dropped after the connection task has been waited for.
+    executor: Option<Arc<Executor>>,
 }
 
 impl std::fmt::Debug for Room {
@@ -68,79 +64,117 @@ impl std::fmt::Debug for Room {
     }
 }
 
-/// Description of a byte stream to send (see [`Room::send_bytes`]).
-#[derive(Debug, Clone, Default)]
-pub struct SendBytesOptions {
-    /// Topic.
+/// A byte stream to send (a camera frame, say): its topic, name, type, attributes and
+/// recipients. Used by [`crate::RuntimeHost::send_bytes`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+#[must_use]
+pub struct OutgoingStream {
+    /// Topic, e.g. `menlo.camera_capture`.
     pub topic: String,
     /// Stream (file) name.
     pub name: String,
-    /// MIME type (`application/octet-stream` if empty).
+    /// MIME type, e.g. `image/jpeg` (`application/octet-stream` when empty).
     pub mime_type: String,
-    /// Attributes.
+    /// Attributes, e.g. `request_id`.
     pub attributes: HashMap<String, String>,
-    /// Destination identities (everybody if empty).
+    /// Recipients by identity (everybody when empty).
     pub destinations: Vec<String>,
+}
+
+impl OutgoingStream {
+    /// A stream on `topic` to everybody, with no name, type or attributes.
+    pub fn new(topic: impl Into<String>) -> Self {
+        OutgoingStream {
+            topic: topic.into(),
+            ..OutgoingStream::default()
+        }
+    }
+
+    /// Sets the stream name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Sets the MIME type.
+    pub fn mime_type(mut self, mime_type: impl Into<String>) -> Self {
+        self.mime_type = mime_type.into();
+        self
+    }
+
+    /// Adds an attribute.
+    pub fn attribute(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.attributes.insert(key.into(), value.into());
+        self
+    }
+
+    /// Adds a recipient (the stream goes to everybody while there is none).
+    pub fn destination(mut self, identity: impl Into<String>) -> Self {
+        self.destinations.push(identity.into());
+        self
+    }
 }
 
 impl Room {
     /// Joins the room at `url` (e.g. `ws://127.0.0.1:7880`) with an access token and waits
     /// until the data channel is usable. The token is sent as a bearer header and never logged.
-    pub fn connect(url: &str, token: &str, options: RoomOptions) -> Result<Room, LiveError> {
-        let rt = runtime::acquire()?;
+    /// `observer` hears of participant changes, the disconnection and the byte streams on
+    /// [`RoomOptions::stream_topics`], on the executor, from the first participant on.
+    pub fn connect(
+        url: &str,
+        token: &str,
+        options: RoomOptions,
+        observer: Arc<dyn RoomObserver>,
+    ) -> Result<Room, LiveError> {
+        let rt = executor::acquire()?;
         let (cmd_tx, cmd_rx) = cb::unbounded();
         let (ready_tx, ready_rx) = cb::bounded(1);
-        let (ev_tx, ev_rx) = cb::bounded(options.event_capacity.max(1));
-        let (st_tx, st_rx) = cb::bounded(options.stream_capacity.max(1));
         let (done_tx, done_rx) = cb::bounded::<()>(0);
         let wake = Arc::new(tokio::sync::Notify::new());
         let shared = Arc::new(Shared::default());
         let rpc_server = Arc::new(RpcServerManager::new());
-        let cfg = SessionConfig {
+        let cfg = ConnectionConfig {
             url: url.to_string(),
             token: token.to_string(),
             connect_timeout: options.connect_timeout,
             max_stream_bytes: options.max_stream_bytes,
             extra_roots_der: options.extra_root_certs_der.clone(),
+            stream_topics: options.stream_topics.clone(),
         };
-        let io = SessionIo {
+        let io = ConnectionIo {
             commands: cmd_rx,
             commands_tx: cmd_tx.clone(),
             wake: wake.clone(),
             ready: ready_tx,
-            events: ev_tx,
-            events_overflow: ev_rx.clone(),
-            streams: st_tx,
-            streams_overflow: st_rx.clone(),
+            observer,
             shared: shared.clone(),
             rpc_server: rpc_server.clone(),
             _done: done_tx,
         };
         rt.handle().spawn(engine::run(cfg, io));
-        let wait = options.connect_timeout + Duration::from_secs(2);
+        let wait = options.connect_timeout + timeouts::CONNECT_RESULT_MARGIN;
         let joined = match ready_rx.recv_timeout(wait) {
             Ok(Ok(j)) => j,
             Ok(Err(e)) => {
-                let _ = done_rx.recv_timeout(Duration::from_secs(2));
+                let _ = done_rx.recv_timeout(timeouts::FAILED_CONNECT_CLEANUP);
                 return Err(e);
             }
             Err(_) => {
                 let _ = cmd_tx.send(Command::Disconnect);
                 wake.notify_one();
-                let _ = done_rx.recv_timeout(Duration::from_secs(2));
+                let _ = done_rx.recv_timeout(timeouts::FAILED_CONNECT_CLEANUP);
                 return Err(LiveError::Timeout("connect"));
             }
         };
         Ok(Room {
             commands: cmd_tx,
             wake,
-            events: ev_rx,
-            streams: st_rx,
             shared,
             rpc_server,
             done: done_rx,
             joined,
-            runtime: Some(rt),
+            executor: Some(rt),
         })
     }
 
@@ -182,37 +216,30 @@ impl Room {
             .unwrap_or_default()
     }
 
-    /// Room events (participants joining / leaving, data, disconnection).
-    pub fn events(&self) -> &cb::Receiver<RoomEvent> {
-        &self.events
-    }
-
-    /// Completely received incoming data streams.
-    pub fn byte_streams(&self) -> &cb::Receiver<ByteStream> {
-        &self.streams
-    }
-
-    /// Calls a method with explicit parameters. Blocks until the response, an error or a timeout.
-    pub fn perform_rpc_with(&self, params: CallParams) -> Result<String, RpcError> {
-        let (tx, rx) = cb::bounded(1);
-        // Ack and response timeouts, plus `livekit-rpc`'s 2 s grace after a recipient leaves.
-        let wait = params.ack_timeout + params.response_timeout + Duration::from_secs(3);
-        if !self.send(Command::PerformRpc {
-            params,
-            reply: RpcReply::channel(tx),
-        }) {
-            return Err(RpcError::built_in(RpcError::RECIPIENT_DISCONNECTED));
-        }
-        match rx.recv_timeout(wait) {
-            Ok(r) => r,
-            Err(cb::RecvTimeoutError::Timeout) => Err(RpcError::built_in(RpcError::RESPONSE_TIMEOUT)),
-            Err(cb::RecvTimeoutError::Disconnected) => {
-                Err(RpcError::built_in(RpcError::RECIPIENT_DISCONNECTED))
-            }
+    /// Runs `task` on the executor (which this room keeps alive).
+    pub(crate) fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        if let Some(executor) = &self.executor {
+            executor.handle().spawn(task);
         }
     }
 
-    /// Starts a call without waiting; `on_done` runs on the library's runtime with the outcome
+    /// Calls a method; resolves with the response, an error or a timeout. The engine bounds
+    /// the call by its ack and response timeouts; the wait here adds
+    /// [`timeouts::RPC_RESULT_MARGIN`] so that the engine's own verdict arrives first.
+    pub(crate) async fn call(&self, params: CallParams) -> Result<String, RpcError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let wait = params.ack_timeout + params.response_timeout + timeouts::RPC_RESULT_MARGIN;
+        self.start_rpc(params, move |reply| {
+            let _ = tx.send(reply);
+        });
+        match tokio::time::timeout(wait, rx).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(_)) => Err(RpcError::built_in(RpcErrorCode::RecipientDisconnected)),
+            Err(_) => Err(RpcError::built_in(RpcErrorCode::ResponseTimeout)),
+        }
+    }
+
+    /// Starts a call without waiting; `on_done` runs on the executor with the outcome
     /// (exactly once) and must not block.
     pub fn start_rpc(
         &self,
@@ -223,7 +250,7 @@ impl Room {
         if let Err(cb::SendError(Command::PerformRpc { reply, .. })) =
             self.try_send(Command::PerformRpc { params, reply })
         {
-            let _ = reply.send(Err(RpcError::built_in(RpcError::RECIPIENT_DISCONNECTED)));
+            reply.send(Err(RpcError::built_in(RpcErrorCode::RecipientDisconnected)));
         }
     }
 
@@ -231,7 +258,7 @@ impl Room {
     /// Idempotent; dropping the room does the same.
     pub fn close(&self) {
         self.send(Command::Disconnect);
-        let _ = self.done.recv_timeout(Duration::from_secs(3));
+        let _ = self.done.recv_timeout(timeouts::CLOSE);
     }
 
     /// Registers (or replaces) the handler of `method`; effective for every request that
@@ -252,7 +279,7 @@ impl Room {
     /// Sends `data` as a byte stream (packetized by `livekit-data-stream`: inline or
     /// compressed when every recipient advertises support). Returns once every packet is
     /// queued on the reliable channel (delivery is then up to SCTP).
-    pub fn send_bytes(&self, data: Vec<u8>, options: SendBytesOptions) -> Result<(), LiveError> {
+    pub fn send_bytes(&self, data: Vec<u8>, options: OutgoingStream) -> Result<(), LiveError> {
         let (tx, rx) = cb::bounded(1);
         if !self.send(Command::SendBytes {
             options,
@@ -261,7 +288,7 @@ impl Room {
         }) {
             return Err(LiveError::Disconnected("room closed".into()));
         }
-        rx.recv_timeout(Duration::from_secs(30))
+        rx.recv_timeout(timeouts::SEND_BYTES)
             .unwrap_or_else(|_| Err(LiveError::Disconnected("room closed".into())))
     }
 }
@@ -269,8 +296,8 @@ impl Room {
 impl Drop for Room {
     fn drop(&mut self) {
         self.send(Command::Disconnect);
-        // Wait for the session task to finish (it drops its end of `done`).
-        let _ = self.done.recv_timeout(Duration::from_secs(3));
-        drop(self.runtime.take());
+        // Wait for the connection task to finish (it drops its end of `done`).
+        let _ = self.done.recv_timeout(timeouts::CLOSE);
+        drop(self.executor.take());
     }
 }

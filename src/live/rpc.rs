@@ -11,7 +11,7 @@
 //! participant snapshot.
 
 use crate::live::engine::{Command, Shared};
-use crate::live::error::{LiveError, RpcError};
+use crate::live::error::{LiveError, RpcError, RpcErrorCode};
 use crossbeam_channel as cb;
 use livekit_common::{ClientCapability, ParticipantIdentity, RemoteParticipantRegistry};
 use livekit_data_stream::api::{SendByteOptions, SendTextOptions, StreamResult, TextStreamInfo};
@@ -30,9 +30,9 @@ pub(crate) use livekit_rpc::backend::{RPC_REQUEST_TOPIC, RPC_RESPONSE_TOPIC};
 pub const MAX_PAYLOAD_BYTES: usize = lk::MAX_V1_PAYLOAD_BYTES;
 /// Default time for the request to reach the destination and the ack to come back
 /// (`livekit-rpc`'s `max_round_trip_latency` default).
-pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(7);
+pub const DEFAULT_ACK_TIMEOUT: Duration = crate::session::timeouts::RPC_ACK;
 /// Default time to wait for the response once acknowledged.
-pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(15);
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = crate::session::timeouts::RPC_RESPONSE_DEFAULT;
 
 /// A synchronous RPC method handler. Runs on the library's blocking thread pool.
 pub type RpcHandler = Arc<dyn Fn(Invocation) -> Result<String, RpcError> + Send + Sync + 'static>;
@@ -94,55 +94,47 @@ pub struct Invocation {
 
 impl From<lk::RpcError> for RpcError {
     fn from(e: lk::RpcError) -> Self {
-        RpcError::new(e.code, e.message, e.data.filter(|d| !d.is_empty()))
+        let error = RpcError::new(e.code, e.message);
+        match e.data.filter(|d| !d.is_empty()) {
+            Some(data) => error.with_data(data),
+            None => error,
+        }
     }
 }
 
 impl From<RpcError> for lk::RpcError {
     fn from(e: RpcError) -> Self {
-        lk::RpcError::new(e.code, e.message, e.data)
+        lk::RpcError::new(e.code.as_u32(), e.message, e.data)
     }
 }
 
-/// Where the outcome of an outgoing RPC goes: a channel a caller blocks on, or a callback
-/// (run on the runtime; it must not block). Delivered exactly once: a reply dropped without
-/// an outcome (its task was torn down with the runtime) reports `RECIPIENT_DISCONNECTED`.
+type ReplyTo = Box<dyn FnOnce(Result<String, RpcError>) + Send>;
+
+/// Where the outcome of an outgoing RPC goes: a callback run on the executor (it must not
+/// block). Delivered exactly once: a reply dropped without an outcome (its task was torn
+/// down with the executor) reports `RecipientDisconnected`.
 pub(crate) struct RpcReply(Option<ReplyTo>);
 
-enum ReplyTo {
-    Channel(cb::Sender<Result<String, RpcError>>),
-    Callback(Box<dyn FnOnce(Result<String, RpcError>) + Send>),
-}
-
 impl RpcReply {
-    pub(crate) fn channel(tx: cb::Sender<Result<String, RpcError>>) -> Self {
-        RpcReply(Some(ReplyTo::Channel(tx)))
-    }
-
     pub(crate) fn callback(f: impl FnOnce(Result<String, RpcError>) + Send + 'static) -> Self {
-        RpcReply(Some(ReplyTo::Callback(Box::new(f))))
+        RpcReply(Some(Box::new(f)))
     }
 
-    /// Delivers the outcome; false when the waiting caller is gone.
-    pub(crate) fn send(mut self, result: Result<String, RpcError>) -> bool {
-        self.deliver(result)
+    /// Delivers the outcome.
+    pub(crate) fn send(mut self, result: Result<String, RpcError>) {
+        self.deliver(result);
     }
 
-    fn deliver(&mut self, result: Result<String, RpcError>) -> bool {
-        match self.0.take() {
-            Some(ReplyTo::Channel(tx)) => tx.send(result).is_ok(),
-            Some(ReplyTo::Callback(callback)) => {
-                callback(result);
-                true
-            }
-            None => false,
+    fn deliver(&mut self, result: Result<String, RpcError>) {
+        if let Some(callback) = self.0.take() {
+            callback(result);
         }
     }
 }
 
 impl Drop for RpcReply {
     fn drop(&mut self) {
-        self.deliver(Err(RpcError::built_in(RpcError::RECIPIENT_DISCONNECTED)));
+        self.deliver(Err(RpcError::built_in(RpcErrorCode::RecipientDisconnected)));
     }
 }
 
@@ -198,7 +190,7 @@ impl EngineTransport {
     pub(crate) async fn send_bytes(
         &self,
         data: Vec<u8>,
-        options: crate::live::SendBytesOptions,
+        options: crate::live::OutgoingStream,
     ) -> Result<(), LiveError> {
         let mut send = SendByteOptions::new_with_topic(options.topic);
         send.attributes = options.attributes;
@@ -277,8 +269,8 @@ impl Rpc {
             .map_err(|e| {
                 let e = RpcError::from(e);
                 // A send that failed because the room went away is a disconnection.
-                if e.code == RpcError::SEND_FAILED && !self.transport.shared.is_connected() {
-                    RpcError::built_in(RpcError::RECIPIENT_DISCONNECTED)
+                if e.code == RpcErrorCode::SendFailed && !self.transport.shared.is_connected() {
+                    RpcError::built_in(RpcErrorCode::RecipientDisconnected)
                 } else {
                     e
                 }
@@ -287,7 +279,7 @@ impl Rpc {
 }
 
 /// Registers (or replaces) a blocking handler on `server`. Each request runs it with
-/// `spawn_blocking` on the library's runtime, so a slow handler never holds up the engine; a
+/// `spawn_blocking` on the executor, so a slow handler never holds up the engine; a
 /// panicking handler answers `APPLICATION_ERROR`.
 pub(crate) fn register_handler(server: &RpcServerManager, method: &str, handler: RpcHandler) {
     let name = method.to_string();
@@ -334,14 +326,7 @@ pub(crate) fn response_parts(
         Some(proto::rpc_response::Value::Error(e)) => (None, Some(e)),
         Some(proto::rpc_response::Value::CompressedPayload(_)) => (
             None,
-            Some(
-                RpcError::new(
-                    RpcError::APPLICATION_ERROR,
-                    "compressed RPC payloads are not supported",
-                    None,
-                )
-                .to_proto(),
-            ),
+            Some(RpcError::application("compressed RPC payloads are not supported").to_proto()),
         ),
     }
 }
@@ -419,7 +404,7 @@ mod tests {
         register_handler(
             &server,
             "fail",
-            Arc::new(|_| Err(RpcError::new(42, "nope", Some("why".into())))),
+            Arc::new(|_| Err(RpcError::new(42u32, "nope").with_data("why"))),
         );
         register_handler(
             &server,
@@ -487,19 +472,19 @@ mod tests {
             let err = call(&lb, CallParams::new("robot", "fail", "")).await.unwrap_err();
             assert_eq!(
                 (err.code, err.message.as_str(), err.data.as_deref()),
-                (42, "nope", Some("why"))
+                (RpcErrorCode::Other(42), "nope", Some("why"))
             );
             assert_eq!(
                 code(call(&lb, CallParams::new("robot", "unknown", "")).await),
-                RpcError::UNSUPPORTED_METHOD
+                RpcErrorCode::UnsupportedMethod
             );
             assert_eq!(
                 code(call(&lb, CallParams::new("robot", "big", "")).await),
-                RpcError::RESPONSE_PAYLOAD_TOO_LARGE
+                RpcErrorCode::ResponsePayloadTooLarge
             );
             assert_eq!(
                 code(call(&lb, CallParams::new("robot", "panic", "")).await),
-                RpcError::APPLICATION_ERROR
+                RpcErrorCode::ApplicationError
             );
         });
     }
@@ -518,7 +503,7 @@ mod tests {
             let err = call(&lb, CallParams::new("robot", "echo", big))
                 .await
                 .unwrap_err();
-            assert_eq!(err.code, RpcError::REQUEST_PAYLOAD_TOO_LARGE);
+            assert_eq!(err.code, RpcErrorCode::RequestPayloadTooLarge);
             assert!(lb.sent.lock().unwrap().is_empty(), "refused locally");
         });
     }
@@ -531,7 +516,7 @@ mod tests {
             let mut p = CallParams::new("robot", "echo", "");
             p.ack_timeout = Duration::from_millis(100);
             let err = call(&lb, p.clone()).await.unwrap_err();
-            assert_eq!(err.code, RpcError::CONNECTION_TIMEOUT);
+            assert_eq!(err.code, RpcErrorCode::ConnectionTimeout);
 
             // The recipient leaves: the call fails after the grace, well before its timeouts.
             let started = std::time::Instant::now();
@@ -542,7 +527,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
             lb.client.handle_participant_disconnected(&"robot".into());
             let err = pending.await.unwrap().unwrap_err();
-            assert_eq!(err.code, RpcError::RECIPIENT_DISCONNECTED);
+            assert_eq!(err.code, RpcErrorCode::RecipientDisconnected);
             assert!(
                 started.elapsed() < Duration::from_secs(5),
                 "{:?}",
@@ -562,7 +547,7 @@ mod tests {
             for p in pending {
                 assert_eq!(
                     p.await.unwrap().unwrap_err().code,
-                    RpcError::RECIPIENT_DISCONNECTED
+                    RpcErrorCode::RecipientDisconnected
                 );
             }
             assert!(started.elapsed() < Duration::from_secs(1));
@@ -571,13 +556,13 @@ mod tests {
 
     #[test]
     fn errors_convert_both_ways_and_replies_arrive_once() {
-        let ours = RpcError::new(1500, "boom", None);
+        let ours = RpcError::new(1500u32, "boom");
         let theirs = lk::RpcError::from(ours.clone());
         assert_eq!(theirs.to_proto().data, "");
         assert_eq!(RpcError::from(theirs), ours);
         assert_eq!(
             RpcError::from(lk::RpcError::built_in(lk::RpcErrorCode::UnsupportedMethod, None)),
-            RpcError::built_in(RpcError::UNSUPPORTED_METHOD)
+            RpcError::built_in(RpcErrorCode::UnsupportedMethod)
         );
         let d = lk::PerformRpcData::default();
         assert_eq!(
@@ -586,13 +571,13 @@ mod tests {
         );
 
         let (tx, rx) = cb::bounded(1);
-        drop(RpcReply::channel(tx));
+        drop(RpcReply::callback(move |r| tx.send(r).unwrap()));
         assert_eq!(
             rx.recv().unwrap().unwrap_err().code,
-            RpcError::RECIPIENT_DISCONNECTED
+            RpcErrorCode::RecipientDisconnected
         );
         let (tx, rx) = cb::bounded(1);
-        assert!(RpcReply::channel(tx).send(Ok("x".into())));
+        RpcReply::callback(move |r| tx.send(r).unwrap()).send(Ok("x".into()));
         assert_eq!(rx.try_iter().collect::<Vec<_>>(), vec![Ok("x".to_string())]);
     }
 }

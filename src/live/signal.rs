@@ -2,6 +2,7 @@
 //! framing of `SignalRequest` / `SignalResponse`, and ICE trickle payloads.
 
 use crate::live::error::LiveError;
+use crate::live::reconnect::LeaveAction;
 use base64::engine::general_purpose::URL_SAFE;
 use base64::Engine as _;
 use livekit_protocol as proto;
@@ -150,6 +151,109 @@ pub fn leave_request() -> Req {
     })
 }
 
+/// Builds the `/rtc/v1` URL of a resume: the usual join request plus `reconnect`, the
+/// participant sid and the reason (the server looks the participant up by the identity in the
+/// token). No publisher offer: the peer connection is kept. The token is NOT put in the URL.
+#[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
+pub fn resume_join_url(
+    base: &str,
+    participant_sid: &str,
+    reason: proto::ReconnectReason,
+) -> Result<url::Url, LiveError> {
+    let join = proto::JoinRequest {
+        reconnect: true,
+        reconnect_reason: reason as i32,
+        participant_sid: participant_sid.to_owned(),
+        ..join_request(false)
+    };
+    join_url(base, &join)
+}
+
+/// Builds the `/rtc` (two peer connections) URL of a resume: the usual query plus
+/// `reconnect=1`, `sid` and `reconnect_reason`. The token is NOT put in the URL.
+#[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
+pub fn resume_join_url_v0(
+    base: &str,
+    participant_sid: &str,
+    reason: proto::ReconnectReason,
+) -> Result<url::Url, LiveError> {
+    let mut url = join_url_v0(base)?;
+    url.query_pairs_mut()
+        .append_pair("reconnect", "1")
+        .append_pair("sid", participant_sid)
+        .append_pair("reconnect_reason", &(reason as i32).to_string());
+    Ok(url)
+}
+
+/// What a `LeaveRequest` from the server asks of us. Servers speaking protocol > 12 set
+/// `action`; older ones only say `can_reconnect` (meaning: join again).
+#[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
+pub fn leave_action(leave: &proto::LeaveRequest) -> LeaveAction {
+    use proto::leave_request::Action;
+    match Action::try_from(leave.action) {
+        Ok(Action::Resume) => LeaveAction::Resume,
+        Ok(Action::Reconnect) => LeaveAction::Reconnect,
+        _ if leave.can_reconnect => LeaveAction::Reconnect,
+        _ => LeaveAction::Disconnect {
+            reason: proto::DisconnectReason::try_from(leave.reason)
+                .unwrap_or(proto::DisconnectReason::UnknownReason),
+        },
+    }
+}
+
+/// Whether the server's client configuration forbids resuming (always rejoin instead).
+#[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
+pub fn resume_disabled(config: Option<&proto::ClientConfiguration>) -> bool {
+    config.is_some_and(|c| c.resume_connection == proto::ClientConfigSetting::Disabled as i32)
+}
+
+/// What a `SyncState` reports after a resume.
+#[derive(Debug, Clone, Default)]
+#[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
+pub struct SyncStateParts {
+    /// Single PC: our last offer. Dual PC: the server's last subscriber offer.
+    pub offer: Option<String>,
+    /// Single PC: the server's last answer. Dual PC: our last subscriber answer.
+    pub answer: Option<String>,
+    /// Whether we joined with `auto_subscribe`.
+    pub auto_subscribe: bool,
+    /// Our data channels (label, SCTP stream id, target).
+    pub data_channels: Vec<proto::DataChannelInfo>,
+    /// Last reliable sequence seen per sender (`reliable::ReceiveStates`).
+    pub receive_states: Vec<proto::DataChannelReceiveState>,
+}
+
+/// The `SyncState` request sent right after a `ReconnectResponse`. A data-only participant
+/// publishes no tracks and subscribes to none.
+#[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
+pub fn sync_state(parts: SyncStateParts) -> Req {
+    let description = |kind: &str, sdp: String| proto::SessionDescription {
+        r#type: kind.to_owned(),
+        sdp,
+        ..Default::default()
+    };
+    Req::SyncState(proto::SyncState {
+        offer: parts.offer.map(|sdp| description("offer", sdp)),
+        answer: parts.answer.map(|sdp| description("answer", sdp)),
+        subscription: Some(proto::UpdateSubscription {
+            track_sids: Vec::new(),
+            subscribe: !parts.auto_subscribe,
+            participant_tracks: Vec::new(),
+        }),
+        data_channels: parts.data_channels,
+        datachannel_receive_states: parts.receive_states,
+        ..Default::default()
+    })
+}
+
+/// A `SimulateScenario` request (livekit-server acts on it for any client; tests only).
+#[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
+pub fn simulate_request(scenario: proto::simulate_scenario::Scenario) -> Req {
+    Req::Simulate(proto::SimulateScenario {
+        scenario: Some(scenario),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,5 +297,155 @@ mod tests {
         .unwrap();
         assert_eq!(c.sdp_mid.as_deref(), Some("0"));
         assert!(parse_candidate_init("{").is_err());
+    }
+
+    fn wrapped_join(url: &url::Url) -> proto::JoinRequest {
+        let (k, v) = url.query_pairs().next().unwrap();
+        assert_eq!(k, "join_request");
+        let wrapped =
+            proto::WrappedJoinRequest::decode(URL_SAFE.decode(v.as_bytes()).unwrap().as_slice()).unwrap();
+        proto::JoinRequest::decode(wrapped.join_request.as_slice()).unwrap()
+    }
+
+    #[test]
+    fn resume_url_v1_carries_reconnect_sid_and_reason_but_no_token() {
+        let url = resume_join_url(
+            "https://h:7880/base",
+            "PA_abc",
+            proto::ReconnectReason::RrSignalDisconnected,
+        )
+        .unwrap();
+        assert_eq!((url.scheme(), url.path()), ("wss", "/base/rtc/v1"));
+        assert_eq!(url.query_pairs().count(), 1);
+        let join = wrapped_join(&url);
+        assert!(join.reconnect);
+        assert_eq!(join.participant_sid, "PA_abc");
+        assert_eq!(
+            join.reconnect_reason,
+            proto::ReconnectReason::RrSignalDisconnected as i32
+        );
+        assert!(join.publisher_offer.is_none(), "the peer connection is kept");
+        assert_eq!(join.client_info.unwrap().protocol, PROTOCOL_VERSION);
+        let text = url.as_str().to_ascii_lowercase();
+        assert!(!text.contains("token") && !text.contains("access"));
+        // A first join is not a resume.
+        assert!(!wrapped_join(&join_url("ws://h", &join_request(false)).unwrap()).reconnect);
+    }
+
+    #[test]
+    fn resume_url_v0_carries_reconnect_sid_and_reason_but_no_token() {
+        let url = resume_join_url_v0(
+            "http://127.0.0.1:7880",
+            "PA_x",
+            proto::ReconnectReason::RrPublisherFailed,
+        )
+        .unwrap();
+        assert_eq!((url.scheme(), url.path()), ("ws", "/rtc"));
+        let q: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
+        assert_eq!(q["reconnect"], "1");
+        assert_eq!(q["sid"], "PA_x");
+        assert_eq!(q["reconnect_reason"], "2");
+        assert_eq!(q["protocol"], PROTOCOL_VERSION.to_string());
+        assert!(!q.contains_key("access_token"));
+        assert!(resume_join_url_v0("ftp://h", "PA_x", proto::ReconnectReason::RrUnknown).is_err());
+    }
+
+    #[test]
+    fn leave_actions() {
+        use proto::leave_request::Action;
+        let leave =
+            |action: Action, can_reconnect: bool, reason: proto::DisconnectReason| proto::LeaveRequest {
+                action: action as i32,
+                can_reconnect,
+                reason: reason as i32,
+                ..Default::default()
+            };
+        use proto::DisconnectReason as R;
+        assert_eq!(
+            leave_action(&leave(Action::Resume, false, R::UnknownReason)),
+            LeaveAction::Resume
+        );
+        assert_eq!(
+            leave_action(&leave(Action::Reconnect, false, R::StateMismatch)),
+            LeaveAction::Reconnect
+        );
+        assert_eq!(
+            leave_action(&leave(Action::Disconnect, false, R::ServerShutdown)),
+            LeaveAction::Disconnect {
+                reason: R::ServerShutdown
+            }
+        );
+        // Protocol <= 12 servers: only `can_reconnect`.
+        assert_eq!(
+            leave_action(&leave(Action::Disconnect, true, R::StateMismatch)),
+            LeaveAction::Reconnect
+        );
+        let unknown = proto::LeaveRequest {
+            action: 99,
+            reason: 999,
+            ..Default::default()
+        };
+        assert_eq!(
+            leave_action(&unknown),
+            LeaveAction::Disconnect {
+                reason: R::UnknownReason
+            }
+        );
+    }
+
+    #[test]
+    fn resume_disabled_only_when_the_server_says_so() {
+        let cfg = |setting: proto::ClientConfigSetting| proto::ClientConfiguration {
+            resume_connection: setting as i32,
+            ..Default::default()
+        };
+        assert!(resume_disabled(Some(&cfg(proto::ClientConfigSetting::Disabled))));
+        assert!(!resume_disabled(Some(&cfg(proto::ClientConfigSetting::Unset))));
+        assert!(!resume_disabled(Some(&cfg(proto::ClientConfigSetting::Enabled))));
+        assert!(!resume_disabled(None));
+    }
+
+    #[test]
+    fn sync_state_round_trips() {
+        let frame = encode_request(sync_state(SyncStateParts {
+            offer: Some("v=0 offer".into()),
+            answer: Some("v=0 answer".into()),
+            auto_subscribe: false,
+            data_channels: vec![proto::DataChannelInfo {
+                label: "_reliable".into(),
+                id: 1,
+                target: proto::SignalTarget::Publisher as i32,
+            }],
+            receive_states: vec![proto::DataChannelReceiveState {
+                publisher_sid: "PA_r".into(),
+                last_seq: 42,
+            }],
+        }));
+        let Some(Req::SyncState(s)) = proto::SignalRequest::decode(frame.as_slice()).unwrap().message else {
+            panic!("not a SyncState");
+        };
+        let offer = s.offer.unwrap();
+        assert_eq!(
+            (offer.r#type.as_str(), offer.sdp.as_str()),
+            ("offer", "v=0 offer")
+        );
+        assert_eq!(s.answer.unwrap().r#type, "answer");
+        assert!(
+            s.subscription.unwrap().subscribe,
+            "not auto-subscribed: explicit subscription list (empty)"
+        );
+        assert_eq!(s.data_channels[0].label, "_reliable");
+        assert_eq!(s.datachannel_receive_states[0].last_seq, 42);
+        assert!(s.publish_tracks.is_empty() && s.track_sids_disabled.is_empty());
+    }
+
+    #[test]
+    fn simulate_request_encodes_the_scenario() {
+        use proto::simulate_scenario::Scenario;
+        let frame = encode_request(simulate_request(Scenario::NodeFailure(true)));
+        let Some(Req::Simulate(sim)) = proto::SignalRequest::decode(frame.as_slice()).unwrap().message else {
+            panic!("not a simulate request");
+        };
+        assert_eq!(sim.scenario, Some(Scenario::NodeFailure(true)));
     }
 }

@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-/// The websocket type used by the session.
+/// The websocket type used by the connection.
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 const MAX_HEAD: usize = 16 * 1024;

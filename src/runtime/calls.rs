@@ -14,6 +14,7 @@ use serde_json::{json, Map, Value};
 
 use super::models::{ActionResult, RuntimeErrorInfo, RuntimeState, SceneState, ToolDescriptor};
 use crate::error::{Error, Result};
+use crate::runtime_error::RuntimeErrorCode;
 
 /// The largest RPC request payload LiveKit carries: 15 KiB.
 pub const MAX_RPC_PAYLOAD_BYTES: usize = 15 * 1024;
@@ -28,25 +29,19 @@ pub const CAPTURE_REQUEST_ID_ATTRIBUTE: &str = "request_id";
 pub const CANCEL_ACTIVE: &str = "cancel-active";
 
 /// Default reply timeout of reads and cancel.
-pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_READ_TIMEOUT: Duration = crate::session::timeouts::READ;
 
 /// Default reply timeout of a tool call (the call blocks until the action ends).
-pub const DEFAULT_TOOL_CALL_TIMEOUT: Duration = Duration::from_secs(90);
-
-/// How long to wait for a capture's byte stream.
-pub const CAPTURE_STREAM_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_TOOL_CALL_TIMEOUT: Duration = crate::session::timeouts::TOOL_CALL;
 
 /// The code of a guard envelope without one.
-pub const DEFAULT_RUNTIME_ERROR_CODE: &str = "RUNTIME_FAILED";
+pub const DEFAULT_RUNTIME_ERROR_CODE: RuntimeErrorCode = RuntimeErrorCode::RuntimeFailed;
 
 /// The message of a guard envelope without one.
 pub const DEFAULT_RUNTIME_ERROR_MESSAGE: &str = "runtime call failed";
 
 /// The code of a failed capture ack without one.
-pub const DEFAULT_CAPTURE_ERROR_CODE: &str = "CAPTURE_FAILED";
-
-/// The guard code of a runtime that does not know the method.
-pub const METHOD_NOT_FOUND: &str = "METHOD_NOT_FOUND";
+pub const DEFAULT_CAPTURE_ERROR_CODE: RuntimeErrorCode = RuntimeErrorCode::CaptureFailed;
 
 /// The read key answered by `runtime.state`.
 pub const ROBOT_STATUS_KEY: &str = "robot_status";
@@ -214,6 +209,8 @@ pub fn forward_envelope_request(envelope: &[u8]) -> Result<RpcRequest> {
 
 /// Size and quality of a camera capture. Defaults: 1280×720, quality 0.7.
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+#[must_use]
 pub struct CaptureOptions {
     /// Frame width, pixels (> 0).
     pub width: u32,
@@ -305,7 +302,11 @@ pub fn guard_error(reply: &Value) -> Option<RuntimeErrorInfo> {
     ))
 }
 
-fn error_info(error: Option<&Value>, default_code: &str, default_message: &str) -> RuntimeErrorInfo {
+fn error_info(
+    error: Option<&Value>,
+    default_code: RuntimeErrorCode,
+    default_message: &str,
+) -> RuntimeErrorInfo {
     let text = |key: &str| {
         error
             .and_then(|error| error.get(key))
@@ -314,7 +315,7 @@ fn error_info(error: Option<&Value>, default_code: &str, default_message: &str) 
             .map(str::to_owned)
     };
     RuntimeErrorInfo {
-        code: text("code").unwrap_or_else(|| default_code.to_owned()),
+        code: text("code").map_or(default_code, |code| RuntimeErrorCode::from_wire(&code)),
         message: text("message").unwrap_or_else(|| default_message.to_owned()),
         details: error
             .and_then(|error| error.get("details"))
@@ -362,7 +363,7 @@ fn parse_guarded(method: &str, reply: &str) -> Result<Value> {
 pub fn parse_tools_call_reply(reply: &str, action_id: &str) -> Result<ActionResult> {
     let value = parse_json(method::TOOLS_CALL, reply)?;
     if let Some(info) = guard_error(&value) {
-        return Ok(ActionResult::failed(action_id, info));
+        return Ok(ActionResult::failed_with(action_id, info));
     }
     decode_value(method::TOOLS_CALL, &value)
 }
@@ -380,6 +381,7 @@ pub fn parse_tools_list_reply(reply: &str) -> Result<Vec<ToolDescriptor>> {
 
 /// A decoded state read.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum StateReply {
     /// Key `robot_status` (boxed: much larger than the others).
     RobotStatus(Box<RuntimeState>),
@@ -438,7 +440,7 @@ pub fn parse_capabilities_reply(outcome: CapabilitiesOutcome<'_>) -> Result<Opti
     }
     let value = parse_json(method::CAPABILITIES, reply)?;
     if let Some(info) = guard_error(&value) {
-        if info.code == METHOD_NOT_FOUND {
+        if info.code == RuntimeErrorCode::MethodNotFound {
             return Ok(None);
         }
         return Err(runtime_error(info));
@@ -739,7 +741,7 @@ mod tests {
             ),
             (0, 0, 0)
         );
-        assert_eq!(result.error.unwrap().code, "NOT_READY");
+        assert_eq!(result.error.unwrap().code, RuntimeErrorCode::NotReady);
     }
 
     #[test]
@@ -747,7 +749,7 @@ mod tests {
         let reply = r#"{"status":"failed","error":{"code":"NAVIGATION_STUCK","message":"blocked"},
             "meta":{"action_id":"act_x","started_at_ms":1,"finished_at_ms":2,"duration_ms":1}}"#;
         let result = parse_tools_call_reply(reply, "act_x").unwrap();
-        assert_eq!(result.error.unwrap().code, "NAVIGATION_STUCK");
+        assert_eq!(result.error.unwrap().code, RuntimeErrorCode::NavigationStuck);
         assert!(matches!(
             parse_tools_call_reply("", "a"),
             Err(Error::Decode { .. })
@@ -920,7 +922,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         match parse_capture_ack(GUARD).unwrap_err() {
-            Error::Runtime { code, .. } => assert_eq!(code, "NOT_READY"),
+            Error::Runtime { code, .. } => assert_eq!(code, RuntimeErrorCode::NotReady),
             other => panic!("{other:?}"),
         }
         let secret = "c2VjcmV0LXRva2Vu!!";

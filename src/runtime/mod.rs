@@ -14,11 +14,10 @@ pub mod calls;
 pub mod models;
 pub mod resolve;
 
-pub use calls::{CaptureAck, CaptureOptions, RpcRequest, StateReply};
+pub use calls::{CaptureOptions, StateReply};
 pub use models::{
     ActionKind, ActionMeta, ActionPhase, ActionProgress, ActionResult, ActionStatus, ActiveAction,
     EntityState, LastAction, LastActionStatus, Pose, RobotInfo, RobotStatus, RuntimeErrorInfo, RuntimeEvent,
     RuntimeInfo, RuntimeState, RuntimeStatus, SceneState, StateTimestamp, ToolAnnotations, ToolCost,
     ToolDescriptor, ToolUses,
 };
-pub use resolve::{Participant, ParticipantKind, Readiness, Resolver, RuntimeHints};

@@ -10,9 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use crate::open_enum::open_enum;
-
-/// The error code a cancelled action fails with.
-pub const CANCELLED_CODE: &str = "CANCELLED";
+use crate::runtime_error::RuntimeErrorCode;
 
 open_enum! {
     /// How an action ended.
@@ -100,9 +98,10 @@ open_enum! {
 
 /// An error reported by the runtime (`RuntimeError` on the wire).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RuntimeErrorInfo {
-    /// Machine-readable code, e.g. `NAVIGATION_STUCK`, `CANCELLED`, `NOT_READY`.
-    pub code: String,
+    /// Machine-readable code, e.g. [`RuntimeErrorCode::NavigationStuck`].
+    pub code: RuntimeErrorCode,
     /// Human-readable message.
     pub message: String,
     /// Extra details, if any.
@@ -110,8 +109,20 @@ pub struct RuntimeErrorInfo {
     pub details: Option<Value>,
 }
 
+impl RuntimeErrorInfo {
+    /// An error with this code and message and no details.
+    pub fn new(code: RuntimeErrorCode, message: impl Into<String>) -> Self {
+        RuntimeErrorInfo {
+            code,
+            message: message.into(),
+            details: None,
+        }
+    }
+}
+
 /// Bookkeeping of one action: its id and timing.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ActionMeta {
     /// The action id (`act_<12 hex>`).
     pub action_id: String,
@@ -132,10 +143,25 @@ pub struct ActionMeta {
     pub note: Option<String>,
 }
 
+impl ActionMeta {
+    /// Timing of action `action_id` with every timestamp zero (set the fields you know).
+    pub fn new(action_id: impl Into<String>) -> Self {
+        ActionMeta {
+            action_id: action_id.into(),
+            started_at_ms: 0,
+            finished_at_ms: 0,
+            duration_ms: 0,
+            degraded: None,
+            note: None,
+        }
+    }
+}
+
 /// The terminal outcome of an action (`invoke`, `cancel`, capture acks).
 ///
 /// A failed result is a normal outcome, not an error: look at [`ActionResult::error`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ActionResult {
     /// `done` or `failed`.
     pub status: ActionStatus,
@@ -167,24 +193,33 @@ impl ActionResult {
     pub fn is_cancelled(&self) -> bool {
         self.error
             .as_ref()
-            .is_some_and(|error| error.code == CANCELLED_CODE)
+            .is_some_and(|error| error.code == RuntimeErrorCode::Cancelled)
     }
 
-    /// A failed result for a call the runtime refused before running it (a guard envelope):
-    /// carries `action_id`, zero timestamps and `error`.
-    pub fn failed(action_id: impl Into<String>, error: RuntimeErrorInfo) -> Self {
+    /// A completed action with this result value (timestamps zero: set `meta` as needed).
+    pub fn done(action_id: impl Into<String>, result: Value) -> Self {
+        ActionResult {
+            status: ActionStatus::Done,
+            result: Some(result),
+            error: None,
+            meta: ActionMeta::new(action_id),
+            runtime_state: None,
+            scene_state: None,
+        }
+    }
+
+    /// A failed action with this error code and message (timestamps zero).
+    pub fn failed(action_id: impl Into<String>, code: RuntimeErrorCode, message: impl Into<String>) -> Self {
+        Self::failed_with(action_id, RuntimeErrorInfo::new(code, message))
+    }
+
+    /// A failed action with this error (timestamps zero).
+    pub fn failed_with(action_id: impl Into<String>, error: RuntimeErrorInfo) -> Self {
         ActionResult {
             status: ActionStatus::Failed,
             result: None,
             error: Some(error),
-            meta: ActionMeta {
-                action_id: action_id.into(),
-                started_at_ms: 0,
-                finished_at_ms: 0,
-                duration_ms: 0,
-                degraded: None,
-                note: None,
-            },
+            meta: ActionMeta::new(action_id),
             runtime_state: None,
             scene_state: None,
         }
@@ -209,6 +244,7 @@ impl ActionResult {
 
 /// What an action-result callback receives: the terminal event of one action.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RuntimeEvent {
     /// The action id.
     pub action_id: String,
@@ -247,6 +283,7 @@ impl RuntimeEvent {
 
 /// What a tool touches, to help planners schedule calls.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ToolUses {
     /// Camera ids used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -261,6 +298,7 @@ pub struct ToolUses {
 
 /// Hints about a tool's behaviour.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ToolAnnotations {
     /// True when the tool changes the world or the robot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -281,6 +319,7 @@ pub struct ToolAnnotations {
 
 /// The expected cost of a tool call.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ToolCost {
     /// Typical duration, ms.
     #[serde(
@@ -315,6 +354,7 @@ pub struct ToolCost {
 
 /// One tool (skill) the runtime offers, as listed by `runtime.tools_list`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ToolDescriptor {
     /// The tool name to pass to `invoke`, e.g. `go_to`.
     pub name: String,
@@ -336,8 +376,24 @@ pub struct ToolDescriptor {
     pub cost: Option<ToolCost>,
 }
 
+impl ToolDescriptor {
+    /// A tool with a name, a description and a JSON Schema for its input.
+    pub fn new(name: impl Into<String>, description: impl Into<String>, input_schema: Value) -> Self {
+        ToolDescriptor {
+            name: name.into(),
+            title: None,
+            description: description.into(),
+            input_schema,
+            output_schema: None,
+            annotations: None,
+            cost: None,
+        }
+    }
+}
+
 /// When a state snapshot was taken.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct StateTimestamp {
     /// Simulation step, if simulated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -350,8 +406,20 @@ pub struct StateTimestamp {
     pub wall_time_ms: u64,
 }
 
+impl StateTimestamp {
+    /// A timestamp at this wall-clock time (ms since the Unix epoch), without step or sim time.
+    pub fn new(wall_time_ms: u64) -> Self {
+        StateTimestamp {
+            step: None,
+            sim_time_s: None,
+            wall_time_ms,
+        }
+    }
+}
+
 /// Progress of a running action.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ActionProgress {
     /// Work done so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -366,6 +434,7 @@ pub struct ActionProgress {
 
 /// The action the runtime is running now.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ActiveAction {
     /// The action id.
     pub action_id: String,
@@ -386,6 +455,7 @@ pub struct ActiveAction {
 
 /// The last action the runtime finished.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct LastAction {
     /// The action id.
     pub action_id: String,
@@ -411,6 +481,7 @@ pub struct LastAction {
 
 /// The runtime half of [`RuntimeState`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RuntimeInfo {
     /// Whether the runtime can take work.
     pub status: RuntimeStatus,
@@ -426,8 +497,22 @@ pub struct RuntimeInfo {
     pub accepts_capture_requests: bool,
 }
 
+impl RuntimeInfo {
+    /// A runtime in `status`, with no active or last action.
+    pub fn new(status: RuntimeStatus, accepts_tool_calls: bool, accepts_capture_requests: bool) -> Self {
+        RuntimeInfo {
+            status,
+            active_action: None,
+            last_action: None,
+            accepts_tool_calls,
+            accepts_capture_requests,
+        }
+    }
+}
+
 /// A position and orientation in a named frame.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Pose {
     /// The reference frame, e.g. `world`.
     pub frame_id: String,
@@ -441,8 +526,21 @@ pub struct Pose {
     pub yaw_deg: Option<f64>,
 }
 
+impl Pose {
+    /// A position in `frame_id`, without orientation.
+    pub fn new(frame_id: impl Into<String>, position: [f64; 3]) -> Self {
+        Pose {
+            frame_id: frame_id.into(),
+            position,
+            orientation_xyzw: None,
+            yaw_deg: None,
+        }
+    }
+}
+
 /// The robot half of [`RuntimeState`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RobotInfo {
     /// The robot's entity id in the scene.
     pub entity_id: String,
@@ -459,8 +557,22 @@ pub struct RobotInfo {
     pub extra: Option<Value>,
 }
 
+impl RobotInfo {
+    /// The robot entity `entity_id` in `status`, with no pose or extras.
+    pub fn new(entity_id: impl Into<String>, status: RobotStatus) -> Self {
+        RobotInfo {
+            entity_id: entity_id.into(),
+            pose: None,
+            status,
+            held_entity_ids: None,
+            extra: None,
+        }
+    }
+}
+
 /// The runtime's and robot's state (read key `robot_status`, method `runtime.state`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RuntimeState {
     /// When the snapshot was taken.
     pub timestamp: StateTimestamp,
@@ -470,8 +582,20 @@ pub struct RuntimeState {
     pub robot: RobotInfo,
 }
 
+impl RuntimeState {
+    /// A `runtime.state` reply.
+    pub fn new(timestamp: StateTimestamp, runtime: RuntimeInfo, robot: RobotInfo) -> Self {
+        RuntimeState {
+            timestamp,
+            runtime,
+            robot,
+        }
+    }
+}
+
 /// One entity of the scene.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct EntityState {
     /// The entity id.
     pub entity_id: String,
@@ -489,14 +613,38 @@ pub struct EntityState {
     pub state: Option<Value>,
 }
 
+impl EntityState {
+    /// The entity `entity_id` with nothing else known.
+    pub fn new(entity_id: impl Into<String>) -> Self {
+        EntityState {
+            entity_id: entity_id.into(),
+            pose: None,
+            attached_to: None,
+            visible: None,
+            state: None,
+        }
+    }
+}
+
 /// The scene (read key `scene_state`, method `runtime.scene_state`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct SceneState {
     /// When the snapshot was taken.
     pub timestamp: StateTimestamp,
     /// Entities by id.
     #[serde(default, deserialize_with = "null_as_default")]
     pub entities: BTreeMap<String, EntityState>,
+}
+
+impl SceneState {
+    /// A `runtime.scene_state` reply with no entities (insert them into `entities`).
+    pub fn new(timestamp: StateTimestamp) -> Self {
+        SceneState {
+            timestamp,
+            entities: BTreeMap::new(),
+        }
+    }
 }
 
 fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
@@ -591,16 +739,7 @@ mod tests {
         assert_eq!(event.action_id, "act_0123456789ab");
         assert_eq!(event.result.as_ref(), Some(&result));
 
-        let failed = |code: &str| {
-            ActionResult::failed(
-                "act_1",
-                RuntimeErrorInfo {
-                    code: code.into(),
-                    message: "m".into(),
-                    details: None,
-                },
-            )
-        };
+        let failed = |code: &str| ActionResult::failed("act_1", RuntimeErrorCode::from_wire(code), "m");
         assert_eq!(
             RuntimeEvent::from_result(&failed("CANCELLED")).phase,
             ActionPhase::Cancelled

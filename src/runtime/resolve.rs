@@ -8,75 +8,22 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::live::{Participant, ParticipantKind};
 use crate::models::RequiredParticipant;
-
-/// The participant attribute naming a dispatched agent.
-pub const AGENT_NAME_ATTRIBUTE: &str = "lk.agent.name";
-
-/// The older spelling of [`AGENT_NAME_ATTRIBUTE`], read when the first is absent.
-pub const AGENT_NAME_ATTRIBUTE_FALLBACK: &str = "lk.agent_name";
+use crate::runtime_error::RuntimeErrorCode;
 
 /// Slot names that are never the runtime worker.
 pub const NON_RUNTIME_SLOTS: [&str; 2] = ["robot", "controller"];
 
 /// How long one candidate gets to answer `runtime.tools_list`.
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+pub const PROBE_TIMEOUT: Duration = crate::session::timeouts::PROBE;
 
 /// The pause between two rounds of probes.
-pub const RETRY_INTERVAL: Duration = Duration::from_millis(500);
+pub const RETRY_INTERVAL: Duration = crate::session::timeouts::PROBE_RETRY;
 
 /// Default time allowed for the session to become ready and the runtime to be found.
-pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// The error code when no runtime worker could be found.
-pub const RUNTIME_NOT_FOUND: &str = "RUNTIME_NOT_FOUND";
-
-/// The LiveKit participant kind.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum ParticipantKind {
-    /// A regular participant (e.g. a human viewer or an SDK client).
-    Standard,
-    /// A dispatched LiveKit agent.
-    Agent,
-    /// Any other kind (ingress, egress, SIP, …), by name.
-    Other(String),
-}
-
-/// What resolution needs to know about a participant in the room.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Participant {
-    /// The participant identity.
-    pub identity: String,
-    /// The participant kind.
-    pub kind: ParticipantKind,
-    /// The participant attributes.
-    pub attributes: BTreeMap<String, String>,
-}
-
-impl Participant {
-    /// A participant with no attributes.
-    pub fn new(identity: impl Into<String>, kind: ParticipantKind) -> Self {
-        Participant {
-            identity: identity.into(),
-            kind,
-            attributes: BTreeMap::new(),
-        }
-    }
-
-    /// Adds an attribute.
-    pub fn with_attribute(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.attributes.insert(key.into(), value.into());
-        self
-    }
-
-    /// The agent name from [`AGENT_NAME_ATTRIBUTE`] (fallback [`AGENT_NAME_ATTRIBUTE_FALLBACK`]).
-    pub fn agent_name(&self) -> Option<&str> {
-        self.attributes
-            .get(AGENT_NAME_ATTRIBUTE)
-            .or_else(|| self.attributes.get(AGENT_NAME_ATTRIBUTE_FALLBACK))
-            .map(String::as_str)
-    }
-}
+#[cfg(test)]
+pub const DEFAULT_READY_TIMEOUT: Duration = crate::session::timeouts::SESSION_READY;
 
 /// True when `participant` fills slot `slot`: identity `slot` or `slot-…`, or agent name `slot`.
 pub fn matches_slot(participant: &Participant, slot: &str) -> bool {
@@ -248,7 +195,7 @@ impl RuntimeHints {
     pub fn check(&self) -> Result<()> {
         if self.is_empty() {
             return Err(Error::Runtime {
-                code: RUNTIME_NOT_FOUND.to_owned(),
+                code: RuntimeErrorCode::RuntimeNotFound,
                 message: "cannot find the runtime worker: no runtime identity prefix was given and the session has no \
                           runtime slot; pass the runtime's identity prefix (e.g. \"simplesim\" for the browser viewer) \
                           or dispatch a runtime worker"
@@ -318,10 +265,10 @@ pub fn resolution_failed_message<S: AsRef<str>>(
     )
 }
 
-/// [`resolution_failed_message`] as an [`Error::Runtime`] with code [`RUNTIME_NOT_FOUND`].
+/// [`resolution_failed_message`] as an [`Error::Runtime`] with code [`RuntimeErrorCode::RuntimeNotFound`].
 pub fn resolution_failed<S: AsRef<str>>(hints: &RuntimeHints, waited: Duration, seen: &[S]) -> Error {
     Error::Runtime {
-        code: RUNTIME_NOT_FOUND.to_owned(),
+        code: RuntimeErrorCode::RuntimeNotFound,
         message: resolution_failed_message(hints, waited, seen),
     }
 }
@@ -394,7 +341,7 @@ pub struct Resolver {
 
 impl Resolver {
     /// A resolver for `hints`, each resolution bounded by `timeout` (default
-    /// [`DEFAULT_READY_TIMEOUT`]). Fails at once when `hints` is empty.
+    /// `timeouts::SESSION_READY`). Fails at once when `hints` is empty.
     pub fn new(hints: RuntimeHints, timeout: Duration) -> Result<Self> {
         hints.check()?;
         Ok(Resolver {
@@ -403,11 +350,6 @@ impl Resolver {
             cached: None,
             attempt: None,
         })
-    }
-
-    /// The hints searched for.
-    pub fn hints(&self) -> &RuntimeHints {
-        &self.hints
     }
 
     /// The cached runtime worker, if found.
@@ -665,7 +607,7 @@ mod tests {
         let err = Resolver::new(hints, DEFAULT_READY_TIMEOUT).unwrap_err();
         match err {
             Error::Runtime { code, message } => {
-                assert_eq!(code, RUNTIME_NOT_FOUND);
+                assert_eq!(code, RuntimeErrorCode::RuntimeNotFound);
                 assert!(message.contains("identity prefix"), "{message}");
             }
             other => panic!("{other:?}"),
@@ -758,7 +700,7 @@ mod tests {
         );
         match resolver.poll(t0 + Duration::from_secs(1), &room) {
             ResolveStep::Failed(Error::Runtime { code, message }) => {
-                assert_eq!(code, RUNTIME_NOT_FOUND);
+                assert_eq!(code, RuntimeErrorCode::RuntimeNotFound);
                 assert!(message.contains("hints: sim-worker"), "{message}");
                 assert!(message.contains("sim, simulated-human"), "{message}");
             }

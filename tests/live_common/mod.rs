@@ -311,8 +311,29 @@ impl Platform {
 
     /// A Rust runtime peer in the robot's room.
     pub fn runtime(&self, identity: &str, agent: bool, attributes: &[(&str, &str)]) -> RuntimeHost {
-        let token = self.livekit.token(&self.robot_id, identity, agent, attributes);
+        self.runtime_in(&self.robot_id, identity, agent, attributes)
+    }
+
+    /// A Rust runtime peer in another robot's room.
+    pub fn runtime_in(
+        &self,
+        robot_id: &str,
+        identity: &str,
+        agent: bool,
+        attributes: &[(&str, &str)],
+    ) -> RuntimeHost {
+        let token = self.livekit.token(robot_id, identity, agent, attributes);
         RuntimeHost::connect(&self.livekit.url, &token, Duration::from_secs(15)).unwrap()
+    }
+
+    /// Another robot on the platform; returns its id.
+    pub fn create_robot(&self) -> String {
+        self.client
+            .robots()
+            .create(&NewRobot::new("live", "asimov-v0"))
+            .unwrap()
+            .robot
+            .id
     }
 }
 

@@ -2,12 +2,17 @@
 //! (v1 packets and v2 streams), a 1280×720-sized byte stream, destination filtering, rooms
 //! kept apart, refusals, room deletion and shutdown. Loopback only, every wait bounded.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{Sfu, SfuOptions};
 use crate::dev::token::{mint_livekit_token, TokenOptions};
 use crate::dev::LiveKitSettings;
-use crate::live::{CallParams, LiveError, ParticipantKind, Room, RoomEvent, RoomOptions, SendBytesOptions};
+use crate::live::queue::RoomQueues;
+use crate::live::{
+    CallParams, LiveError, OutgoingStream, ParticipantKind, Room, RoomEvent, RoomOptions, RpcError,
+    RpcErrorCode,
+};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -39,24 +44,73 @@ fn token(sfu: &Sfu, room: &str, identity: &str, agent: bool) -> String {
     )
 }
 
-fn join(sfu: &Sfu, room: &str, identity: &str, agent: bool) -> Room {
-    let options = RoomOptions {
+/// Topics the test participants receive byte streams on.
+const TOPICS: [&str; 3] = ["menlo.camera_capture", "broadcast", "t"];
+
+/// A participant: the room and the queues its observer fills.
+struct Peer {
+    room: Room,
+    heard: Arc<RoomQueues>,
+}
+
+impl std::ops::Deref for Peer {
+    type Target = Room;
+    fn deref(&self) -> &Room {
+        &self.room
+    }
+}
+
+impl Peer {
+    /// Calls a method and waits for the outcome.
+    fn call(&self, params: CallParams) -> Result<String, RpcError> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let wait = params.ack_timeout + params.response_timeout + WAIT;
+        self.room.start_rpc(params, move |reply| {
+            let _ = tx.send(reply);
+        });
+        rx.recv_timeout(wait).expect("an RPC outcome")
+    }
+
+    fn next_stream(&self) -> crate::live::ByteStream {
+        self.heard
+            .streams()
+            .recv_timeout(WAIT)
+            .unwrap_or_else(|_| panic!("{}: no byte stream within {WAIT:?}", self.local_identity()))
+    }
+}
+
+fn options() -> RoomOptions {
+    RoomOptions {
         connect_timeout: WAIT,
+        stream_topics: TOPICS.iter().map(|t| t.to_string()).collect(),
         ..RoomOptions::default()
-    };
-    Room::connect(&sfu.url(), &token(sfu, room, identity, agent), options)
-        .unwrap_or_else(|e| panic!("{identity} could not join {room}: {e}"))
+    }
+}
+
+fn join(sfu: &Sfu, room: &str, identity: &str, agent: bool) -> Peer {
+    let heard = RoomQueues::new(1024);
+    let room_handle = Room::connect(
+        &sfu.url(),
+        &token(sfu, room, identity, agent),
+        options(),
+        heard.clone(),
+    )
+    .unwrap_or_else(|e| panic!("{identity} could not join {room}: {e}"));
+    Peer {
+        room: room_handle,
+        heard,
+    }
 }
 
 /// Waits for the first event matching `pred` (others are skipped).
-fn wait_event(room: &Room, what: &str, mut pred: impl FnMut(&RoomEvent) -> bool) -> RoomEvent {
+fn wait_event(peer: &Peer, what: &str, mut pred: impl FnMut(&RoomEvent) -> bool) -> RoomEvent {
     let deadline = Instant::now() + WAIT;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        match room.events().recv_timeout(left) {
+        match peer.heard.events().recv_timeout(left) {
             Ok(ev) if pred(&ev) => return ev,
             Ok(_) => {}
-            Err(_) => panic!("{}: no {what} within {WAIT:?}", room.local_identity()),
+            Err(_) => panic!("{}: no {what} within {WAIT:?}", peer.local_identity()),
         }
     }
 }
@@ -65,14 +119,13 @@ fn frame(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 31 % 251) as u8).collect()
 }
 
-fn bytes_to(topic: &str, destinations: &[&str]) -> SendBytesOptions {
-    SendBytesOptions {
-        topic: topic.into(),
-        name: format!("{topic}.bin"),
-        mime_type: "application/octet-stream".into(),
-        destinations: destinations.iter().map(|d| d.to_string()).collect(),
-        ..SendBytesOptions::default()
-    }
+fn bytes_to(topic: &str, destinations: &[&str]) -> OutgoingStream {
+    destinations.iter().fold(
+        OutgoingStream::new(topic)
+            .name(format!("{topic}.bin"))
+            .mime_type("application/octet-stream"),
+        |stream, d| stream.destination(*d),
+    )
 }
 
 fn engines_talk_through_the_sfu(single_pc: bool) {
@@ -113,22 +166,20 @@ fn engines_talk_through_the_sfu(single_pc: bool) {
     });
     user.register_rpc_method("viewer.echo", |inv| Ok(inv.payload.len().to_string()));
     let reply = user
-        .perform_rpc_with(CallParams::new("robot", "runtime.state", "{}"))
+        .call(CallParams::new("robot", "runtime.state", "{}"))
         .unwrap();
     assert_eq!(reply, "user:{}");
     let large = "x".repeat(40_000);
     let reply = user
-        .perform_rpc_with(CallParams::new("robot", "runtime.state", large.clone()))
+        .call(CallParams::new("robot", "runtime.state", large.clone()))
         .unwrap();
     assert_eq!(reply.len(), "user:".len() + 40_000);
-    let reply = robot
-        .perform_rpc_with(CallParams::new("user", "viewer.echo", large))
-        .unwrap();
+    let reply = robot.call(CallParams::new("user", "viewer.echo", large)).unwrap();
     assert_eq!(reply, "40000");
     let unknown = user
-        .perform_rpc_with(CallParams::new("robot", "runtime.nope", "{}"))
+        .call(CallParams::new("robot", "runtime.nope", "{}"))
         .unwrap_err();
-    assert_eq!(unknown.code, crate::live::RpcError::UNSUPPORTED_METHOD);
+    assert_eq!(unknown.code, RpcErrorCode::UnsupportedMethod);
 
     // A third participant sees only what is meant for it.
     let watcher = join(&sfu, "room-a", "watcher", false);
@@ -141,22 +192,16 @@ fn engines_talk_through_the_sfu(single_pc: bool) {
     robot
         .send_bytes(camera.clone(), bytes_to("menlo.camera_capture", &["user"]))
         .unwrap();
-    let got = user
-        .byte_streams()
-        .recv_timeout(WAIT)
-        .expect("frame for the user");
+    let got = user.next_stream();
     assert_eq!(got.sender_identity, "robot");
     assert_eq!(got.topic, "menlo.camera_capture");
     assert!(got.data == camera, "the 230 kB frame arrived intact");
     robot
         .send_bytes(b"all".to_vec(), bytes_to("broadcast", &[]))
         .unwrap();
-    let first = watcher
-        .byte_streams()
-        .recv_timeout(WAIT)
-        .expect("broadcast for the watcher");
+    let first = watcher.next_stream();
     assert_eq!(first.topic, "broadcast", "the watcher never got the user's frame");
-    assert_eq!(user.byte_streams().recv_timeout(WAIT).unwrap().data, b"all");
+    assert_eq!(user.next_stream().data, b"all");
 
     // Departures are broadcast; counts follow.
     assert_eq!(sfu.participant_count("room-a"), 3);
@@ -207,19 +252,13 @@ fn rooms_are_kept_apart() {
     );
     a1.register_rpc_method("which", |_| Ok("one".into()));
     a2.register_rpc_method("which", |_| Ok("two".into()));
-    assert_eq!(
-        b1.perform_rpc_with(CallParams::new("a", "which", "")).unwrap(),
-        "one"
-    );
-    assert_eq!(
-        b2.perform_rpc_with(CallParams::new("a", "which", "")).unwrap(),
-        "two"
-    );
+    assert_eq!(b1.call(CallParams::new("a", "which", "")).unwrap(), "one");
+    assert_eq!(b2.call(CallParams::new("a", "which", "")).unwrap(), "two");
     a1.send_bytes(b"1".to_vec(), bytes_to("t", &[])).unwrap();
     a2.send_bytes(b"2".to_vec(), bytes_to("t", &[])).unwrap();
-    assert_eq!(b1.byte_streams().recv_timeout(WAIT).unwrap().data, b"1");
-    assert_eq!(b2.byte_streams().recv_timeout(WAIT).unwrap().data, b"2");
-    assert!(b1.byte_streams().try_recv().is_err() && b2.byte_streams().try_recv().is_err());
+    assert_eq!(b1.next_stream().data, b"1");
+    assert_eq!(b2.next_stream().data, b"2");
+    assert!(b1.heard.streams().try_recv().is_err() && b2.heard.streams().try_recv().is_err());
     assert_eq!(b1.participants().len(), 1);
     let names: Vec<_> = sfu
         .rooms()
@@ -237,10 +276,11 @@ fn bad_tokens_are_refused_with_livekit_statuses() {
         ..settings(&sfu)
     };
     let bad_signature = mint_livekit_token(&other_key, "r", "x", "x", WAIT, &TokenOptions::default());
-    let refused = |token: &str| match Room::connect(&sfu.url(), token, RoomOptions::default()) {
-        Err(LiveError::Refused { status, message }) => (status, message),
-        other => panic!("expected a refusal, got {other:?}"),
-    };
+    let refused =
+        |token: &str| match Room::connect(&sfu.url(), token, RoomOptions::default(), RoomQueues::new(8)) {
+            Err(LiveError::Refused { status, message }) => (status, message),
+            other => panic!("expected a refusal, got {other:?}"),
+        };
     let (status, message) = refused(&bad_signature);
     assert_eq!(status, 401);
     assert!(message.contains("signature"), "{message}");

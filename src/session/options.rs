@@ -1,0 +1,296 @@
+//! Options of [`connect`](crate::connect) and the lifecycle callbacks.
+
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::events::SessionEvent;
+use super::timeouts;
+use crate::live::Participant;
+use crate::models::SessionOptions;
+use crate::runtime::RuntimeEvent;
+
+/// How long [`Session::wait_until_ready`](crate::Session::wait_until_ready) and runtime resolution wait by default.
+pub const DEFAULT_SESSION_READY_TIMEOUT: Duration = timeouts::SESSION_READY;
+
+type Callback<T> = Option<Arc<dyn Fn(&T) + Send + Sync>>;
+type TextCallback = Option<Arc<dyn Fn(&str) + Send + Sync>>;
+type SignalCallback = Option<Arc<dyn Fn() + Send + Sync>>;
+
+/// Callbacks for session lifecycle events, for parity with the Python SDK's
+/// `ConnectCallbacks`. The [`Session::events`](crate::Session::events) queue delivers the same events.
+///
+/// **Where they run:** on one SDK thread shared by every session of the process
+/// (`menlo-callbacks`, started by the first session that has callbacks), never on the caller's
+/// thread or on the engine. A session's callbacks run one at a time, in event order. A slow
+/// callback delays the callbacks after it (of every session), never a call, an event queue
+/// or the engine; a callback that panics is contained and logged.
+#[derive(Clone, Default)]
+#[must_use]
+pub struct ConnectCallbacks {
+    on_connected: TextCallback,
+    on_session_ready: SignalCallback,
+    on_participant_joined: Callback<Participant>,
+    on_participant_left: Callback<Participant>,
+    on_action_result: Callback<RuntimeEvent>,
+    on_disconnected: TextCallback,
+}
+
+impl ConnectCallbacks {
+    /// No callbacks.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Called with the room name once the SDK has joined.
+    pub fn on_connected(mut self, f: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.on_connected = Some(Arc::new(f));
+        self
+    }
+
+    /// Called when every required slot is filled.
+    pub fn on_session_ready(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
+        self.on_session_ready = Some(Arc::new(f));
+        self
+    }
+
+    /// Called when a participant joins.
+    pub fn on_participant_joined(mut self, f: impl Fn(&Participant) + Send + Sync + 'static) -> Self {
+        self.on_participant_joined = Some(Arc::new(f));
+        self
+    }
+
+    /// Called when a participant leaves.
+    pub fn on_participant_left(mut self, f: impl Fn(&Participant) + Send + Sync + 'static) -> Self {
+        self.on_participant_left = Some(Arc::new(f));
+        self
+    }
+
+    /// Called with the terminal event of each action.
+    pub fn on_action_result(mut self, f: impl Fn(&RuntimeEvent) + Send + Sync + 'static) -> Self {
+        self.on_action_result = Some(Arc::new(f));
+        self
+    }
+
+    /// Called with the reason once the room connection ends.
+    pub fn on_disconnected(mut self, f: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.on_disconnected = Some(Arc::new(f));
+        self
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.on_connected.is_none()
+            && self.on_session_ready.is_none()
+            && self.on_participant_joined.is_none()
+            && self.on_participant_left.is_none()
+            && self.on_action_result.is_none()
+            && self.on_disconnected.is_none()
+    }
+
+    /// Runs the callback of `event`, if any, containing a panic.
+    pub(crate) fn run(&self, event: &SessionEvent) {
+        fn contained(callback: impl FnOnce()) {
+            if catch_unwind(AssertUnwindSafe(callback)).is_err() {
+                log::warn!(target: "menlo_robot_sdk", "a session callback panicked");
+            }
+        }
+        match event {
+            SessionEvent::Connected { room_name } => {
+                if let Some(f) = &self.on_connected {
+                    contained(|| f(room_name));
+                }
+            }
+            SessionEvent::SessionReady => {
+                if let Some(f) = &self.on_session_ready {
+                    contained(|| f());
+                }
+            }
+            SessionEvent::ParticipantJoined(p) => {
+                if let Some(f) = &self.on_participant_joined {
+                    contained(|| f(p));
+                }
+            }
+            SessionEvent::ParticipantLeft(p) => {
+                if let Some(f) = &self.on_participant_left {
+                    contained(|| f(p));
+                }
+            }
+            SessionEvent::ActionResult(e) => {
+                if let Some(f) = &self.on_action_result {
+                    contained(|| f(e));
+                }
+            }
+            SessionEvent::Disconnected { reason } => {
+                if let Some(f) = &self.on_disconnected {
+                    contained(|| f(reason));
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Debug for ConnectCallbacks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectCallbacks").finish_non_exhaustive()
+    }
+}
+
+/// Options of [`connect`](crate::connect).
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct ConnectOptions {
+    pub(crate) session: SessionOptions,
+    pub(crate) environment_id: Option<String>,
+    pub(crate) runtime_identity_prefix: Option<String>,
+    pub(crate) livekit_url: Option<String>,
+    pub(crate) session_ready_timeout: Duration,
+    pub(crate) wait_for_ready: bool,
+    pub(crate) runtime_call_timeout: Option<Duration>,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) root_certificates: Vec<Vec<u8>>,
+    pub(crate) callbacks: ConnectCallbacks,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            session: SessionOptions::new(),
+            environment_id: None,
+            runtime_identity_prefix: None,
+            livekit_url: None,
+            session_ready_timeout: timeouts::SESSION_READY,
+            wait_for_ready: false,
+            runtime_call_timeout: None,
+            connect_timeout: timeouts::CONNECT,
+            root_certificates: Vec::new(),
+            callbacks: ConnectCallbacks::new(),
+        }
+    }
+}
+
+impl ConnectOptions {
+    /// Platform defaults: default dispatch, no readiness wait.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Dispatch one agent per name; an empty list dispatches nothing (SimpleSim: the viewer
+    /// tab is the runtime).
+    pub fn worker_names<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.session = self.session.worker_names(names);
+        self
+    }
+
+    /// The scene to load.
+    pub fn scene_id(mut self, scene_id: impl Into<String>) -> Self {
+        self.session = self.session.scene_id(scene_id);
+        self
+    }
+
+    /// Environments are not available yet: [`connect`](crate::connect) fails with [`Error::NotAvailable`](crate::Error::NotAvailable).
+    pub fn environment_id(mut self, environment_id: impl Into<String>) -> Self {
+        self.environment_id = Some(environment_id.into());
+        self
+    }
+
+    /// How to recognise the runtime in the room, e.g. `simplesim` for the SimpleSim tab
+    /// (`simplesim:<robot_id>`). Matches the identity itself, or `prefix-…` / `prefix:…`.
+    pub fn runtime_identity_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.runtime_identity_prefix = Some(prefix.into());
+        self
+    }
+
+    /// Join this LiveKit server instead of the one the platform returned (`ws://`/`wss://`).
+    pub fn livekit_url(mut self, url: impl Into<String>) -> Self {
+        self.livekit_url = Some(url.into());
+        self
+    }
+
+    /// Bound of readiness waits and runtime resolution (default 120 s).
+    pub fn session_ready_timeout(mut self, timeout: Duration) -> Self {
+        self.session_ready_timeout = timeout;
+        self
+    }
+
+    /// Make [`connect`](crate::connect) wait until every required slot is filled.
+    pub fn wait_for_ready(mut self, wait: bool) -> Self {
+        self.wait_for_ready = wait;
+        self
+    }
+
+    /// Default reply timeout of every runtime call (defaults: 90 s for tool calls, 30 s for
+    /// reads and cancel).
+    pub fn runtime_call_timeout(mut self, timeout: Duration) -> Self {
+        self.runtime_call_timeout = Some(timeout);
+        self
+    }
+
+    /// Bound of joining the room: signaling, ICE, DTLS, data channel (default 15 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Trusts this CA certificate (DER) for a `wss://` LiveKit server, besides the built-in
+    /// web roots: for self-hosted servers behind a private CA.
+    pub fn add_root_certificate(mut self, der: impl Into<Vec<u8>>) -> Self {
+        self.root_certificates.push(der.into());
+        self
+    }
+
+    /// Lifecycle callbacks.
+    pub fn callbacks(mut self, callbacks: ConnectCallbacks) -> Self {
+        self.callbacks = callbacks;
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[test]
+    fn callbacks_take_what_they_mean_and_contain_panics() {
+        let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+        let (a, b, c) = (Arc::clone(&seen), Arc::clone(&seen), Arc::clone(&seen));
+        let callbacks = ConnectCallbacks::new()
+            .on_connected(move |room| a.lock().unwrap().push(format!("connected {room}")))
+            .on_session_ready(move || b.lock().unwrap().push("ready".into()))
+            .on_disconnected(move |reason| c.lock().unwrap().push(format!("gone {reason}")))
+            .on_participant_joined(|_| panic!("a deliberately panicking callback (expected)"));
+        assert!(!callbacks.is_empty());
+        callbacks.run(&SessionEvent::Connected {
+            room_name: "r1".into(),
+        });
+        callbacks.run(&SessionEvent::SessionReady);
+        callbacks.run(&SessionEvent::ParticipantJoined(Participant::new(
+            "x",
+            crate::ParticipantKind::Standard,
+        )));
+        callbacks.run(&SessionEvent::Disconnected { reason: "bye".into() });
+        assert_eq!(*seen.lock().unwrap(), ["connected r1", "ready", "gone bye"]);
+        assert!(ConnectCallbacks::new().is_empty());
+    }
+
+    #[test]
+    fn defaults_come_from_the_timeouts_module() {
+        let options = ConnectOptions::new();
+        assert_eq!(options.connect_timeout, timeouts::CONNECT);
+        assert_eq!(options.session_ready_timeout, DEFAULT_SESSION_READY_TIMEOUT);
+        assert!(!options.wait_for_ready);
+        assert_eq!(options.runtime_call_timeout, None);
+        let options = options
+            .connect_timeout(Duration::from_secs(3))
+            .runtime_call_timeout(Duration::from_secs(4))
+            .wait_for_ready(true);
+        assert_eq!(options.connect_timeout, Duration::from_secs(3));
+        assert_eq!(options.runtime_call_timeout, Some(Duration::from_secs(4)));
+        assert!(options.wait_for_ready);
+    }
+}
