@@ -6,6 +6,8 @@
 //! (or `livekit-server`) picks it for every suite; `LiveKit::start_on` picks it in code.
 #![allow(dead_code)]
 
+pub mod netns;
+
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Network-namespace measurements (issue 9): the harness tests, then the link-cut table of
+# examples/bench_linkcut.rs (the official Python client next to this SDK's Session).
+# Needs root and iproute2; not part of .ci/run. Arguments go to bench_linkcut, e.g.
+#   bash .ci/netns.sh --cuts 2,20 --modes blackhole
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" != 0 ]; then
+  echo "netns.sh: needs root (ip netns); skipped" >&2
+  exit 0
+fi
+export LIVEKIT_SERVER_BIN="${LIVEKIT_SERVER_BIN:-${MENLO_TOOLS_DIR:-$HOME/.local/share/menlo-robot-sdk/bin}/livekit-server}"
+MENLO_NETNS=1 cargo test --all-features --test live_netns
+cargo run --quiet --release --example bench_linkcut --features livekit,dev -- "$@"
