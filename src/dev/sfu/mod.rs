@@ -122,6 +122,9 @@ pub struct SfuRoom {
 ///   `NOT_ALLOWED`.
 /// - Pings: both forms (`ping` → `pong`, `ping_req` → `pong_resp`); a client silent for
 ///   longer than the ping timeout it was given is dropped.
+/// - **Not yet supported**: resuming a session (a `/rtc?reconnect=1` or a v1 join request with
+///   `reconnect` is served as a fresh join, which replaces the old participant of that
+///   identity), ICE over TCP and TURN (UDP host candidates only), media of any kind.
 ///
 /// Everything runs on one background thread with a single-threaded tokio runtime; dropping
 /// the [`Sfu`] tells every participant the server is shutting down, then stops that thread,

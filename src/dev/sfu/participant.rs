@@ -118,11 +118,10 @@ struct Participant<S> {
 }
 
 /// Runs a participant from its upgraded websocket to its departure.
-pub(super) async fn run<S>(registry: Arc<Registry>, ws: Ws<S>, admission: Admission)
+pub(super) async fn run<S>(registry: Arc<Registry>, mut ws: Ws<S>, admission: Admission)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let mut ws = ws;
     let (publisher, subscriber) = match bind_links(&admission).await {
         Ok(v) => v,
         Err(e) => {
