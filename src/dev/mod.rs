@@ -64,10 +64,12 @@ use serde_json::json;
 use tokio::sync::oneshot;
 
 mod rcs;
+mod sfu;
 #[cfg(feature = "livekit")]
 pub mod sim;
 mod token;
 
+pub use sfu::{Sfu, SfuOptions, SfuRoom};
 pub use token::{mint_livekit_token, TokenOptions};
 
 /// Largest request body accepted; bigger bodies get `413`.

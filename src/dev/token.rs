@@ -85,6 +85,169 @@ fn hs256(secret: &[u8], input: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
 }
 
+/// How far `exp` and `nbf` may be off, as livekit-server allows (one minute).
+pub(crate) const TOKEN_LEEWAY: Duration = Duration::from_secs(60);
+
+/// Why an access token was refused. The `Display` text never contains the token, the key or
+/// the secret.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum TokenError {
+    /// Not three base64url parts of JSON, or not HS256.
+    #[error("invalid authorization token")]
+    Malformed,
+    /// The issuer (`iss`) is not the configured API key.
+    #[error("invalid API key")]
+    UnknownKey,
+    /// The HMAC does not match.
+    #[error("invalid token: token signature is invalid")]
+    BadSignature,
+    /// `exp` is more than [`TOKEN_LEEWAY`] in the past.
+    #[error("invalid token: token is expired")]
+    Expired,
+    /// `nbf` is more than [`TOKEN_LEEWAY`] in the future.
+    #[error("invalid token: token is not valid yet")]
+    NotYetValid,
+}
+
+/// The video grant of a verified token (the subset a data-only SFU uses). Permissions that are
+/// absent from the token keep LiveKit's defaults (see the accessors).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct VideoGrant {
+    #[serde(default)]
+    pub room_join: bool,
+    #[serde(default)]
+    pub room: String,
+    pub can_publish: Option<bool>,
+    pub can_subscribe: Option<bool>,
+    pub can_publish_data: Option<bool>,
+    pub can_update_own_metadata: Option<bool>,
+    #[serde(default)]
+    pub hidden: bool,
+    #[serde(default)]
+    pub agent: bool,
+}
+
+impl VideoGrant {
+    /// `canPublish`, true when absent.
+    pub fn can_publish(&self) -> bool {
+        self.can_publish.unwrap_or(true)
+    }
+    /// `canSubscribe`, true when absent.
+    pub fn can_subscribe(&self) -> bool {
+        self.can_subscribe.unwrap_or(true)
+    }
+    /// `canPublishData`, `canPublish` when absent.
+    pub fn can_publish_data(&self) -> bool {
+        self.can_publish_data.unwrap_or_else(|| self.can_publish())
+    }
+    /// `canUpdateOwnMetadata`, false when absent.
+    pub fn can_update_own_metadata(&self) -> bool {
+        self.can_update_own_metadata.unwrap_or(false)
+    }
+}
+
+/// The claims of a verified LiveKit access token.
+#[derive(Clone, PartialEq, serde::Deserialize)]
+pub(crate) struct LiveKitClaims {
+    /// `sub`, or `jti` when `sub` is empty (as livekit-server does).
+    #[serde(default)]
+    pub sub: String,
+    #[serde(default)]
+    jti: String,
+    #[serde(default)]
+    iss: String,
+    #[serde(default)]
+    pub name: String,
+    /// `kind` (`standard`, `agent`, …), empty when absent.
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub metadata: String,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+    pub video: Option<VideoGrant>,
+    exp: Option<f64>,
+    nbf: Option<f64>,
+}
+
+impl std::fmt::Debug for LiveKitClaims {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveKitClaims")
+            .field("identity", &"<redacted>")
+            .field("kind", &self.kind)
+            .field("video", &self.video)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LiveKitClaims {
+    /// The participant identity.
+    pub fn identity(&self) -> &str {
+        if self.sub.is_empty() {
+            &self.jti
+        } else {
+            &self.sub
+        }
+    }
+}
+
+/// Verifies an HS256 LiveKit access token against one key pair at time `now` (since the
+/// epoch), as livekit-server does: HS256 only, `iss` must be `api_key`, the signature must
+/// match `api_secret`, `exp`/`nbf` are checked with [`TOKEN_LEEWAY`].
+pub(crate) fn verify_livekit_token(
+    token: &str,
+    api_key: &str,
+    api_secret: &str,
+    now: Duration,
+) -> Result<LiveKitClaims, TokenError> {
+    let mut parts = token.split('.');
+    let (Some(header), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenError::Malformed);
+    };
+    let header: Value = decode_part(header)?;
+    if header.get("alg").and_then(Value::as_str) != Some("HS256") {
+        return Err(TokenError::Malformed);
+    }
+    let claims: LiveKitClaims = decode_part(payload)?;
+    let signature = URL_SAFE_NO_PAD
+        .decode(signature)
+        .map_err(|_| TokenError::Malformed)?;
+    if claims.iss != api_key {
+        return Err(TokenError::UnknownKey);
+    }
+    let mut mac = match Hmac::<Sha256>::new_from_slice(api_secret.as_bytes()) {
+        Ok(mac) => mac,
+        Err(_) => unreachable!("HMAC accepts keys of any length"),
+    };
+    mac.update(&token.as_bytes()[..header_and_payload_len(token)]);
+    mac.verify_slice(&signature)
+        .map_err(|_| TokenError::BadSignature)?;
+    let now = now.as_secs_f64();
+    let leeway = TOKEN_LEEWAY.as_secs_f64();
+    if claims.exp.is_some_and(|exp| now > exp + leeway) {
+        return Err(TokenError::Expired);
+    }
+    if claims.nbf.is_some_and(|nbf| now + leeway < nbf) {
+        return Err(TokenError::NotYetValid);
+    }
+    Ok(claims)
+}
+
+/// Length of `header.payload` (the signing input) in a three-part token.
+fn header_and_payload_len(token: &str) -> usize {
+    token.rfind('.').unwrap_or(token.len())
+}
+
+fn decode_part<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, TokenError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part.trim_end_matches('='))
+        .map_err(|_| TokenError::Malformed)?;
+    serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed)
+}
+
 /// Time since the Unix epoch (zero if the clock is before 1970).
 pub(crate) fn unix_now() -> Duration {
     SystemTime::now()
@@ -204,6 +367,116 @@ mod tests {
         let exp = claims["exp"].as_u64().unwrap();
         let nbf = claims["nbf"].as_u64().unwrap();
         assert_eq!(exp - nbf, 60);
+    }
+
+    fn settings() -> LiveKitSettings {
+        LiveKitSettings {
+            url: "ws://127.0.0.1:7880".into(),
+            api_key: "devkey".into(),
+            api_secret: "secret".into(),
+        }
+    }
+
+    /// Signs arbitrary claims with `secret`.
+    fn sign(claims: &Value, secret: &str) -> String {
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+        let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+        let input = format!("{header}.{payload}");
+        let signature = hs256(secret.as_bytes(), input.as_bytes());
+        format!("{input}.{signature}")
+    }
+
+    #[test]
+    fn minted_tokens_verify_with_their_grants() {
+        let options = TokenOptions {
+            kind: Some("agent".into()),
+            attributes: [("lk.agent.name".to_owned(), "sim-worker".to_owned())].into(),
+            metadata: Some("m".into()),
+        };
+        let token = mint_livekit_token(
+            &settings(),
+            "rb_1",
+            "agent-1",
+            "Agent",
+            Duration::from_secs(60),
+            &options,
+        );
+        let claims = verify_livekit_token(&token, "devkey", "secret", unix_now()).unwrap();
+        assert_eq!(claims.identity(), "agent-1");
+        assert_eq!(
+            (
+                claims.name.as_str(),
+                claims.kind.as_str(),
+                claims.metadata.as_str()
+            ),
+            ("Agent", "agent", "m")
+        );
+        assert_eq!(claims.attributes["lk.agent.name"], "sim-worker");
+        let video = claims.video.clone().unwrap();
+        assert!(video.room_join && video.can_publish_data() && video.can_subscribe());
+        assert!(!video.can_update_own_metadata());
+        assert_eq!(video.room, "rb_1");
+        assert!(!format!("{claims:?}").contains("agent-1"));
+    }
+
+    #[test]
+    fn each_refusal_reason_is_reported() {
+        let now = unix_now();
+        let token = mint_livekit_token(
+            &settings(),
+            "r",
+            "id",
+            "n",
+            Duration::from_secs(60),
+            &TokenOptions::default(),
+        );
+        let verify = |t: &str| verify_livekit_token(t, "devkey", "secret", now);
+        assert_eq!(
+            verify_livekit_token(&token, "devkey", "other", now),
+            Err(TokenError::BadSignature)
+        );
+        assert_eq!(
+            verify_livekit_token(&token, "otherkey", "secret", now),
+            Err(TokenError::UnknownKey)
+        );
+        // Change the signature's first character (all six of its bits are signature bits).
+        let at = token.rfind('.').unwrap() + 1;
+        let first = if token[at..].starts_with('A') { "B" } else { "A" };
+        let tampered = format!("{}{first}{}", &token[..at], &token[at + 1..]);
+        assert_eq!(verify(&tampered), Err(TokenError::BadSignature));
+        for garbage in ["", "a.b", "a.b.c", "a.b.c.d", "e30.e30.", "!!.??.**"] {
+            assert_eq!(verify(garbage), Err(TokenError::Malformed), "{garbage}");
+        }
+        let none_alg = format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#),
+            URL_SAFE_NO_PAD.encode(br#"{"iss":"devkey"}"#)
+        );
+        assert_eq!(verify(&none_alg), Err(TokenError::Malformed));
+        let secs = now.as_secs();
+        let expired = sign(&json!({"iss": "devkey", "sub": "a", "exp": secs - 61}), "secret");
+        assert_eq!(verify(&expired), Err(TokenError::Expired));
+        let within_leeway = sign(&json!({"iss": "devkey", "sub": "a", "exp": secs - 30}), "secret");
+        assert!(verify(&within_leeway).is_ok());
+        let early = sign(&json!({"iss": "devkey", "sub": "a", "nbf": secs + 120}), "secret");
+        assert_eq!(verify(&early), Err(TokenError::NotYetValid));
+        let jti_only = sign(
+            &json!({"iss": "devkey", "jti": "from-jti", "video": {"roomJoin": true}}),
+            "secret",
+        );
+        let claims = verify(&jti_only).unwrap();
+        assert_eq!(claims.identity(), "from-jti");
+        assert!(claims.video.unwrap().can_publish_data());
+        for e in [
+            TokenError::Malformed,
+            TokenError::UnknownKey,
+            TokenError::BadSignature,
+            TokenError::Expired,
+            TokenError::NotYetValid,
+        ] {
+            let text = e.to_string();
+            assert!(!text.contains("devkey") && !text.contains("secret"), "{text}");
+        }
     }
 
     #[test]

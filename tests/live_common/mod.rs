@@ -1,5 +1,9 @@
-//! Test harness for the live layer: a real livekit-server on loopback, the control-plane
+//! Test harness for the live layer: a LiveKit backend on loopback, the control-plane
 //! emulator minting tokens for it, and runtime peers (Rust or the official Python client).
+//!
+//! The backend is a parameter ([`Backend`]): a real livekit-server child process (the default)
+//! or the SDK's embedded SFU (`menlo_robot_sdk::dev::Sfu`). `MENLO_LIVE_BACKEND=embedded`
+//! (or `livekit-server`) picks it for every suite; `LiveKit::start_on` picks it in code.
 #![allow(dead_code)]
 
 pub mod netns;
@@ -11,7 +15,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use menlo_robot_sdk::dev::{mint_livekit_token, ControlPlane, LiveKitSettings, Principal, TokenOptions};
+use menlo_robot_sdk::dev::{
+    mint_livekit_token, ControlPlane, LiveKitSettings, Principal, Sfu, SfuOptions, TokenOptions,
+};
 use menlo_robot_sdk::{Client, NewRobot, RuntimeHost};
 
 pub const KEY: &str = "devkey";
@@ -61,11 +67,33 @@ pub fn server_binary() -> PathBuf {
     PathBuf::from("livekit-server")
 }
 
-/// A livekit-server child process on loopback (`--dev`, keys devkey/secret), killed on drop.
-/// `LIVEKIT_URL` (with `LIVEKIT_API_KEY`/`LIVEKIT_API_SECRET`) points the tests at an external
+/// Which LiveKit server the live suites run against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// A livekit-server child process (or the external server `LIVEKIT_URL` names).
+    LiveKitServer,
+    /// The SDK's embedded, in-process SFU (`menlo_robot_sdk::dev::Sfu`).
+    Embedded,
+}
+
+impl Backend {
+    /// `MENLO_LIVE_BACKEND`: `embedded`, or `livekit-server` (the default when unset).
+    pub fn from_env() -> Backend {
+        match std::env::var("MENLO_LIVE_BACKEND").as_deref() {
+            Ok("embedded") => Backend::Embedded,
+            Ok("livekit-server") | Ok("") | Err(_) => Backend::LiveKitServer,
+            Ok(other) => panic!("MENLO_LIVE_BACKEND={other:?}: expected `embedded` or `livekit-server`"),
+        }
+    }
+}
+
+/// A LiveKit backend on loopback (see [`Backend`]), stopped on drop: a livekit-server child
+/// process (`--dev`, keys devkey/secret), or the embedded SFU. `LIVEKIT_URL` (with
+/// `LIVEKIT_API_KEY`/`LIVEKIT_API_SECRET`) points the livekit-server backend at an external
 /// server instead.
 pub struct LiveKit {
     child: Option<Child>,
+    embedded: Option<Sfu>,
     pub url: String,
     pub key: String,
     pub secret: String,
@@ -73,19 +101,29 @@ pub struct LiveKit {
 }
 
 impl LiveKit {
+    /// The backend `MENLO_LIVE_BACKEND` names (livekit-server by default).
     pub fn start() -> LiveKit {
-        Self::start_with(None)
+        Self::start_on(Backend::from_env())
+    }
+
+    /// A server of the given backend.
+    pub fn start_on(backend: Backend) -> LiveKit {
+        Self::start_with(backend, None)
     }
 
     /// A server accepting only the key pair `key`/`secret` (instead of devkey/secret).
     pub fn start_with_keys(key: &str, secret: &str) -> LiveKit {
-        Self::start_with(Some((key, secret)))
+        Self::start_with(Backend::from_env(), Some((key, secret)))
     }
 
-    fn start_with(keys: Option<(&str, &str)>) -> LiveKit {
+    fn start_with(backend: Backend, keys: Option<(&str, &str)>) -> LiveKit {
+        if backend == Backend::Embedded {
+            return Self::start_embedded(keys);
+        }
         if let Ok(url) = std::env::var("LIVEKIT_URL") {
             return LiveKit {
                 child: None,
+                embedded: None,
                 url,
                 key: std::env::var("LIVEKIT_API_KEY").unwrap_or_else(|_| KEY.into()),
                 secret: std::env::var("LIVEKIT_API_SECRET").unwrap_or_else(|_| SECRET.into()),
@@ -131,6 +169,7 @@ impl LiveKit {
             });
         let server = LiveKit {
             child: Some(child),
+            embedded: None,
             url: format!("ws://127.0.0.1:{port}"),
             key: keys.map_or(KEY, |k| k.0).into(),
             secret: keys.map_or(SECRET, |k| k.1).into(),
@@ -145,6 +184,33 @@ impl LiveKit {
             std::thread::sleep(Duration::from_millis(50));
         }
         server
+    }
+
+    fn start_embedded(keys: Option<(&str, &str)>) -> LiveKit {
+        let (key, secret) = keys.unwrap_or((KEY, SECRET));
+        let sfu = Sfu::start(SfuOptions {
+            api_key: key.into(),
+            api_secret: secret.into(),
+            ..SfuOptions::default()
+        })
+        .expect("start the embedded SFU");
+        LiveKit {
+            child: None,
+            url: sfu.url(),
+            embedded: Some(sfu),
+            key: key.into(),
+            secret: secret.into(),
+            dir: None,
+        }
+    }
+
+    /// Which backend this is.
+    pub fn backend(&self) -> Backend {
+        if self.embedded.is_some() {
+            Backend::Embedded
+        } else {
+            Backend::LiveKitServer
+        }
     }
 
     pub fn settings(&self) -> LiveKitSettings {
@@ -177,6 +243,7 @@ impl LiveKit {
 
     /// Kills the server now (for "server went away" tests).
     pub fn kill(&mut self) {
+        drop(self.embedded.take());
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -206,6 +273,11 @@ pub struct Platform {
 impl Platform {
     pub fn start() -> Platform {
         Self::on(LiveKit::start())
+    }
+
+    /// A platform on the given LiveKit backend.
+    pub fn start_on(backend: Backend) -> Platform {
+        Self::on(LiveKit::start_on(backend))
     }
 
     /// A platform on a LiveKit server with its own key pair.

@@ -414,6 +414,7 @@ impl Topology {
         let pid = child.id();
         let server = super::LiveKit {
             child: Some(child),
+            embedded: None,
             url: format!("ws://{node_ip}:{SIGNAL_PORT}"),
             key: super::KEY.into(),
             secret: super::SECRET.into(),

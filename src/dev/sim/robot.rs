@@ -16,12 +16,12 @@ use super::skills;
 use super::world::{Failure, Outcome, World, STEP_S};
 use super::CANCELLED;
 use crate::runtime::calls::{method, CANCEL_ACTIVE};
-use crate::RuntimeErrorCode;
 use crate::runtime::models::{
     ActionKind, ActionMeta, ActionPhase, ActionProgress, ActionResult, ActionStatus, ActiveAction,
     EntityState, LastAction, LastActionStatus, Pose, RobotInfo, RobotStatus, RuntimeErrorInfo, RuntimeInfo,
     RuntimeState, RuntimeStatus, SceneState, StateTimestamp,
 };
+use crate::RuntimeErrorCode;
 
 /// How to build a simulated robot.
 #[derive(Clone, Debug, PartialEq)]

@@ -44,9 +44,9 @@ pub fn serve(host: &Arc<RuntimeHost>, sim: SharedSimRobot) {
                 )
                 .guard_envelope()),
                 Reply::Frame(frame) => {
-                    let host = host_ref.upgrade().ok_or_else(|| {
-                        RpcError::application("the runtime is leaving")
-                    })?;
+                    let host = host_ref
+                        .upgrade()
+                        .ok_or_else(|| RpcError::application("the runtime is leaving"))?;
                     let stream = OutgoingStream::new(frame.topic)
                         .name(format!("{}.jpg", frame.camera_id))
                         .mime_type("image/jpeg")

@@ -542,7 +542,10 @@ fn failed_tool_calls_are_failed_results() {
     let last = state.runtime.last_action.unwrap();
     assert_eq!(
         (last.status, last.error.unwrap().code),
-        (LastActionStatus::Failed, crate::RuntimeErrorCode::from_wire("TOOL_NOT_FOUND"))
+        (
+            LastActionStatus::Failed,
+            crate::RuntimeErrorCode::from_wire("TOOL_NOT_FOUND")
+        )
     );
 }
 

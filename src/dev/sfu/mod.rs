@@ -1,0 +1,219 @@
+//! The embedded, data-only, LiveKit-compatible SFU; see [`Sfu`].
+
+mod admission;
+mod http;
+mod participant;
+mod peer;
+mod rooms;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdTcpListener};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use tokio::sync::oneshot;
+
+/// The livekit-server version the SFU reports (`ServerInfo.version`); clients gate features
+/// such as RPC on it, and the SFU behaves like this version for what it supports.
+pub(crate) const SERVER_VERSION: &str = "1.13.5";
+/// The signalling protocol version reported in `ServerInfo.protocol`.
+pub(crate) const SERVER_PROTOCOL: i32 = 17;
+/// Ping interval given to clients, in seconds (as livekit-server).
+pub(crate) const PING_INTERVAL_SECS: i32 = 5;
+/// Ping timeout given to clients, in seconds (as livekit-server).
+pub(crate) const PING_TIMEOUT_SECS: i32 = 15;
+
+/// Options of [`Sfu::start`]. `Debug` redacts the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SfuOptions {
+    /// The API key tokens must be issued by (their `iss`).
+    pub api_key: String,
+    /// The HS256 secret tokens are signed with.
+    pub api_secret: String,
+    /// Address to listen on for signalling; `127.0.0.1:0` (an ephemeral port) by default.
+    pub bind: SocketAddr,
+    /// Whether `/rtc/v1` (one peer connection) is served; `true` by default. With `false` it
+    /// answers `404`, as livekit-server before 1.9 does, and clients fall back to `/rtc`.
+    pub rtc_v1: bool,
+}
+
+impl Default for SfuOptions {
+    /// `devkey` / `secret` (what `livekit-server --dev` accepts) on `127.0.0.1:0`.
+    fn default() -> Self {
+        SfuOptions {
+            api_key: "devkey".into(),
+            api_secret: "secret".into(),
+            bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            rtc_v1: true,
+        }
+    }
+}
+
+impl fmt::Debug for SfuOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SfuOptions")
+            .field("api_key", &self.api_key)
+            .field("api_secret", &"<redacted>")
+            .field("bind", &self.bind)
+            .field("rtc_v1", &self.rtc_v1)
+            .finish()
+    }
+}
+
+/// A snapshot of one room of an [`Sfu`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SfuRoom {
+    /// Room name (the token's `video.room`).
+    pub name: String,
+    /// Room SID (`RM_…`).
+    pub sid: String,
+    /// Identities of the participants, in join order (hidden ones included).
+    pub participants: Vec<String>,
+}
+
+/// A running embedded, data-only, LiveKit-compatible SFU (feature `dev`).
+///
+/// [`Sfu`] speaks enough of livekit-server 1.13's protocol for this SDK's live layer and the
+/// official LiveKit clients to join rooms and exchange data through it, in process, on
+/// loopback, with no external binary:
+///
+/// - **Signalling** on `/rtc` (the classic layout: the client's publisher connection plus a
+///   subscriber connection the server offers, on which the server opens its own `_reliable`
+///   and `_lossy` channels to send data back) and `/rtc/v1` (one peer connection offered by the
+///   client, join request in the `join_request` query parameter; data goes back on the
+///   client's own channels). `/rtc/validate` and `/rtc/v1/validate` answer `success` or the
+///   refusal. The token comes from `Authorization: Bearer …` or the `access_token` parameter.
+/// - **Tokens** are HS256 JWTs verified with the configured key pair (`exp`/`nbf` with
+///   livekit-server's one-minute leeway). Refusals carry livekit-server's HTTP status and a
+///   readable reason as the body, never the token:
+///
+///   | refusal                                                   | status | body starts with                      |
+///   |-----------------------------------------------------------|--------|---------------------------------------|
+///   | bad signature, expired, not yet valid (`nbf`)             | 401    | `invalid token: …`                    |
+///   | issued for another API key (`iss`)                        | 401    | `invalid API key`                     |
+///   | not an HS256 JWT                                          | 401    | `invalid authorization token`         |
+///   | no token, no `roomJoin` grant, `room` parameter naming another room, join-time metadata without `canUpdateOwnMetadata` | 401 | `no permissions to access the room` |
+///   | `Authorization` not `Bearer …`                            | 401    | `invalid authorization header…`       |
+///   | empty identity, empty room, bad or missing v1 join request | 400   | e.g. `identity cannot be empty`       |
+///
+///   The room is always the token's (`video.room`), as on livekit-server.
+/// - **WebRTC** with str0m (the live layer's stack) as an ICE-lite agent with one host
+///   candidate on `127.0.0.1` and one UDP socket per peer connection.
+/// - **Rooms**: the join response lists the room, the participant (SID, identity, name, kind,
+///   metadata, attributes) and the others; joins (`JOINED`, then `ACTIVE` once its data
+///   channel is open), updates and departures (`DISCONNECTED` with the reason) are broadcast
+///   at once (livekit-server batches them). Clients update their own name, metadata and
+///   attributes when the token grants `canUpdateOwnMetadata`. A participant joining with an
+///   identity already present replaces it (`DUPLICATE_IDENTITY`). A room is created by its
+///   first participant and **ends as soon as its last participant leaves** (no departure
+///   timeout); [`Sfu::delete_room`] ends it at once, telling everyone (`ROOM_DELETED`).
+/// - **Data**: every `DataPacket` a participant publishes (with `canPublishData`) is stamped
+///   with its identity and SID and forwarded, otherwise intact, to everyone else or to its
+///   destination identities, on the same kind of channel: reliable packets in order, lossy
+///   ones best effort. RPC (v1 packets, v2 streams) and byte/text streams therefore just
+///   flow through. Reliable packets replaying an already forwarded sequence number are
+///   dropped, as livekit-server does. At most 64 KiB per client is in flight unacknowledged
+///   (more overflows the official clients' UDP receive buffers, and SCTP then stalls for a
+///   second), which also caps one packet at 64 KiB (LiveKit clients send at most 15 KiB);
+///   larger ones are dropped with a warning.
+/// - **Media** is refused: `AddTrack` and data-track requests get a `RequestResponse`
+///   `NOT_ALLOWED`.
+/// - Pings: both forms (`ping` → `pong`, `ping_req` → `pong_resp`); a client silent for
+///   longer than the ping timeout it was given is dropped.
+/// - **Not yet supported**: resuming a session (a `/rtc?reconnect=1` or a v1 join request with
+///   `reconnect` is served as a fresh join, which replaces the old participant of that
+///   identity), ICE over TCP and TURN (UDP host candidates only), media of any kind.
+///
+/// Everything runs on one background thread with a single-threaded tokio runtime; dropping
+/// the [`Sfu`] tells every participant the server is shutting down, then stops that thread,
+/// closing every socket.
+///
+/// ```no_run
+/// use menlo_robot_sdk::dev::{Sfu, SfuOptions};
+///
+/// let sfu = Sfu::start(SfuOptions::default())?;
+/// println!("LiveKit URL: {}", sfu.url());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct Sfu {
+    addr: SocketAddr,
+    server: Arc<http::Server>,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for Sfu {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sfu")
+            .field("url", &self.url())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sfu {
+    /// Binds the signalling socket and starts serving on a background thread.
+    pub fn start(options: SfuOptions) -> std::io::Result<Sfu> {
+        let listener = StdTcpListener::bind(options.bind)?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let server = Arc::new(http::Server {
+            registry: Arc::new(rooms::Registry::default()),
+            api_key: options.api_key,
+            api_secret: options.api_secret,
+            participants: Arc::new(()),
+            single_pc: options.rtc_v1,
+        });
+        let (shutdown, stop) = oneshot::channel();
+        let serving = Arc::clone(&server);
+        let thread = std::thread::Builder::new()
+            .name("menlo-dev-sfu".into())
+            .spawn(move || runtime.block_on(http::serve(listener, serving, stop)))?;
+        Ok(Sfu {
+            addr,
+            server,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        })
+    }
+
+    /// The LiveKit URL clients connect to, `ws://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    /// Ends a room now: its participants get a `Leave` with reason `ROOM_DELETED` and are
+    /// disconnected, as livekit-server does when a room is deleted. Returns whether the room
+    /// existed.
+    pub fn delete_room(&self, name: &str) -> bool {
+        self.server.registry.delete(name)
+    }
+
+    /// The rooms with participants, sorted by name.
+    pub fn rooms(&self) -> Vec<SfuRoom> {
+        self.server.registry.snapshot()
+    }
+
+    /// Number of participants in `room` (0 when there is no such room).
+    pub fn participant_count(&self, room: &str) -> usize {
+        self.rooms()
+            .into_iter()
+            .find(|r| r.name == room)
+            .map_or(0, |r| r.participants.len())
+    }
+}
+
+impl Drop for Sfu {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,391 @@
+//! The server side of one WebRTC peer connection: a sans-IO str0m `Rtc` as an ICE-lite agent
+//! with one host candidate, carrying LiveKit's `_reliable` and `_lossy` data channels.
+//!
+//! Two shapes, as livekit-server has them: an *answerer* takes the client's offer (the
+//! publisher connection, and the only one on `/rtc/v1`), whose channels the client opens; an
+//! *offerer* is the server's subscriber connection on `/rtc`, on which the server opens its own
+//! channels.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::channel::{ChannelConfig, ChannelId, Reliability};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+
+/// Label of the reliable, ordered data channel.
+pub(super) const RELIABLE_LABEL: &str = "_reliable";
+/// Label of the lossy, unordered data channel.
+pub(super) const LOSSY_LABEL: &str = "_lossy";
+/// Reliable bytes queued for one peer before it counts as stalled and is dropped.
+const MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
+/// Data written to a channel but not yet acknowledged by the client, at most (str0m's
+/// default is 128 KiB). Whatever is in flight can land in the client's UDP receive buffer at
+/// once; the official clients' default buffer holds about 90 full datagrams, and every one
+/// dropped there costs the SCTP stream a one-second retransmission timeout (measured: a
+/// 1280×720 frame every few stalled for a second at 128 KiB, none at this size). It also
+/// bounds the largest message forwarded (see [`ServerPeer::send`]).
+const MAX_IN_FLIGHT: usize = 64 * 1024;
+/// How long ICE may stay disconnected before the connection counts as lost.
+const ICE_DISCONNECTED_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Something the participant task must act on.
+#[derive(Debug)]
+pub(super) enum PeerOutput {
+    /// Send this datagram.
+    Transmit(SocketAddr, Vec<u8>),
+    /// Nothing else to drain; call [`ServerPeer::handle_timeout`] at this instant.
+    Timeout(Instant),
+    /// The reliable channel opened.
+    Open,
+    /// A message arrived on the reliable (`true`) or lossy channel.
+    Data(bool, Vec<u8>),
+    /// The connection is gone: closed by the client (`by_remote`), or lost.
+    Closed {
+        /// The client closed it cleanly.
+        by_remote: bool,
+        /// What happened.
+        reason: String,
+    },
+}
+
+/// One server-side peer connection.
+pub(super) struct ServerPeer {
+    rtc: Rtc,
+    local: SocketAddr,
+    pending_offer: Option<SdpPendingOffer>,
+    /// Channel id → whether it is the reliable one (`_reliable`) or the lossy one.
+    channels: HashMap<ChannelId, bool>,
+    reliable: Option<ChannelId>,
+    lossy: Option<ChannelId>,
+    reliable_open: bool,
+    queue: VecDeque<Vec<u8>>,
+    queued_bytes: usize,
+    closed: bool,
+    ice_disconnected_at: Option<Instant>,
+    now: Instant,
+}
+
+impl ServerPeer {
+    fn new_rtc(now: Instant, local: SocketAddr) -> Result<Rtc, String> {
+        let mut rtc = Rtc::builder()
+            .set_ice_lite(true)
+            .clear_codecs()
+            .set_sctp_max_buffered_amount(MAX_IN_FLIGHT)
+            .build(now);
+        let candidate = Candidate::host(local, "udp").map_err(|e| format!("host candidate: {e}"))?;
+        rtc.add_local_candidate(candidate);
+        Ok(rtc)
+    }
+
+    fn with_rtc(rtc: Rtc, local: SocketAddr, now: Instant) -> ServerPeer {
+        ServerPeer {
+            rtc,
+            local,
+            pending_offer: None,
+            channels: HashMap::new(),
+            reliable: None,
+            lossy: None,
+            reliable_open: false,
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            closed: false,
+            ice_disconnected_at: None,
+            now,
+        }
+    }
+
+    /// A connection that answers the client's offer (see [`ServerPeer::accept_offer`]).
+    pub(super) fn answerer(now: Instant, local: SocketAddr) -> Result<ServerPeer, String> {
+        Ok(Self::with_rtc(Self::new_rtc(now, local)?, local, now))
+    }
+
+    /// A connection the server offers, with its own `_reliable` and `_lossy` channels;
+    /// returns it with the SDP offer.
+    pub(super) fn offerer(now: Instant, local: SocketAddr) -> Result<(ServerPeer, String), String> {
+        let mut rtc = Self::new_rtc(now, local)?;
+        let mut api = rtc.sdp_api();
+        let reliable = api.add_channel_with_config(ChannelConfig {
+            label: RELIABLE_LABEL.into(),
+            ordered: true,
+            reliability: Reliability::Reliable,
+            negotiated: None,
+            protocol: String::new(),
+        });
+        let lossy = api.add_channel_with_config(ChannelConfig {
+            label: LOSSY_LABEL.into(),
+            ordered: false,
+            reliability: Reliability::MaxRetransmits { retransmits: 0 },
+            negotiated: None,
+            protocol: String::new(),
+        });
+        let (offer, pending) = api.apply().ok_or("no offer produced")?;
+        let mut peer = Self::with_rtc(rtc, local, now);
+        peer.pending_offer = Some(pending);
+        peer.reliable = Some(reliable);
+        peer.lossy = Some(lossy);
+        peer.channels.insert(reliable, true);
+        peer.channels.insert(lossy, false);
+        Ok((peer, offer.to_sdp_string()))
+    }
+
+    /// Applies a (re)offer from the client; returns the SDP answer.
+    pub(super) fn accept_offer(&mut self, sdp: &str) -> Result<String, String> {
+        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| format!("bad SDP offer: {e}"))?;
+        let answer = self
+            .rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| format!("offer rejected: {e}"))?;
+        Ok(answer.to_sdp_string())
+    }
+
+    /// Applies the client's answer to our offer.
+    pub(super) fn accept_answer(&mut self, sdp: &str) -> Result<(), String> {
+        let pending = self
+            .pending_offer
+            .take()
+            .ok_or("answer without a pending offer")?;
+        let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| format!("bad SDP answer: {e}"))?;
+        self.rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .map_err(|e| format!("answer rejected: {e}"))
+    }
+
+    /// Adds a trickled remote candidate (`candidate:…`, with or without `a=`). An ICE-lite
+    /// agent learns the client's address from its checks anyway; other transports and
+    /// address families than ours are ignored.
+    pub(super) fn add_remote_candidate(&mut self, candidate: &str) -> Result<(), String> {
+        let c = candidate.trim().trim_start_matches("a=");
+        if c.is_empty() {
+            return Ok(());
+        }
+        let cand = Candidate::from_sdp_string(c).map_err(|e| format!("bad candidate: {e}"))?;
+        if cand.proto() == Protocol::Udp && cand.addr().is_ipv4() == self.local.is_ipv4() {
+            self.rtc.add_remote_candidate(cand);
+        }
+        Ok(())
+    }
+
+    /// Feeds a datagram received on this connection's socket.
+    pub(super) fn handle_receive(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
+        self.now = self.now.max(now);
+        let Ok(recv) = Receive::new(Protocol::Udp, source, self.local, data) else {
+            return;
+        };
+        let input = Input::Receive(now, recv);
+        if self.rtc.accepts(&input) {
+            if let Err(e) = self.rtc.handle_input(input) {
+                log::debug!("sfu: webrtc input error: {e}");
+            }
+        }
+    }
+
+    /// Advances time.
+    pub(super) fn handle_timeout(&mut self, now: Instant) -> Result<(), String> {
+        self.now = self.now.max(now);
+        self.rtc
+            .handle_input(Input::Timeout(now))
+            .map_err(|e| e.to_string())
+    }
+
+    /// Whether the reliable channel is open.
+    pub(super) fn is_open(&self) -> bool {
+        self.reliable_open
+    }
+
+    /// Queues a message on the reliable channel (sent once it is open, in order), or sends it
+    /// on the lossy one (dropped when that is not open). Messages over [`MAX_IN_FLIGHT`]
+    /// (64 KiB; LiveKit clients send at most 15 KiB per packet) are dropped with a warning.
+    /// Errors when the queue overflows.
+    pub(super) fn send(&mut self, reliable: bool, data: Vec<u8>) -> Result<(), String> {
+        if self.closed {
+            return Ok(());
+        }
+        if data.len() > MAX_IN_FLIGHT {
+            log::warn!(
+                "sfu: dropping a {} B data packet (over {MAX_IN_FLIGHT} B)",
+                data.len()
+            );
+            return Ok(());
+        }
+        if !reliable {
+            if let Some(mut ch) = self.lossy.and_then(|id| self.rtc.channel(id)) {
+                let _ = ch.write(true, &data);
+            }
+            return Ok(());
+        }
+        if self.queued_bytes + data.len() > MAX_QUEUED_BYTES {
+            return Err("reliable send queue overflow".into());
+        }
+        self.queued_bytes += data.len();
+        self.queue.push_back(data);
+        self.flush();
+        Ok(())
+    }
+
+    fn flush(&mut self) {
+        let (true, Some(id)) = (self.reliable_open, self.reliable) else {
+            return;
+        };
+        while let Some(front) = self.queue.front() {
+            let Some(mut ch) = self.rtc.channel(id) else {
+                return;
+            };
+            match ch.write(true, front) {
+                Ok(true) => {
+                    self.queued_bytes -= front.len();
+                    self.queue.pop_front();
+                }
+                Ok(false) => return,
+                Err(e) => {
+                    log::debug!("sfu: data channel write failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Drains the next output; call until it returns [`PeerOutput::Timeout`].
+    pub(super) fn poll(&mut self) -> PeerOutput {
+        loop {
+            if self.closed {
+                return PeerOutput::Timeout(self.now + Duration::from_secs(3600));
+            }
+            if let Some(since) = self.ice_disconnected_at {
+                if self.now >= since + ICE_DISCONNECTED_TIMEOUT {
+                    self.closed = true;
+                    return lost("ICE disconnected");
+                }
+            }
+            let output = match self.rtc.poll_output() {
+                Ok(o) => o,
+                Err(e) => {
+                    self.closed = true;
+                    return lost(&format!("webrtc failure: {e}"));
+                }
+            };
+            match output {
+                Output::Transmit(t) => return PeerOutput::Transmit(t.destination, t.contents.to_vec()),
+                Output::Timeout(t) => {
+                    let before = self.queue.len();
+                    self.flush();
+                    if self.queue.len() != before {
+                        continue;
+                    }
+                    let t = match self.ice_disconnected_at {
+                        Some(since) => t.min(since + ICE_DISCONNECTED_TIMEOUT),
+                        None => t,
+                    };
+                    return PeerOutput::Timeout(t);
+                }
+                Output::Event(event) => {
+                    if let Some(out) = self.on_event(event) {
+                        return out;
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: Event) -> Option<PeerOutput> {
+        match event {
+            Event::ChannelOpen(id, label) => return self.on_channel_open(id, &label),
+            Event::ChannelData(d) => match self.channels.get(&d.id) {
+                Some(&reliable) => return Some(PeerOutput::Data(reliable, d.data)),
+                None => log::trace!("sfu: data on an unknown channel"),
+            },
+            Event::ChannelBufferedAmountLow(_) => self.flush(),
+            Event::ChannelClose(id) if Some(id) == self.reliable => {
+                self.closed = true;
+                return Some(PeerOutput::Closed {
+                    by_remote: true,
+                    reason: "reliable data channel closed".into(),
+                });
+            }
+            Event::IceConnectionStateChange(state) => {
+                if state == IceConnectionState::Disconnected {
+                    self.ice_disconnected_at.get_or_insert(self.now);
+                } else {
+                    self.ice_disconnected_at = None;
+                }
+            }
+            Event::Closed => {
+                self.closed = true;
+                return Some(PeerOutput::Closed {
+                    by_remote: true,
+                    reason: "DTLS/SCTP closed".into(),
+                });
+            }
+            _ => {}
+        }
+        None
+    }
+
+    /// Adopts channels the client opened, by label; reports the reliable one opening.
+    fn on_channel_open(&mut self, id: ChannelId, label: &str) -> Option<PeerOutput> {
+        if self.reliable.is_none() && label == RELIABLE_LABEL {
+            self.reliable = Some(id);
+            self.channels.insert(id, true);
+        }
+        if self.lossy.is_none() && label == LOSSY_LABEL {
+            self.lossy = Some(id);
+            self.channels.insert(id, false);
+        }
+        if Some(id) == self.reliable && !self.reliable_open {
+            self.reliable_open = true;
+            if let Some(mut ch) = self.rtc.channel(id) {
+                ch.set_buffered_amount_low_threshold(64 * 1024);
+            }
+            self.flush();
+            return Some(PeerOutput::Open);
+        }
+        None
+    }
+
+    /// Closes the connection (best effort: the caller drains the last datagrams).
+    pub(super) fn close(&mut self) {
+        self.closed = true;
+        self.rtc.disconnect();
+    }
+}
+
+fn lost(reason: &str) -> PeerOutput {
+    PeerOutput::Closed {
+        by_remote: false,
+        reason: reason.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_sdp_candidates_and_datagrams_do_not_panic() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        let now = Instant::now();
+        let local = "127.0.0.1:40000".parse().unwrap();
+        let (mut offerer, offer) = ServerPeer::offerer(now, local).unwrap();
+        assert!(offer.contains("webrtc-datachannel") && offer.contains("a=ice-lite"));
+        let mut answerer = ServerPeer::answerer(now, local).unwrap();
+        assert!(answerer.accept_offer("v=0\r\ngarbage").is_err());
+        assert!(offerer.accept_answer("garbage").is_err());
+        assert!(answerer.add_remote_candidate("candidate:garbage").is_err());
+        assert!(answerer.add_remote_candidate("").is_ok());
+        let from = "127.0.0.1:50000".parse().unwrap();
+        for _ in 0..3_000 {
+            let mut d: Vec<u8> = (0..rng.usize(..300)).map(|_| rng.u8(..)).collect();
+            if let Some(b) = d.first_mut() {
+                *b = [0u8, 1, 20, 22, 23, 128][rng.usize(..6)];
+            }
+            for peer in [&mut offerer, &mut answerer] {
+                peer.handle_receive(now, from, &d);
+                while let PeerOutput::Transmit(..) = peer.poll() {}
+            }
+        }
+    }
+}
