@@ -39,7 +39,12 @@ fn drive(session: &Session) -> Res<()> {
     print_pose(session)?;
 
     let scene = session.state().scene_state()?;
-    let object = scene.entities.keys().find(|id| !id.starts_with("pad_") && !id.starts_with("robot")).cloned();
+    // A pickable object: the simulator marks objects with `state.kind == "object"`.
+    let object = scene
+        .entities
+        .values()
+        .find(|e| e.state.as_ref().and_then(|s| s.get("kind")).and_then(Value::as_str) == Some("object"))
+        .map(|e| e.entity_id.clone());
     if let Some(object) = object {
         show(&step(&format!("go_to {object}"), || run(session, "go_to", json!({"target": {"kind": "entity", "entity_id": object}})))?);
         show(&step(&format!("pick_entity {object}"), || run(session, "pick_entity", json!({"entity_id": object})))?);
@@ -54,14 +59,14 @@ fn drive(session: &Session) -> Res<()> {
     show(&step("set_velocity vx=\"fast\"", || run(session, "set_velocity", json!({"vx": "fast", "duration_s": 1.0})))?);
 
     println!("  cancel a long action half-way:");
-    let mut long = session.start_invoke("set_velocity", json!({"wz": 0.3, "duration_s": 60.0}), None)?;
+    let long = session.start_invoke("set_velocity", json!({"wz": 0.3, "duration_s": 60.0}), None)?;
     let started = Instant::now();
     std::thread::sleep(Duration::from_millis(500));
     let status = session.state().robot_status()?;
     if let Some(active) = &status.runtime.active_action {
         println!("    running: {} ({})", active.name, active.action_id);
     }
-    let cancelled = long.cancel()?;
+    let cancelled = long.cancel()?.wait()?;
     show(&cancelled);
     let ended = long.wait()?;
     println!("    the action ended after {:.1} s: {}", started.elapsed().as_secs_f64(), describe(&ended));

@@ -140,7 +140,10 @@ fn worker_names_dispatch_simulated_agents_as_the_platform_does() {
         .robots()
         .create_session(&default, &SessionOptions::new())
         .unwrap();
-    assert_eq!(created.room_metadata.dispatched_agent_names, ["sim-worker"]);
+    assert_eq!(
+        created.room_metadata.dispatched_agent_names,
+        Some(vec!["sim-worker".to_owned()])
+    );
     wait_until(Duration::from_secs(10), "the default agent joins", || {
         (p.live_robot_count() == 1).then_some(())
     });

@@ -63,12 +63,14 @@ use hyper_util::rt::TokioIo;
 use serde_json::json;
 use tokio::sync::oneshot;
 
+mod page;
+mod platform;
 mod rcs;
 mod sfu;
-#[cfg(feature = "livekit")]
 pub mod sim;
 mod token;
 
+pub use platform::{LiveKitBackend, Platform, PlatformBuilder, DEFAULT_SEED};
 pub use sfu::{Sfu, SfuOptions, SfuRoom};
 pub use token::{mint_livekit_token, TokenOptions};
 

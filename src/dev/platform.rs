@@ -237,6 +237,11 @@ impl Platform {
         format!("http://{}/", self.page.addr())
     }
 
+    /// The embedded SFU (its rooms and participants), or `None` with an external server.
+    pub fn sfu(&self) -> Option<&Sfu> {
+        self.sfu.as_deref()
+    }
+
     /// The control-plane emulator (fault injection, recorded requests, more API keys).
     pub fn control_plane(&self) -> &ControlPlane {
         &self.control_plane

@@ -101,6 +101,15 @@ fn go_to_a_pad_plans_around_the_wall_and_arrives() {
 }
 
 #[test]
+fn go_to_where_the_robot_already_stands_is_done_at_once() {
+    // The robot starts on pad_A: the plan is the goal alone (this used to panic).
+    let mut w = world("default", 0);
+    assert!(start(&mut w, "act_here", "go_to", go_to_pad("pad_A")).is_none());
+    let outcome = run(&mut w, "act_here", 2.0);
+    assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+}
+
+#[test]
 fn go_to_a_pose_ends_at_its_heading() {
     let mut w = world("default", 1);
     let target = Target::Pose {

@@ -605,6 +605,12 @@ impl World {
                 (path, None, json!({"kind": "entity", "entity_id": id}))
             }
         };
+        // Already there: the planner may return the goal alone; following starts at index 1.
+        let path = match path.as_slice() {
+            [] => vec![from, from],
+            [only] => vec![from, *only],
+            _ => path,
+        };
         let total = path_length(&path);
         let speed = self.scene.robot.max_linear_speed;
         Ok(Motion::GoTo {
