@@ -7,10 +7,10 @@ cargo build --quiet --release --example bench_control_plane --features dev
 # bimodal (14 µs or 75 µs a request) and would drown the difference being measured.
 pin=""; command -v taskset >/dev/null 2>&1 && pin="taskset -c 0"
 $pin target/release/examples/bench_control_plane
-cargo build --quiet --release --example quickstart
-size=$(stat -c %s target/release/examples/quickstart)
-echo "release size of examples/quickstart (default features): $size bytes ($((size / 1024)) KiB)"
-stripped=$(mktemp) && strip -o "$stripped" target/release/examples/quickstart && echo "  stripped: $(stat -c %s "$stripped") bytes" && rm -f "$stripped"
+cargo build --quiet --release --example control_plane
+size=$(stat -c %s target/release/examples/control_plane)
+echo "release size of examples/control_plane (default features): $size bytes ($((size / 1024)) KiB)"
+stripped=$(mktemp) && strip -o "$stripped" target/release/examples/control_plane && echo "  stripped: $(stat -c %s "$stripped") bytes" && rm -f "$stripped"
 crates=$(cargo tree -e normal --prefix none --no-dedupe 2>/dev/null | sed 's/ (\*)//' | sort -u | wc -l)
 echo "crates in cargo tree -e normal (default features, incl. this one): $crates"
 LIVEKIT_SERVER_BIN="${LIVEKIT_SERVER_BIN:-${MENLO_TOOLS_DIR:-$HOME/.local/share/menlo-robot-sdk/bin}/livekit-server}" cargo run --quiet --release --example bench_live --features livekit,dev

@@ -23,9 +23,20 @@ const TICK: Duration = Duration::from_micros(16_667);
 fn main() -> Res<()> {
     let target = Target::from_env()?;
     let client = target.client();
-    let robot_id = client.robots().create(&NewRobot::new("game loop", "asimov-v0"))?.robot.id;
-    let session = connect(client, &robot_id, ConnectOptions::new().worker_names(["sim-worker"]))?;
-    let seconds: u64 = std::env::var("GAME_LOOP_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
+    let robot_id = client
+        .robots()
+        .create(&NewRobot::new("game loop", "asimov-v0"))?
+        .robot
+        .id;
+    let session = connect(
+        client,
+        &robot_id,
+        ConnectOptions::new().worker_names(["sim-worker"]),
+    )?;
+    let seconds: u64 = std::env::var("GAME_LOOP_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
 
     let pads = ["pad_A", "pad_B"];
     let mut next_pad = 0;

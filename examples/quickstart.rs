@@ -25,7 +25,9 @@ fn main() -> Res<()> {
     let target = Target::from_env()?;
     let client = target.client();
 
-    let created = step("create a robot", || Ok(client.robots().create(&NewRobot::new("My bot", "asimov-v0"))?))?;
+    let created = step("create a robot", || {
+        Ok(client.robots().create(&NewRobot::new("My bot", "asimov-v0"))?)
+    })?;
     let robot_id = created.robot.id.clone();
     println!("    robot {robot_id}");
     if created.pin_code.is_some() {
@@ -39,7 +41,9 @@ fn main() -> Res<()> {
         Ok(connect(client, &robot_id, options)?)
     })?;
 
-    let link = step("mint a room key link", || Ok(client.room_keys().link(&robot_id, &Default::default())?))?;
+    let link = step("mint a room key link", || {
+        Ok(client.room_keys().link(&robot_id, &Default::default())?)
+    })?;
     step("open the viewer", || target.open_viewer(&link))?;
 
     let skills = step("discover skills", || Ok(session.discover_skills()?))?;
@@ -50,9 +54,15 @@ fn main() -> Res<()> {
         let target = json!({"target": {"kind": "entity", "entity_id": "pad_B"}});
         Ok(session.invoke("go_to", target, Some(Duration::from_secs(300)))?)
     })?;
-    println!("    {} {:?}", result.status, result.error.as_ref().map(|e| &e.code));
+    println!(
+        "    {} {:?}",
+        result.status,
+        result.error.as_ref().map(|e| &e.code)
+    );
 
-    let jpeg = step("get_vision(\"pov\")", || Ok(session.get_vision("pov", &CaptureOptions::new())?))?;
+    let jpeg = step("get_vision(\"pov\")", || {
+        Ok(session.get_vision("pov", &CaptureOptions::new())?)
+    })?;
     let path = std::env::temp_dir().join(format!("{robot_id}-pov.jpg"));
     std::fs::write(&path, &jpeg)?;
     println!("    wrote {} ({} bytes)", path.display(), jpeg.len());

@@ -38,10 +38,19 @@ fn main() -> Res<()> {
         let workers: Vec<_> = (0..robots)
             .map(|i| scope.spawn(move || mission(client, i, legs)))
             .collect();
-        workers.into_iter().map(|w| w.join().expect("mission thread")).collect()
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("mission thread"))
+            .collect()
     });
-    println!("{robots} robots, {legs} legs each, {:.1} s in all", started.elapsed().as_secs_f64());
-    println!("{:<18} {:>5} {:>8} {:>10} {:>12} {:>12}  note", "robot", "legs", "failed", "mission", "state p50", "state p99");
+    println!(
+        "{robots} robots, {legs} legs each, {:.1} s in all",
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "{:<18} {:>5} {:>8} {:>10} {:>12} {:>12}  note",
+        "robot", "legs", "failed", "mission", "state p50", "state p99"
+    );
     let mut all_reads = Vec::new();
     for report in &reports {
         let mut reads = report.read_ms.clone();
@@ -87,12 +96,24 @@ fn mission(client: &Client, index: usize, legs: usize) -> Report {
 }
 
 fn run_mission(client: &Client, index: usize, legs: usize, report: &mut Report) -> Res<()> {
-    let robot_id = client.robots().create(&NewRobot::new(format!("harness {index}"), "asimov-v0"))?.robot.id;
+    let robot_id = client
+        .robots()
+        .create(&NewRobot::new(format!("harness {index}"), "asimov-v0"))?
+        .robot
+        .id;
     report.robot_id = robot_id.clone();
-    let session = connect(client, &robot_id, ConnectOptions::new().worker_names(["sim-worker"]))?;
+    let session = connect(
+        client,
+        &robot_id,
+        ConnectOptions::new().worker_names(["sim-worker"]),
+    )?;
     for leg in 0..legs {
         let pad = PADS[(index + leg) % PADS.len()];
-        let result = session.invoke("go_to", json!({"target": {"kind": "entity", "entity_id": pad}}), None)?;
+        let result = session.invoke(
+            "go_to",
+            json!({"target": {"kind": "entity", "entity_id": pad}}),
+            None,
+        )?;
         if result.error.is_some() {
             report.failures += 1;
         }
@@ -109,5 +130,8 @@ fn run_mission(client: &Client, index: usize, legs: usize, report: &mut Report) 
 }
 
 fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }

@@ -61,7 +61,9 @@ fn simplesim() -> ConnectOptions {
 
 fn go_to(session: &Session, pad: &str) -> menlo_robot_sdk::ActionResult {
     let target = json!({"target": {"kind": "entity", "entity_id": pad}});
-    session.invoke("go_to", target, Some(Duration::from_secs(60))).unwrap()
+    session
+        .invoke("go_to", target, Some(Duration::from_secs(60)))
+        .unwrap()
 }
 
 fn position(session: &Session) -> [f64; 3] {
@@ -76,7 +78,11 @@ fn the_quickstart_flow_drives_a_robot_through_the_simulated_viewer() {
     let p = &f.platform;
     let robot_id = robot(p);
     let session = connect(p.client(), &robot_id, simplesim()).unwrap();
-    let link = p.client().room_keys().link(&robot_id, &Default::default()).unwrap();
+    let link = p
+        .client()
+        .room_keys()
+        .link(&robot_id, &Default::default())
+        .unwrap();
     p.open_viewer(&link).unwrap();
 
     let skills = session.discover_skills().unwrap();
@@ -97,7 +103,10 @@ fn the_quickstart_flow_drives_a_robot_through_the_simulated_viewer() {
     assert_eq!(&jpeg[..3], &[0xFF, 0xD8, 0xFF]);
 
     session.disconnect().unwrap();
-    assert!(p.client().sessions().get(&robot_id).unwrap().is_none(), "session deleted");
+    assert!(
+        p.client().sessions().get(&robot_id).unwrap().is_none(),
+        "session deleted"
+    );
     wait_until(Duration::from_secs(10), "the viewer leaves with the room", || {
         (p.live_robot_count() == 0).then_some(())
     });
@@ -121,7 +130,10 @@ fn worker_names_dispatch_simulated_agents_as_the_platform_does() {
         .into_iter()
         .find(|p| p.kind == ParticipantKind::Agent)
         .expect("a dispatched agent");
-    assert_eq!(agent.attributes.get("lk.agent.name").map(String::as_str), Some("sim-worker"));
+    assert_eq!(
+        agent.attributes.get("lk.agent.name").map(String::as_str),
+        Some("sim-worker")
+    );
     assert!(agent.identity.starts_with("agent-"), "{}", agent.identity);
     assert_eq!(go_to(&session, "pad_A").status, ActionStatus::Done);
     session.disconnect().unwrap();
@@ -155,7 +167,11 @@ fn two_robots_in_two_rooms_do_not_see_each_other() {
     let f = platform();
     let p = &f.platform;
     let (a, b) = (robot(p), robot(p));
-    let options = || ConnectOptions::new().worker_names(["sim-worker"]).wait_for_ready(true);
+    let options = || {
+        ConnectOptions::new()
+            .worker_names(["sim-worker"])
+            .wait_for_ready(true)
+    };
     let session_a = connect(p.client(), &a, options()).unwrap();
     let session_b = connect(p.client(), &b, options()).unwrap();
     let before_b = position(&session_b);
@@ -183,7 +199,9 @@ fn deleting_the_session_ends_the_room_and_its_robot() {
     let session = connect(
         p.client(),
         &robot_id,
-        ConnectOptions::new().worker_names(["sim-worker"]).wait_for_ready(true),
+        ConnectOptions::new()
+            .worker_names(["sim-worker"])
+            .wait_for_ready(true),
     )
     .unwrap();
     assert_eq!(p.live_robot_count(), 1);
@@ -211,10 +229,14 @@ fn a_platform_dropped_mid_session_disconnects_the_session_promptly() {
     let session = connect(
         f.platform.client(),
         &robot_id,
-        ConnectOptions::new().worker_names(["sim-worker"]).wait_for_ready(true),
+        ConnectOptions::new()
+            .worker_names(["sim-worker"])
+            .wait_for_ready(true),
     )
     .unwrap();
-    let slow = session.start_invoke("set_velocity", json!({"wz": 0.2, "duration_s": 600.0}), None).unwrap();
+    let slow = session
+        .start_invoke("set_velocity", json!({"wz": 0.2, "duration_s": 600.0}), None)
+        .unwrap();
     let dropped = Instant::now();
     drop(f);
     let outcome = slow.wait();
@@ -224,12 +246,16 @@ fn a_platform_dropped_mid_session_disconnects_the_session_promptly() {
         "the pending call ended only after {:?}",
         dropped.elapsed()
     );
-    wait_until(Duration::from_secs(20), "the session reports Disconnected", || {
-        session
-            .events()
-            .try_iter()
-            .find(|e| matches!(e, SessionEvent::Disconnected { .. }))
-    });
+    wait_until(
+        Duration::from_secs(20),
+        "the session reports Disconnected",
+        || {
+            session
+                .events()
+                .try_iter()
+                .find(|e| matches!(e, SessionEvent::Disconnected { .. }))
+        },
+    );
     assert!(!session.is_connected());
     assert!(session.state().robot_status().is_err());
 }
@@ -249,13 +275,19 @@ fn the_page_shows_every_live_robot_at_five_frames_a_second() {
             connect(
                 p.client(),
                 id,
-                ConnectOptions::new().worker_names(["sim-worker"]).wait_for_ready(true),
+                ConnectOptions::new()
+                    .worker_names(["sim-worker"])
+                    .wait_for_ready(true),
             )
             .unwrap()
         })
         .collect();
     let _moving = sessions[0]
-        .start_invoke("go_to", json!({"target": {"kind": "entity", "entity_id": "pad_D"}}), None)
+        .start_invoke(
+            "go_to",
+            json!({"target": {"kind": "entity", "entity_id": "pad_D"}}),
+            None,
+        )
         .unwrap();
 
     let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -283,7 +315,9 @@ fn the_page_shows_every_live_robot_at_five_frames_a_second() {
         assert!(status.contains(id.as_str()), "status line of {id}: {status:?}");
     }
     println!("page: {report}; screenshot {}", screenshot.display());
-    assert!(std::fs::metadata(&screenshot).map(|m| m.len() > 10_000).unwrap_or(false));
+    assert!(std::fs::metadata(&screenshot)
+        .map(|m| m.len() > 10_000)
+        .unwrap_or(false));
     for session in sessions {
         session.disconnect().unwrap();
     }

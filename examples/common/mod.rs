@@ -13,7 +13,7 @@ pub enum Target {
     /// The real platform, from `MENLO_API_KEY` / `MENLO_RCS_URL`.
     Real(Client),
     /// The embedded platform, started for this run.
-    Embedded(dev::Platform),
+    Embedded(Box<dev::Platform>),
 }
 
 impl Target {
@@ -33,7 +33,7 @@ impl Target {
             platform.livekit_url(),
             platform.page_url()
         );
-        Ok(Target::Embedded(platform))
+        Ok(Target::Embedded(Box::new(platform)))
     }
 
     pub fn client(&self) -> &Client {

@@ -108,15 +108,27 @@ fn route(robots: &LiveRobots, path: &str) -> Response<Full<Bytes>> {
                 feed_path: FEED_PATH.to_owned(),
                 ..PageOptions::default()
             };
-            reply(StatusCode::OK, "text/html; charset=utf-8", page_html(&options).into_bytes())
+            reply(
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                page_html(&options).into_bytes(),
+            )
         }
         ["sim", "robots.json"] => {
             let entries = robots.each(|room, index, sim| FeedEntry {
-                robot_id: if index == 0 { room.to_owned() } else { format!("{room} ({})", index + 1) },
+                robot_id: if index == 0 {
+                    room.to_owned()
+                } else {
+                    format!("{room} ({})", index + 1)
+                },
                 status_line: sim.status_line(),
                 frame_url: format!("/sim/frames/{room}/{index}.jpg"),
             });
-            reply(StatusCode::OK, "application/json", feed_json(&entries).into_bytes())
+            reply(
+                StatusCode::OK,
+                "application/json",
+                feed_json(&entries).into_bytes(),
+            )
         }
         ["sim", "frames", room, frame] => {
             let index = frame.strip_suffix(".jpg").and_then(|n| n.parse::<usize>().ok());
@@ -143,7 +155,11 @@ fn text(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
 fn reply(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }

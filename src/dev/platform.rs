@@ -11,7 +11,10 @@ use std::time::Duration;
 use crossbeam_channel as cb;
 
 use super::sim::{wall_clock, SharedSimRobot, SimConfig, SimRobot, SimRuntime, DEFAULT_SCENE_ID};
-use super::{mint_livekit_token, ControlPlane, LiveKitSettings, Principal, SessionChange, Sfu, SfuOptions, TokenOptions};
+use super::{
+    mint_livekit_token, ControlPlane, LiveKitSettings, Principal, SessionChange, Sfu, SfuOptions,
+    TokenOptions,
+};
 use crate::{Client, Error, Result, RoomKey};
 
 /// Default seed of the simulated worlds.
@@ -253,7 +256,8 @@ impl Platform {
     pub fn open_viewer(&self, key_or_link: &str) -> Result<()> {
         let key = RoomKey::parse(key_or_link)?;
         let room = key.room_name()?;
-        self.robots.join(&room, key.livekit_url(), key.token().expose(), None)
+        self.robots
+            .join(&room, key.livekit_url(), key.token().expose(), None)
     }
 
     /// The robots live now, by room.
@@ -322,7 +326,8 @@ fn apply(change: &SessionChange, robots: &LiveRobots, livekit: &LiveKitSettings,
                     attributes: [("lk.agent.name".to_owned(), agent.clone())].into(),
                     metadata: None,
                 };
-                let token = mint_livekit_token(livekit, room_name, &identity, agent, AGENT_TOKEN_TTL, &options);
+                let token =
+                    mint_livekit_token(livekit, room_name, &identity, agent, AGENT_TOKEN_TTL, &options);
                 if let Err(err) = robots.join(room_name, &livekit.url, &token, Some(agent)) {
                     log::warn!(target: "menlo_robot_sdk::dev", "dispatching {agent} into {room_name} failed: {err}");
                 }
@@ -379,7 +384,10 @@ impl LiveRobots {
         })?;
         let runtime = SimRuntime::connect(url, token, SharedSimRobot::new(robot), JOIN_TIMEOUT)?;
         log::debug!(target: "menlo_robot_sdk::dev", "simulated robot joined {room} ({})", agent.unwrap_or("viewer"));
-        lock(&self.rooms).entry(room.to_owned()).or_default().push(runtime);
+        lock(&self.rooms)
+            .entry(room.to_owned())
+            .or_default()
+            .push(runtime);
         Ok(())
     }
 

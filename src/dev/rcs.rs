@@ -1118,7 +1118,10 @@ mod tests {
             robot_id: id.clone(),
             room_name: id.clone(),
         };
-        assert!(rcs.take_changes().is_empty(), "creating a robot is no session change");
+        assert!(
+            rcs.take_changes().is_empty(),
+            "creating a robot is no session change"
+        );
 
         assert_eq!(rcs.handle(&req("POST", &session, "")).status, 201);
         assert_eq!(rcs.take_changes(), [created(&["sim-worker"], None)]);
@@ -1132,7 +1135,7 @@ mod tests {
         );
 
         assert_eq!(rcs.handle(&req("DELETE", &session, "")).status, 204);
-        assert_eq!(rcs.take_changes(), [deleted.clone()]);
+        assert_eq!(rcs.take_changes(), std::slice::from_ref(&deleted));
         assert_eq!(rcs.handle(&req("DELETE", &session, "")).status, 404);
         assert!(rcs.take_changes().is_empty());
 
@@ -1140,7 +1143,11 @@ mod tests {
         rcs.take_changes();
         let robot = format!("/v1/robots/{id}");
         assert_eq!(rcs.handle(&req("DELETE", &robot, "")).status, 204);
-        assert_eq!(rcs.take_changes(), [deleted], "deleting the robot ends its session");
+        assert_eq!(
+            rcs.take_changes(),
+            [deleted],
+            "deleting the robot ends its session"
+        );
     }
 
     #[test]
