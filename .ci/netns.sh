@@ -10,5 +10,5 @@ if [ "$(id -u)" != 0 ]; then
   exit 0
 fi
 export LIVEKIT_SERVER_BIN="${LIVEKIT_SERVER_BIN:-${MENLO_TOOLS_DIR:-$HOME/.local/share/menlo-robot-sdk/bin}/livekit-server}"
-MENLO_NETNS=1 cargo test --all-features --test live_netns
+MENLO_NETNS=1 cargo test --all-features --test live netns::
 cargo run --quiet --release --example bench_linkcut --features livekit,dev -- "$@"

@@ -51,8 +51,15 @@ fn settle(threads_before: usize, fds_before: usize, what: &str) {
     }
 }
 
+/// The tests of this binary count the process's threads: one at a time.
+fn alone() -> std::sync::MutexGuard<'static, ()> {
+    static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ALONE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 #[test]
 fn connect_disconnect_cycles_and_drops_leak_nothing() {
+    let _alone = alone();
     let p = Platform::start();
     let runtime = p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]);
     let calls = Arc::new(AtomicUsize::new(0));
@@ -132,4 +139,50 @@ fn connect_disconnect_cycles_and_drops_leak_nothing() {
     for session in sessions.iter().chain([&first]) {
         session.disconnect().unwrap();
     }
+}
+
+/// 100 embedded platforms started and stopped (every tenth with a robot driven in its room
+/// when it stops): threads and file descriptors come back to where they were.
+#[test]
+fn platform_start_stop_cycles_leave_threads_and_descriptors_flat() {
+    use menlo_robot_sdk::dev::Platform as DevPlatform;
+    use menlo_robot_sdk::NewRobot;
+
+    let _alone = alone();
+    let drive_one = |platform: &DevPlatform| {
+        let client = platform.client();
+        let robot_id = client
+            .robots()
+            .create(&NewRobot::new("cycle", "asimov-v0"))
+            .unwrap()
+            .robot
+            .id;
+        let options = ConnectOptions::new()
+            .worker_names(["sim-worker"])
+            .wait_for_ready(true);
+        let session = connect(client, &robot_id, options).unwrap();
+        let reply = session.state().robot_status().unwrap();
+        assert_eq!(reply.robot.entity_id, "robot_1");
+        session
+    };
+    // Warm up: the executor, the handler pool, lazily initialised statics.
+    for _ in 0..2 {
+        let platform = DevPlatform::start().unwrap();
+        drop(drive_one(&platform));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (threads_before, fds_before) = (thread_count(), fd_count());
+    let started = Instant::now();
+    for i in 0..100 {
+        let platform = DevPlatform::start().unwrap();
+        if i % 10 == 0 {
+            let session = drive_one(&platform);
+            let skills = session.discover_skills().unwrap();
+            assert!(skills.iter().any(|s| s.name == "go_to"));
+            drop(platform); // the robot, its room and the servers go while the session is up
+            drop(session);
+        }
+    }
+    settle(threads_before, fds_before, "100 platform start/stop cycles");
+    eprintln!("100 platform cycles in {:?}", started.elapsed());
 }

@@ -1,14 +1,10 @@
 //! `wss://` signaling through a local TLS-terminating proxy in front of a real livekit-server:
 //! with the proxy's private CA the session works; without it, connect fails cleanly and
 //! rolls back the platform session.
-#![cfg(all(feature = "livekit", feature = "dev"))]
-
-#[path = "live_common/mod.rs"]
-mod live_common;
 
 use std::sync::Arc;
 
-use live_common::Platform;
+use crate::live_common::Platform;
 use menlo_robot_sdk::{connect, ConnectOptions};
 
 /// A TLS proxy on 127.0.0.1:0 forwarding to `target`; returns its port and its CA (DER).

@@ -7,16 +7,12 @@
 //! Needs python3 with the `livekit` package and livekit-server (`bash .ci/setup` installs
 //! both); without them these tests fail, they never skip. Every wait is bounded and every child
 //! process is killed when its guard drops.
-#![cfg(all(feature = "livekit", feature = "dev"))]
-
-#[path = "live_common/mod.rs"]
-mod live_common;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use live_common::{Platform, PyPeer};
+use crate::live_common::{Platform, PyPeer};
 use menlo_robot_sdk::{
     connect, ActionStatus, CaptureOptions, ConnectOptions, OutgoingStream, RpcError, RuntimeCall,
     RuntimeHost, SessionEvent, StateReply,

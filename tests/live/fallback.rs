@@ -2,14 +2,10 @@
 //! session must join over `/rtc` (a publisher connection we offer, a subscriber connection the
 //! server offers) and still call RPCs and receive byte streams. A proxy in front of a real
 //! livekit-server plays the older server: it refuses `/rtc/v1` and forwards everything else.
-#![cfg(all(feature = "livekit", feature = "dev"))]
-
-#[path = "live_common/mod.rs"]
-mod live_common;
 
 use std::sync::{Arc, Mutex};
 
-use live_common::Platform;
+use crate::live_common::Platform;
 use menlo_robot_sdk::{connect, CaptureOptions, ConnectOptions, OutgoingStream, RpcError};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

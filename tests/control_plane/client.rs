@@ -1,13 +1,10 @@
 //! The control plane end to end: the blocking Client against the emulator over real HTTP.
-#![cfg(feature = "dev")]
-
-mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::common::{builder, harness, principal};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use common::{builder, harness, principal};
 use menlo_robot_sdk::dev::Fault;
 use menlo_robot_sdk::{
     DevIdentity, Error, Language, NewRobot, ParticipantTokenRequest, RobotType, RobotUpdate, RoomKey,
@@ -403,7 +400,7 @@ fn every_error_body_shape_is_normalized() {
 }
 
 /// (method, what to call) pairs used by the retry matrix.
-fn call(h: &common::Harness, method: &str, robot_id: &str) -> Result<(), Error> {
+fn call(h: &crate::common::Harness, method: &str, robot_id: &str) -> Result<(), Error> {
     match method {
         "GET" => h.client.robots().get(robot_id).map(drop),
         "PATCH" => h

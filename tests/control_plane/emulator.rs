@@ -1,6 +1,5 @@
 //! The control-plane emulator (`menlo_robot_sdk::dev`) driven over plain HTTP with `ureq`,
 //! checked against the wire contract (CONTRACT §1–§3) — not through the SDK client.
-#![cfg(feature = "dev")]
 
 use std::time::{Duration, Instant};
 

@@ -1,13 +1,9 @@
 //! The simulated robot served on a real livekit-server, driven by a `Session`.
-#![cfg(all(feature = "livekit", feature = "dev"))]
-
-#[path = "live_common/mod.rs"]
-mod live_common;
 
 use std::time::Duration;
 use std::time::Instant;
 
-use live_common::{wait_until, Platform};
+use crate::live_common::{wait_until, Platform};
 use menlo_robot_sdk::dev::sim::{wall_clock, SharedSimRobot, SimConfig, SimRobot, SimRuntime};
 use menlo_robot_sdk::{connect, ActionStatus, CaptureOptions, ConnectOptions, Error, Session};
 use serde_json::json;

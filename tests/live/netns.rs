@@ -2,15 +2,11 @@
 //! cuts it the way it claims, restoring brings it back, and nothing outlives the topology.
 //! Needs root and `ip netns`; runs only with `MENLO_NETNS=1` (otherwise each test says why
 //! and passes), like the rest of the namespace measurements.
-#![cfg(all(feature = "livekit", feature = "dev"))]
-
-#[path = "live_common/mod.rs"]
-mod live_common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use live_common::netns::{Mode, Side, Topology, SIGNAL_PORT};
+use crate::live_common::netns::{Mode, Side, Topology, SIGNAL_PORT};
 
 fn enabled() -> bool {
     if std::env::var("MENLO_NETNS").as_deref() == Ok("1") {

@@ -1,33 +1,13 @@
 //! No credential (participant tokens, the LiveKit API secret, the API key) appears in the
 //! Debug output of the live types, in their errors, or in any log record (the engine's
 //! included). Its own test binary, because it installs the global logger.
-#![cfg(all(feature = "livekit", feature = "dev"))]
 
-#[path = "live_common/mod.rs"]
-mod live_common;
-
-use std::sync::Mutex;
 use std::time::Duration;
 
-use live_common::{free_tcp_port, Platform};
+use crate::live_common::{free_tcp_port, Platform};
 use menlo_robot_sdk::dev::{mint_livekit_token, LiveKitSettings, TokenOptions};
 use menlo_robot_sdk::{connect, CaptureOptions, ConnectOptions, RuntimeHost};
 use serde_json::json;
-
-static LOGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-struct Capture;
-
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        let line = format!("{} {} {}", record.level(), record.target(), record.args());
-        LOGS.lock().unwrap_or_else(|p| p.into_inner()).push(line);
-    }
-    fn flush(&self) {}
-}
 
 /// Every JWT starts with the base64 of `{"` — `eyJ`.
 const JWT_PREFIX: &str = "eyJ";
@@ -52,8 +32,7 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 
 #[test]
 fn tokens_and_secrets_never_appear_in_debug_errors_or_logs() {
-    log::set_logger(&Capture).unwrap();
-    log::set_max_level(log::LevelFilter::Trace);
+    crate::capture_logs();
 
     let livekit_secret = format!("lk-secret-{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
     let p = Platform::start_with_livekit_keys("APIredaction", &livekit_secret);
@@ -143,7 +122,7 @@ fn tokens_and_secrets_never_appear_in_debug_errors_or_logs() {
         &secrets,
     );
 
-    let logs = LOGS.lock().unwrap().clone();
+    let logs = crate::logs();
     assert!(
         logs.iter()
             .any(|l| l.contains("menlo_robot_sdk::live") && l.contains("joined room")),

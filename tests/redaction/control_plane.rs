@@ -1,35 +1,13 @@
 //! No credential (API key, identity, LiveKit token, PIN) appears in Debug output, error
 //! messages or debug logs. Its own test binary, because it installs the global logger.
-#![cfg(feature = "dev")]
 
-mod common;
-
-use std::sync::Mutex;
-
-use common::{builder, harness};
+use crate::common::{builder, harness};
 use menlo_robot_sdk::dev::Fault;
 use menlo_robot_sdk::{DevIdentity, NewRobot, ParticipantTokenRequest, SessionOptions};
 
-static LOGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-struct Capture;
-
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        LOGS.lock()
-            .unwrap()
-            .push(format!("{} {}", record.target(), record.args()));
-    }
-    fn flush(&self) {}
-}
-
 #[test]
 fn credentials_never_leak() {
-    log::set_logger(&Capture).unwrap();
-    log::set_max_level(log::LevelFilter::Trace);
+    crate::capture_logs();
 
     let h = harness();
     let client = builder(&h.platform, &h.sleeps)
@@ -83,7 +61,7 @@ fn credentials_never_leak() {
         .unwrap_err();
     seen.push(format!("{config_err} {config_err:?}"));
 
-    let logs = LOGS.lock().unwrap().clone();
+    let logs = crate::logs();
     assert!(
         logs.iter().any(|l| l.contains("GET") && l.contains("200")),
         "debug logging is on: {logs:?}"

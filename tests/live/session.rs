@@ -3,18 +3,14 @@
 //! Every test starts its own livekit-server on free loopback ports and its own control-plane
 //! emulator, so the tests run in parallel. Runtime handlers that block wait on channels the
 //! test drops at its end, so no handler outlives its test by more than an instant.
-#![cfg(all(feature = "livekit", feature = "dev"))]
-
-#[path = "live_common/mod.rs"]
-mod live_common;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::live_common::{free_tcp_port, wait_until, Platform};
 use crossbeam_channel as cb;
-use live_common::{free_tcp_port, wait_until, Platform};
 use menlo_robot_sdk::dev::Fault;
 use menlo_robot_sdk::ActionPhase;
 use menlo_robot_sdk::{
@@ -1699,7 +1695,12 @@ fn a_host_that_never_reads_holds_no_streams() {
     // The quiet host runs in its own process, so that its memory is its own.
     let token = p.livekit.token(&p.robot_id, "quiet-host", false, &[]);
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "quiet_host_child", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "session::quiet_host_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(QUIET_HOST_ENV, format!("{} {token}", p.livekit.url))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
