@@ -41,6 +41,7 @@ pub enum Error {
 
     /// An operation did not finish in time.
     #[error("{operation} timed out after {}{}", format_duration(*after), if *may_still_be_running { "; the action may still be running on the robot" } else { "" })]
+    #[non_exhaustive]
     Timeout {
         /// What timed out, e.g. `GET https://…/v1/robots` or `runtime.tools_call`.
         operation: String,
@@ -48,6 +49,9 @@ pub enum Error {
         after: Duration,
         /// True when the robot may still be carrying out the action (an RPC reply timed out).
         may_still_be_running: bool,
+        /// The error underneath, when there is one (the HTTP client's timeout error).
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
 
     /// The client configuration is missing or malformed. Raised before any request.
@@ -621,6 +625,7 @@ mod tests {
             operation: "GET http://127.0.0.1:1/v1/robots".into(),
             after: Duration::from_secs(1),
             may_still_be_running: false,
+            source: None,
         }
     }
 
@@ -713,6 +718,7 @@ mod tests {
             operation: "runtime.tools_call".into(),
             after: Duration::from_secs(90),
             may_still_be_running: true,
+            source: None,
         };
         assert_eq!(
             err.to_string(),

@@ -57,7 +57,7 @@ impl fmt::Debug for Transport {
 
 /// A request failed before any HTTP status arrived.
 enum AttemptError {
-    Timeout,
+    Timeout(ureq::Error),
     Transport(ureq::Error),
 }
 
@@ -151,10 +151,11 @@ impl Transport {
             Failure::Status(answer) => {
                 ApiError::from_response(answer.status, &answer.body, reason_phrase(answer.status)).into()
             }
-            Failure::NoAnswer(AttemptError::Timeout) => Error::Timeout {
+            Failure::NoAnswer(AttemptError::Timeout(cause)) => Error::Timeout {
                 operation: format!("{} {url}", method.as_str()),
                 after: self.config.timeout,
                 may_still_be_running: false,
+                source: Some(Box::new(cause)),
             },
             Failure::NoAnswer(AttemptError::Transport(cause)) => Error::Transport {
                 method: method.as_str().to_owned(),
@@ -227,7 +228,7 @@ impl Transport {
             Ok(answer) => {
                 log::debug!(target: "menlo_robot_sdk", "{} {url} -> {}", method.as_str(), answer.status)
             }
-            Err(AttemptError::Timeout) => {
+            Err(AttemptError::Timeout(_)) => {
                 log::debug!(target: "menlo_robot_sdk", "{} {url} -> timeout", method.as_str())
             }
             Err(AttemptError::Transport(_)) => {
@@ -239,8 +240,10 @@ impl Transport {
 
 fn classify(err: ureq::Error) -> AttemptError {
     match err {
-        ureq::Error::Timeout(_) => AttemptError::Timeout,
-        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => AttemptError::Timeout,
+        timeout @ ureq::Error::Timeout(_) => AttemptError::Timeout(timeout),
+        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+            AttemptError::Timeout(ureq::Error::Io(io))
+        }
         other => AttemptError::Transport(other),
     }
 }

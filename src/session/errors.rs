@@ -36,6 +36,7 @@ pub(crate) fn call_failure(
             operation: method_name.to_owned(),
             after: timeout,
             may_still_be_running: may_still_be_running(method_name),
+            source: None,
         },
         _ if recipient_gone && !connected => Error::Disconnected {
             reason: "the room connection ended".into(),
@@ -68,6 +69,7 @@ pub(crate) fn join_failure(err: LiveError, url: &str, connect_timeout: Duration)
             operation: format!("joining the room ({what})"),
             after: connect_timeout,
             may_still_be_running: false,
+            source: None,
         },
         LiveError::InvalidUrl(_) | LiveError::InvalidArgument(_) => {
             Error::invalid("livekit_url", err.to_string())

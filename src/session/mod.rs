@@ -267,6 +267,7 @@ impl Session {
                     ),
                     after: timeout,
                     may_still_be_running: false,
+                    source: None,
                 });
             }
         }
@@ -830,6 +831,7 @@ impl CaptureWait {
                 operation: format!("camera frame on {}", calls::CAMERA_CAPTURE_TOPIC),
                 after: timeout,
                 may_still_be_running: false,
+                source: None,
             }),
         }
     }

@@ -583,6 +583,8 @@ fn a_slow_server_times_out_and_safe_requests_are_retried() {
     let err = client.robots().get(&id).unwrap_err();
     assert!(err.is_timeout(), "{err}");
     assert!(err.is_retryable() && !err.is_connect(), "{err}");
+    let cause = std::error::Error::source(&err).expect("the HTTP client's timeout as the cause");
+    assert!(cause.to_string().to_lowercase().contains("time"), "{cause}");
     assert_eq!(h.seen("GET", &path), 2, "one retry after the first timeout");
 }
 
