@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crossbeam_channel as cb;
 
-use super::sim::{wall_clock, SharedSimRobot, SimConfig, SimRobot, SimRuntime, DEFAULT_SCENE_ID};
+use super::sim::{wall_clock, Scene, SharedSimRobot, SimRobot, SimRuntime, DEFAULT_SCENE_ID};
 use super::{
     mint_livekit_token, ControlPlane, LiveKitSettings, Principal, SessionChange, Sfu, SfuOptions,
     TokenOptions,
@@ -51,6 +51,7 @@ pub struct PlatformBuilder {
     backend: LiveKitBackend,
     default_worker_names: Vec<String>,
     default_scene_id: Option<String>,
+    scenes: Vec<Scene>,
     seed: u64,
     time_scale: f64,
 }
@@ -61,6 +62,7 @@ impl Default for PlatformBuilder {
             backend: LiveKitBackend::Embedded,
             default_worker_names: vec!["sim-worker".into()],
             default_scene_id: None,
+            scenes: Vec::new(),
             seed: DEFAULT_SEED,
             time_scale: 1.0,
         }
@@ -88,6 +90,14 @@ impl PlatformBuilder {
     /// The scene of sessions created without a `scene_id` (default: the built-in scene).
     pub fn scene(mut self, scene_id: impl Into<String>) -> Self {
         self.default_scene_id = Some(scene_id.into());
+        self
+    }
+
+    /// Adds a scene, chosen by its `scene_id` when a session asks for it (or as the default
+    /// with [`PlatformBuilder::scene`]); a scene of a built-in id replaces it. Load one from
+    /// JSON with [`Scene::from_json`] or [`Scene::from_file`] (format: [`super::sim::scene`]).
+    pub fn add_scene(mut self, scene: Scene) -> Self {
+        self.scenes.push(scene);
         self
     }
 
@@ -152,6 +162,18 @@ impl Platform {
     }
 
     fn start_with(options: PlatformBuilder) -> Result<Platform> {
+        let scale = options.time_scale;
+        if !(scale.is_finite() && scale > 0.0 && scale <= 1000.0) {
+            return Err(Error::invalid(
+                "time_scale",
+                format!("must be in (0, 1000], not {scale}"),
+            ));
+        }
+        for scene in &options.scenes {
+            scene
+                .validate()
+                .map_err(|e| Error::invalid("scene", format!("{}: {e}", scene.scene_id)))?;
+        }
         let io = |what: &str| {
             let what = what.to_owned();
             move |e: std::io::Error| Error::Config {
@@ -347,6 +369,8 @@ pub(crate) struct LiveRobots {
     seed: u64,
     time_scale: f64,
     default_scene_id: Option<String>,
+    /// Scenes added to the built-in ones, by id.
+    catalog: HashMap<String, Scene>,
     scenes: Mutex<HashMap<String, Option<String>>>,
     rooms: Mutex<HashMap<String, Vec<SimRuntime>>>,
 }
@@ -357,6 +381,11 @@ impl LiveRobots {
             seed: options.seed,
             time_scale: options.time_scale,
             default_scene_id: options.default_scene_id.clone(),
+            catalog: options
+                .scenes
+                .iter()
+                .map(|s| (s.scene_id.clone(), s.clone()))
+                .collect(),
             scenes: Mutex::new(HashMap::new()),
             rooms: Mutex::new(HashMap::new()),
         }
@@ -373,15 +402,15 @@ impl LiveRobots {
             .cloned()
             .flatten()
             .or_else(|| self.default_scene_id.clone());
-        let config = SimConfig {
-            scene_id: scene_id.unwrap_or_else(|| DEFAULT_SCENE_ID.to_owned()),
-            seed: self.seed,
-            time_scale: self.time_scale,
-        };
-        let robot = SimRobot::new(&config, wall_clock()).map_err(|e| Error::InvalidInput {
-            field: "scene_id".into(),
-            reason: e.message,
-        })?;
+        let scene_id = scene_id.unwrap_or_else(|| DEFAULT_SCENE_ID.to_owned());
+        let scene = self
+            .catalog
+            .get(&scene_id)
+            .cloned()
+            .or_else(|| Scene::builtin(&scene_id))
+            .ok_or_else(|| Error::invalid("scene_id", format!("no scene {scene_id:?} on this platform")))?;
+        let robot = SimRobot::with_scene(scene, self.seed, self.time_scale, wall_clock())
+            .map_err(|e| Error::invalid("scene", e.message))?;
         let runtime = SimRuntime::connect(url, token, SharedSimRobot::new(robot), JOIN_TIMEOUT)?;
         log::debug!(target: "menlo_robot_sdk::dev", "simulated robot joined {room} ({})", agent.unwrap_or("viewer"));
         lock(&self.rooms)

@@ -1,12 +1,13 @@
 //! The embedded platform end to end: worker dispatch, the simulated viewer, the quickstart
 //! flow, rooms that end with their sessions, and a platform that goes away mid-session.
 //!
-//! The LiveKit backend is the embedded SFU, or a real livekit-server when
-//! `MENLO_LIVE_BACKEND=livekit-server` (the same tests, through a parameter).
+//! The LiveKit backend follows `MENLO_LIVE_BACKEND` like every live suite: a real
+//! livekit-server by default (as `LiveKitBackend::External`), or with `embedded` the
+//! platform's own SFU (the same tests, through a parameter).
 
 use std::time::{Duration, Instant};
 
-use crate::live_common::{wait_until, LiveKit};
+use crate::live_common::{wait_until, Backend, LiveKit};
 use menlo_robot_sdk::dev::{LiveKitBackend, Platform};
 use menlo_robot_sdk::{
     connect, ActionStatus, CaptureOptions, ConnectOptions, NewRobot, ParticipantKind, Session, SessionEvent,
@@ -22,20 +23,23 @@ struct Fixture {
 
 fn platform() -> Fixture {
     let builder = Platform::builder().time_scale(10.0);
-    if std::env::var("MENLO_LIVE_BACKEND").as_deref() == Ok("livekit-server") {
-        let server = LiveKit::start();
-        let platform = builder
-            .livekit(LiveKitBackend::External(server.settings()))
-            .start()
-            .expect("platform on livekit-server");
-        return Fixture {
-            platform,
-            server: Some(server),
-        };
-    }
-    Fixture {
-        platform: builder.start().expect("embedded platform"),
-        server: None,
+    match Backend::from_env() {
+        // The platform's own SFU, as `Platform::start()` gives it.
+        Backend::Embedded => Fixture {
+            platform: builder.start().expect("embedded platform"),
+            server: None,
+        },
+        Backend::LiveKitServer => {
+            let server = LiveKit::start_on(Backend::LiveKitServer);
+            let platform = builder
+                .livekit(LiveKitBackend::External(server.settings()))
+                .start()
+                .expect("platform on livekit-server");
+            Fixture {
+                platform,
+                server: Some(server),
+            }
+        }
     }
 }
 
@@ -320,4 +324,30 @@ fn the_page_shows_every_live_robot_at_five_frames_a_second() {
     for session in sessions {
         session.disconnect().unwrap();
     }
+}
+
+#[test]
+fn a_scene_added_to_the_platform_is_chosen_by_scene_id() {
+    let text = include_str!("../../src/dev/sim/scenes/two_rooms.json");
+    let mut scene = menlo_robot_sdk::dev::sim::Scene::from_json(text).unwrap();
+    scene.scene_id = "warehouse_test".into();
+    let platform = Platform::builder().add_scene(scene).start().unwrap();
+    let robot_id = robot(&platform);
+    let options = ConnectOptions::new()
+        .worker_names(["sim-worker"])
+        .scene_id("warehouse_test")
+        .wait_for_ready(true);
+    let session = connect(platform.client(), &robot_id, options).unwrap();
+    let entities = session.state().scene_state().unwrap().entities;
+    assert!(entities.contains_key("pad_E"), "{:?}", entities.keys());
+    // pad_E sits in a closed pen in this scene: no path.
+    let stuck = go_to(&session, "pad_E");
+    assert_eq!(
+        stuck.error.map(|e| e.code.as_str().to_owned()).as_deref(),
+        Some("NAVIGATION_STUCK")
+    );
+    session.disconnect().unwrap();
+
+    let bad = Platform::builder().time_scale(0.0).start().unwrap_err();
+    assert!(bad.to_string().contains("time_scale"), "{bad}");
 }
