@@ -67,11 +67,13 @@ mod page;
 mod platform;
 mod rcs;
 mod sfu;
-pub mod sim;
+mod sim;
 mod token;
 
 pub use platform::{LiveKitBackend, Platform, PlatformBuilder, DEFAULT_SEED};
 pub use sfu::{Sfu, SfuOptions, SfuRoom};
+pub use sim::scene;
+
 pub use token::{mint_livekit_token, TokenOptions};
 
 /// Largest request body accepted; bigger bodies get `413`.

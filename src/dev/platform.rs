@@ -95,7 +95,7 @@ impl PlatformBuilder {
 
     /// Adds a scene, chosen by its `scene_id` when a session asks for it (or as the default
     /// with [`PlatformBuilder::scene`]); a scene of a built-in id replaces it. Load one from
-    /// JSON with [`Scene::from_json`] or [`Scene::from_file`] (format: [`super::sim::scene`]).
+    /// JSON with [`Scene::from_json`] or [`Scene::from_file`] (format: [`super::scene`]).
     pub fn add_scene(mut self, scene: Scene) -> Self {
         self.scenes.push(scene);
         self

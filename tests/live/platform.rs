@@ -16,12 +16,12 @@ use menlo_robot_sdk::{
 use serde_json::json;
 
 /// A platform on the backend the environment asks for; the server (if any) lives as long.
-struct Fixture {
-    platform: Platform,
+pub(crate) struct Fixture {
+    pub(crate) platform: Platform,
     server: Option<LiveKit>,
 }
 
-fn platform() -> Fixture {
+pub(crate) fn platform() -> Fixture {
     let builder = Platform::builder().time_scale(10.0);
     match Backend::from_env() {
         // The platform's own SFU, as `Platform::start()` gives it.
@@ -43,7 +43,7 @@ fn platform() -> Fixture {
     }
 }
 
-fn robot(p: &Platform) -> String {
+pub(crate) fn robot(p: &Platform) -> String {
     p.client()
         .robots()
         .create(&NewRobot::new("test robot", "asimov-v0"))
@@ -52,7 +52,7 @@ fn robot(p: &Platform) -> String {
         .id
 }
 
-fn simplesim() -> ConnectOptions {
+pub(crate) fn simplesim() -> ConnectOptions {
     ConnectOptions::new()
         .worker_names(Vec::<String>::new())
         .runtime_identity_prefix("simplesim")
@@ -329,7 +329,7 @@ fn the_page_shows_every_live_robot_at_five_frames_a_second() {
 #[test]
 fn a_scene_added_to_the_platform_is_chosen_by_scene_id() {
     let text = include_str!("../../src/dev/sim/scenes/two_rooms.json");
-    let mut scene = menlo_robot_sdk::dev::sim::Scene::from_json(text).unwrap();
+    let mut scene = menlo_robot_sdk::dev::scene::Scene::from_json(text).unwrap();
     scene.scene_id = "warehouse_test".into();
     let platform = Platform::builder().add_scene(scene).start().unwrap();
     let robot_id = robot(&platform);

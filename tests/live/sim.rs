@@ -1,38 +1,25 @@
-//! The simulated robot served on a real livekit-server, driven by a `Session`.
+//! The simulated robot, served by the platform through the viewer flow, driven by a `Session`.
 
-use std::time::Duration;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crate::live_common::{wait_until, Platform};
-use menlo_robot_sdk::dev::sim::{wall_clock, SharedSimRobot, SimConfig, SimRobot, SimRuntime};
-use menlo_robot_sdk::{connect, ActionStatus, CaptureOptions, ConnectOptions, Error, Session};
+use crate::live_common::wait_until;
+use crate::platform::{platform, robot, simplesim, Fixture};
+use menlo_robot_sdk::{connect, ActionStatus, CaptureOptions, Error, Session};
 use serde_json::json;
 
-/// The platform's robot served by a simulator running `time_scale` times faster than real time.
-fn sim_runtime(p: &Platform, time_scale: f64) -> SimRuntime {
-    let config = SimConfig {
-        time_scale,
-        seed: 7,
-        ..SimConfig::default()
-    };
-    let robot = SimRobot::new(&config, wall_clock()).unwrap();
-    let token = p
-        .livekit
-        .token(&p.robot_id, &format!("simplesim:{}", p.robot_id), false, &[]);
-    SimRuntime::connect(
-        &p.livekit.url,
-        &token,
-        SharedSimRobot::new(robot),
-        Duration::from_secs(15),
-    )
-    .unwrap()
-}
-
-fn session(p: &Platform) -> Session {
-    let options = ConnectOptions::new()
-        .worker_names(Vec::<String>::new())
-        .runtime_identity_prefix("simplesim");
-    connect(&p.client, &p.robot_id, options).unwrap()
+/// A robot whose simulated runtime joined through the viewer flow (a room key opened by the
+/// platform), and the session driving it.
+fn viewer_session(f: &Fixture) -> Session {
+    let p = &f.platform;
+    let robot_id = robot(p);
+    let session = connect(p.client(), &robot_id, simplesim()).unwrap();
+    let link = p
+        .client()
+        .room_keys()
+        .link(&robot_id, &Default::default())
+        .unwrap();
+    p.open_viewer(&link).unwrap();
+    session
 }
 
 fn jpeg_size(jpeg: &[u8]) -> (u16, u16) {
@@ -51,9 +38,8 @@ fn jpeg_size(jpeg: &[u8]) -> (u16, u16) {
 
 #[test]
 fn a_session_drives_the_simulated_robot() {
-    let p = Platform::start();
-    let _host = sim_runtime(&p, 10.0);
-    let session = session(&p);
+    let f = platform();
+    let session = viewer_session(&f);
 
     let skills = session.discover_skills().unwrap();
     let names: Vec<&str> = skills.iter().map(|s| s.name.as_str()).collect();
@@ -115,9 +101,8 @@ fn a_session_drives_the_simulated_robot() {
 
 #[test]
 fn a_long_action_is_cancelled_and_a_second_one_is_busy() {
-    let p = Platform::start();
-    let _host = sim_runtime(&p, 1.0);
-    let session = session(&p);
+    let f = platform();
+    let session = viewer_session(&f);
 
     let pending = session
         .start_invoke(
@@ -156,10 +141,9 @@ fn a_long_action_is_cancelled_and_a_second_one_is_busy() {
 }
 
 #[test]
-fn dropping_the_runtime_mid_action_ends_the_call_promptly() {
-    let p = Platform::start();
-    let runtime = sim_runtime(&p, 1.0);
-    let session = session(&p);
+fn a_robot_leaving_mid_action_ends_the_call_promptly() {
+    let f = platform();
+    let session = viewer_session(&f);
     let pending = session
         .start_invoke(
             "set_velocity",
@@ -169,13 +153,17 @@ fn dropping_the_runtime_mid_action_ends_the_call_promptly() {
         .unwrap();
     let id = pending.action_id().to_owned();
     wait_until(Duration::from_secs(20), "the action to run", || {
-        runtime
-            .sim()
-            .with_robot(|r| r.world().active())
-            .filter(|a| a.action_id == id)
+        let state = session.state().robot_status().ok()?;
+        state.runtime.active_action.filter(|a| a.action_id == id)
     });
+    // The platform's robots leave with their session (the room ends with it too on the
+    // embedded SFU).
     let dropped = Instant::now();
-    drop(runtime);
+    f.platform
+        .client()
+        .robots()
+        .delete_session(session.robot_id())
+        .unwrap();
     let result = pending.wait();
     assert!(dropped.elapsed() < Duration::from_secs(15), "the call hung");
     match result {

@@ -16,7 +16,7 @@
 //!
 //! Driving the dispatcher by hand, on simulated time:
 //!
-//! ```
+//! ```text
 //! use std::time::Duration;
 //! use menlo_robot_sdk::dev::sim::{Reply, SimConfig, SimRobot};
 //!
@@ -57,7 +57,7 @@
 //! camera is `UNKNOWN_CAMERA`.
 
 mod camera;
-pub mod page;
+mod page;
 mod plan;
 mod robot;
 pub mod scene;
@@ -67,17 +67,22 @@ mod world;
 
 mod serve;
 
-pub use camera::{encode_jpeg, render, RgbImage, CAMERAS, MAX_SIDE};
-pub use page::{feed_json, page_html, status_line, FeedEntry, PageOptions};
-pub use robot::{CameraFrame, Reply, SimConfig, SimError, SimRobot};
-pub use scene::{Scene, SceneError, DEFAULT_SCENE_ID};
-pub use shared::{wall_clock, Clock, SharedSimRobot};
-pub use skills::SKILLS;
-pub use world::{
-    ActiveInfo, Command, Failure, ObjectState, Outcome, Robot, Target, World, HANDLING_S, REACH_M, STEP_S,
-};
+pub(crate) use page::{feed_json, page_html, FeedEntry, PageOptions};
+pub(crate) use robot::SimRobot;
+pub(crate) use scene::{Scene, DEFAULT_SCENE_ID};
+pub(crate) use serve::SimRuntime;
+pub(crate) use shared::{wall_clock, SharedSimRobot};
 
-pub use serve::{serve, SimRuntime, SERVED_METHODS};
+// What the unit tests reach by `super::*`.
+#[cfg(test)]
+use {
+    camera::{encode_jpeg, render, RgbImage, CAMERAS},
+    robot::{CameraFrame, Reply, SimConfig, SimError},
+    serve::SERVED_METHODS,
+    shared::Clock,
+    skills::SKILLS,
+    world::{Command, Outcome, Target, World, HANDLING_S, STEP_S},
+};
 
 /// The error code of an action ended by `runtime.cancel` or `stop`.
 pub const CANCELLED: &str = "CANCELLED";

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::camera::{self, CaptureRequest};
-use super::scene::{Scene, Shape, DEFAULT_SCENE_ID};
+use super::scene::{Scene, Shape};
 use super::skills;
 use super::world::{Failure, Outcome, World, STEP_S};
 use super::CANCELLED;
@@ -23,7 +23,8 @@ use crate::runtime::models::{
 };
 use crate::RuntimeErrorCode;
 
-/// How to build a simulated robot.
+/// How to build a simulated robot (the tests' shorthand for a built-in scene).
+#[cfg(test)]
 #[derive(Clone, Debug, PartialEq)]
 pub struct SimConfig {
     /// A built-in scene id (see [`Scene::builtin_ids`]).
@@ -34,11 +35,12 @@ pub struct SimConfig {
     pub time_scale: f64,
 }
 
+#[cfg(test)]
 impl Default for SimConfig {
     /// The default scene, seed 0, real time.
     fn default() -> Self {
         SimConfig {
-            scene_id: DEFAULT_SCENE_ID.to_owned(),
+            scene_id: super::scene::DEFAULT_SCENE_ID.to_owned(),
             seed: 0,
             time_scale: 1.0,
         }
@@ -144,6 +146,7 @@ fn to_json<T: Serialize>(value: &T) -> String {
 impl SimRobot {
     /// A robot in the built-in scene `config.scene_id`, whose simulated time 0 is `now`
     /// (wall-clock time since the Unix epoch).
+    #[cfg(test)]
     pub fn new(config: &SimConfig, now: Duration) -> Result<SimRobot, SimError> {
         let scene = Scene::builtin(&config.scene_id).ok_or_else(|| {
             SimError::new(
@@ -179,11 +182,6 @@ impl SimRobot {
     /// The world (as of the last call).
     pub fn world(&self) -> &World {
         &self.world
-    }
-
-    /// Simulated seconds per wall-clock second.
-    pub fn time_scale(&self) -> f64 {
-        self.time_scale
     }
 
     /// How long one simulation step takes in wall-clock time.
@@ -237,6 +235,7 @@ impl SimRobot {
     }
 
     /// Whether [`SimRobot::close`] was called.
+    #[cfg(test)]
     pub fn is_closed(&self) -> bool {
         self.closed
     }

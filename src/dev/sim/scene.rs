@@ -343,7 +343,7 @@ fn finite_positive(v: f64) -> bool {
 }
 
 /// `#rrggbb` → `[r, g, b]`.
-pub fn parse_color(text: &str) -> Option<[u8; 3]> {
+pub(crate) fn parse_color(text: &str) -> Option<[u8; 3]> {
     let hex = text.strip_prefix('#')?;
     if hex.len() != 6 || !hex.is_ascii() {
         return None;

@@ -88,11 +88,6 @@ impl SimRuntime {
     pub fn sim(&self) -> &SharedSimRobot {
         &self.sim
     }
-
-    /// The room connection.
-    pub fn host(&self) -> &RuntimeHost {
-        &self.host
-    }
 }
 
 /// How long dropping a [`SimRuntime`] waits for calls in progress to answer.

@@ -392,6 +392,7 @@ impl World {
     }
 
     /// Whether an action runs now.
+    #[cfg(test)]
     pub fn is_busy(&self) -> bool {
         self.active.is_some()
     }
