@@ -20,6 +20,9 @@ use super::platform::LiveRobots;
 use super::sim::{feed_json, page_html, FeedEntry, PageOptions};
 
 const FEED_PATH: &str = "/sim/robots.json";
+/// The page's refresh period: up to 8 frames a second, so that a loaded machine still
+/// shows five.
+const REFRESH_MS: u32 = 120;
 /// The page's frames: small, so that many robots stay above five frames a second.
 const FRAME_WIDTH: u32 = 480;
 const FRAME_HEIGHT: u32 = 360;
@@ -106,7 +109,7 @@ fn route(robots: &LiveRobots, path: &str) -> Response<Full<Bytes>> {
             let options = PageOptions {
                 title: "Menlo dev platform".to_owned(),
                 feed_path: FEED_PATH.to_owned(),
-                ..PageOptions::default()
+                refresh_ms: REFRESH_MS,
             };
             reply(
                 StatusCode::OK,
