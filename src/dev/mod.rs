@@ -49,7 +49,6 @@
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdTcpListener};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -63,9 +62,12 @@ use hyper_util::rt::TokioIo;
 use serde_json::json;
 use tokio::sync::oneshot;
 
+use server_thread::ServerThread;
+
 mod page;
 mod platform;
 mod rcs;
+mod server_thread;
 mod sfu;
 mod sim;
 mod token;
@@ -402,26 +404,19 @@ impl ControlPlaneBuilder {
         let listener = StdTcpListener::bind(self.bind)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
         let shared = Arc::new(Shared {
             rcs: Mutex::new(rcs::Rcs::new(self.livekit.clone(), self.default_worker_names)),
             faults: Mutex::new(Vec::new()),
             log: Mutex::new(Log::default()),
             on_session_change: self.on_session_change,
         });
-        let (shutdown, stop) = oneshot::channel();
         let server_shared = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
-            .name("menlo-dev-rcs".into())
-            .spawn(move || runtime.block_on(serve(listener, server_shared, stop)))?;
+        let thread = ServerThread::spawn("menlo-dev-rcs", move |stop| serve(listener, server_shared, stop))?;
         Ok(ControlPlane {
             addr,
             livekit: self.livekit,
             shared,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
+            _thread: thread,
         })
     }
 }
@@ -431,8 +426,7 @@ pub struct ControlPlane {
     addr: SocketAddr,
     livekit: LiveKitSettings,
     shared: Arc<Shared>,
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    _thread: ServerThread,
 }
 
 impl fmt::Debug for ControlPlane {
@@ -490,17 +484,6 @@ impl ControlPlane {
     /// The LiveKit URL and key pair the emulator signs tokens with.
     pub fn livekit(&self) -> &LiveKitSettings {
         &self.livekit
-    }
-}
-
-impl Drop for ControlPlane {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

@@ -4,7 +4,6 @@
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdTcpListener};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -17,6 +16,7 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::oneshot;
 
 use super::platform::LiveRobots;
+use super::server_thread::ServerThread;
 use super::sim::{feed_json, page_html, FeedEntry, PageOptions};
 
 const FEED_PATH: &str = "/sim/robots.json";
@@ -28,12 +28,10 @@ const FRAME_WIDTH: u32 = 480;
 const FRAME_HEIGHT: u32 = 360;
 const FRAME_QUALITY: f64 = 0.7;
 
-/// The page's HTTP server: one thread with a current-thread runtime (frames render on its
-/// blocking pool), stopped on drop.
+/// The page's HTTP server, on a thread of its own (frames render on its blocking pool).
 pub(crate) struct PageServer {
     addr: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    _thread: ServerThread,
 }
 
 impl PageServer {
@@ -41,34 +39,15 @@ impl PageServer {
         let listener = StdTcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .max_blocking_threads(4)
-            .build()?;
-        let (shutdown, stop) = oneshot::channel();
-        let thread = std::thread::Builder::new()
-            .name("menlo-dev-page".into())
-            .spawn(move || runtime.block_on(serve(listener, robots, stop)))?;
+        let thread = ServerThread::spawn("menlo-dev-page", move |stop| serve(listener, robots, stop))?;
         Ok(PageServer {
             addr,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
+            _thread: thread,
         })
     }
 
     pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
-    }
-}
-
-impl Drop for PageServer {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

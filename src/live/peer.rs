@@ -17,6 +17,23 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig}
 pub const RELIABLE_LABEL: &str = "_reliable";
 /// Label of the lossy data channel.
 pub const LOSSY_LABEL: &str = "_lossy";
+
+/// Adds LiveKit's data channel pair to an offer being built: `_reliable` (ordered,
+/// reliable) and `_lossy` (unordered, no retransmission). Returns their ids in that order.
+pub(crate) fn add_data_channels(api: &mut str0m::change::SdpApi<'_>) -> (ChannelId, ChannelId) {
+    let mut channel = |label: &str, ordered: bool, reliability: Reliability| {
+        api.add_channel_with_config(ChannelConfig {
+            label: label.into(),
+            ordered,
+            reliability,
+            negotiated: None,
+            protocol: String::new(),
+        })
+    };
+    let reliable = channel(RELIABLE_LABEL, true, Reliability::Reliable);
+    let lossy = channel(LOSSY_LABEL, false, Reliability::MaxRetransmits { retransmits: 0 });
+    (reliable, lossy)
+}
 /// How long ICE may stay disconnected before the connection is declared lost
 /// (str0m's `Disconnected` is transient, like the browser's `disconnected`).
 pub const ICE_DISCONNECTED_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -143,20 +160,7 @@ impl Peer {
 
     fn new_publisher(mut rtc: Rtc, now: Instant, local: SocketAddr) -> Result<(Peer, String), LiveError> {
         let mut api = rtc.sdp_api();
-        let reliable = api.add_channel_with_config(ChannelConfig {
-            label: RELIABLE_LABEL.into(),
-            ordered: true,
-            reliability: Reliability::Reliable,
-            negotiated: None,
-            protocol: String::new(),
-        });
-        let lossy = api.add_channel_with_config(ChannelConfig {
-            label: LOSSY_LABEL.into(),
-            ordered: false,
-            reliability: Reliability::MaxRetransmits { retransmits: 0 },
-            negotiated: None,
-            protocol: String::new(),
-        });
+        let (reliable, lossy) = add_data_channels(&mut api);
         let (offer, pending) = api
             .apply()
             .ok_or_else(|| LiveError::Rtc("no offer produced".into()))?;

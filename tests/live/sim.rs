@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use crate::live_common::wait_until;
 use crate::platform::{platform, robot, simplesim, Fixture};
-use menlo_robot_sdk::{connect, ActionStatus, CaptureOptions, Error, Session};
+use menlo_robot_sdk::{connect, ActionStatus, CaptureOptions, Error, PendingAction, Session};
 use serde_json::json;
 
 /// A robot whose simulated runtime joined through the viewer flow (a room key opened by the
@@ -20,6 +20,23 @@ fn viewer_session(f: &Fixture) -> Session {
         .unwrap();
     p.open_viewer(&link).unwrap();
     session
+}
+
+/// Starts turning in place for `duration_s` and waits until the runtime reports it running.
+fn start_long_action(session: &Session, wz: f64, duration_s: f64) -> PendingAction {
+    let pending = session
+        .start_invoke(
+            "set_velocity",
+            json!({"wz": wz, "duration_s": duration_s}),
+            Some(Duration::from_secs(60)),
+        )
+        .unwrap();
+    let id = pending.action_id().to_owned();
+    wait_until(Duration::from_secs(20), "the action to run", || {
+        let state = session.state().robot_status().ok()?;
+        state.runtime.active_action.filter(|a| a.action_id == id)
+    });
+    pending
 }
 
 fn jpeg_size(jpeg: &[u8]) -> (u16, u16) {
@@ -104,18 +121,8 @@ fn a_long_action_is_cancelled_and_a_second_one_is_busy() {
     let f = platform();
     let session = viewer_session(&f);
 
-    let pending = session
-        .start_invoke(
-            "set_velocity",
-            json!({"wz": 0.5, "duration_s": 120}),
-            Some(Duration::from_secs(60)),
-        )
-        .unwrap();
+    let pending = start_long_action(&session, 0.5, 120.0);
     let id = pending.action_id().to_owned();
-    wait_until(Duration::from_secs(20), "the action to run", || {
-        let state = session.state().robot_status().ok()?;
-        state.runtime.active_action.filter(|a| a.action_id == id)
-    });
 
     let busy = session
         .invoke(
@@ -144,18 +151,7 @@ fn a_long_action_is_cancelled_and_a_second_one_is_busy() {
 fn a_robot_leaving_mid_action_ends_the_call_promptly() {
     let f = platform();
     let session = viewer_session(&f);
-    let pending = session
-        .start_invoke(
-            "set_velocity",
-            json!({"wz": 0.2, "duration_s": 300}),
-            Some(Duration::from_secs(60)),
-        )
-        .unwrap();
-    let id = pending.action_id().to_owned();
-    wait_until(Duration::from_secs(20), "the action to run", || {
-        let state = session.state().robot_status().ok()?;
-        state.runtime.active_action.filter(|a| a.action_id == id)
-    });
+    let pending = start_long_action(&session, 0.2, 300.0);
     // The platform's robots leave with their session (the room ends with it too on the
     // embedded SFU).
     let dropped = Instant::now();

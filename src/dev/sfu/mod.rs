@@ -11,9 +11,8 @@ mod tests;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdTcpListener};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
-use tokio::sync::oneshot;
+use super::server_thread::ServerThread;
 
 /// The livekit-server version the SFU reports (`ServerInfo.version`); clients gate features
 /// such as RPC on it, and the SFU behaves like this version for what it supports.
@@ -140,8 +139,7 @@ pub struct SfuRoom {
 pub struct Sfu {
     addr: SocketAddr,
     server: Arc<http::Server>,
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    _thread: ServerThread,
 }
 
 impl fmt::Debug for Sfu {
@@ -158,9 +156,6 @@ impl Sfu {
         let listener = StdTcpListener::bind(options.bind)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
         let server = Arc::new(http::Server {
             registry: Arc::new(rooms::Registry::default()),
             api_key: options.api_key,
@@ -168,16 +163,12 @@ impl Sfu {
             participants: Arc::new(()),
             single_pc: options.rtc_v1,
         });
-        let (shutdown, stop) = oneshot::channel();
         let serving = Arc::clone(&server);
-        let thread = std::thread::Builder::new()
-            .name("menlo-dev-sfu".into())
-            .spawn(move || runtime.block_on(http::serve(listener, serving, stop)))?;
+        let thread = ServerThread::spawn("menlo-dev-sfu", move |stop| http::serve(listener, serving, stop))?;
         Ok(Sfu {
             addr,
             server,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
+            _thread: thread,
         })
     }
 
@@ -204,16 +195,5 @@ impl Sfu {
             .into_iter()
             .find(|r| r.name == room)
             .map_or(0, |r| r.participants.len())
-    }
-}
-
-impl Drop for Sfu {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }

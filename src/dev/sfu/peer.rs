@@ -11,14 +11,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
-use str0m::channel::{ChannelConfig, ChannelId, Reliability};
+use str0m::channel::ChannelId;
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
-/// Label of the reliable, ordered data channel.
-pub(super) const RELIABLE_LABEL: &str = "_reliable";
-/// Label of the lossy, unordered data channel.
-pub(super) const LOSSY_LABEL: &str = "_lossy";
+use crate::live::peer::{add_data_channels, LOSSY_LABEL, RELIABLE_LABEL};
+
 /// Reliable bytes queued for one peer before it counts as stalled and is dropped.
 const MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
 /// Data written to a channel but not yet acknowledged by the client, at most (str0m's
@@ -107,20 +105,7 @@ impl ServerPeer {
     pub(super) fn offerer(now: Instant, local: SocketAddr) -> Result<(ServerPeer, String), String> {
         let mut rtc = Self::new_rtc(now, local)?;
         let mut api = rtc.sdp_api();
-        let reliable = api.add_channel_with_config(ChannelConfig {
-            label: RELIABLE_LABEL.into(),
-            ordered: true,
-            reliability: Reliability::Reliable,
-            negotiated: None,
-            protocol: String::new(),
-        });
-        let lossy = api.add_channel_with_config(ChannelConfig {
-            label: LOSSY_LABEL.into(),
-            ordered: false,
-            reliability: Reliability::MaxRetransmits { retransmits: 0 },
-            negotiated: None,
-            protocol: String::new(),
-        });
+        let (reliable, lossy) = add_data_channels(&mut api);
         let (offer, pending) = api.apply().ok_or("no offer produced")?;
         let mut peer = Self::with_rtc(rtc, local, now);
         peer.pending_offer = Some(pending);
