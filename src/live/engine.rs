@@ -50,6 +50,19 @@ pub enum RoomEvent {
     ParticipantUpdated(Participant),
     /// A remote participant left.
     ParticipantLeft(Participant),
+    /// The link to the server was lost; the engine is resuming or rejoining. Calls wait.
+    #[allow(dead_code)] // emitted once the reconnect engine (issue 8) is wired
+    Reconnecting {
+        /// What was lost (no credentials).
+        reason: String,
+    },
+    /// The link is back: `resumed` is true when the same participant session was resumed,
+    /// false after a full reconnect as a new participant.
+    #[allow(dead_code)] // emitted once the reconnect engine (issue 8) is wired
+    Reconnected {
+        /// Whether the server kept the participant (resume) or a new join was needed.
+        resumed: bool,
+    },
     /// The room is disconnected; no further events follow.
     Disconnected {
         /// Why.
@@ -120,6 +133,9 @@ pub(crate) struct ConnectionConfig {
     /// Topics of the incoming byte streams the owner wants; streams on other topics (besides
     /// the RPC ones) are discarded as their packets arrive, never buffered.
     pub stream_topics: Vec<String>,
+    /// How long an interrupted link may take to come back before the room is disconnected.
+    #[allow(dead_code)] // read once the reconnect engine (issue 8) is wired
+    pub reconnect_timeout: Duration,
 }
 
 pub(crate) struct ConnectionIo {

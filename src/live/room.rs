@@ -25,6 +25,9 @@ pub struct RoomOptions {
     /// Topics of the incoming byte streams to read and hand to the observer; streams on any
     /// other topic are discarded as their packets arrive.
     pub stream_topics: Vec<String>,
+    /// How long an interrupted link may take to come back (resume or full reconnect) before
+    /// the room is disconnected.
+    pub reconnect_timeout: Duration,
 }
 
 impl Default for RoomOptions {
@@ -34,6 +37,7 @@ impl Default for RoomOptions {
             max_stream_bytes: crate::live::streams::DEFAULT_MAX_STREAM_BYTES,
             extra_root_certs_der: Vec::new(),
             stream_topics: Vec::new(),
+            reconnect_timeout: timeouts::RECONNECT,
         }
     }
 }
@@ -141,6 +145,7 @@ impl Room {
             max_stream_bytes: options.max_stream_bytes,
             extra_roots_der: options.extra_root_certs_der.clone(),
             stream_topics: options.stream_topics.clone(),
+            reconnect_timeout: options.reconnect_timeout,
         };
         let io = ConnectionIo {
             commands: cmd_rx,

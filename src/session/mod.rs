@@ -785,6 +785,8 @@ impl Shared {
                 self.emit(SessionEvent::ParticipantLeft(p));
             }
             RoomEvent::Disconnected { reason } => self.emit_disconnected(&reason),
+            // Reported to the user by the session-events work (issue 8); not emitted yet.
+            RoomEvent::Reconnecting { .. } | RoomEvent::Reconnected { .. } => {}
         }
         self.note_change();
     }

@@ -19,6 +19,12 @@ use std::time::Duration;
 /// One value for every way in (the engine's own default used to be 10 s, the session's 15 s).
 pub(crate) const CONNECT: Duration = Duration::from_secs(15);
 
+/// How long an interrupted room link may take to come back (resume, then full reconnect)
+/// before the session is disconnected. The official clients give up after 10 attempts
+/// (about 40 s); this counts time, so attempts that fail at once (interface down) do not
+/// use it up.
+pub(crate) const RECONNECT: Duration = Duration::from_secs(60);
+
 /// Margin on [`CONNECT`]: the connection task enforces the connect timeout and reports why it
 /// failed (which step timed out); the blocking `Room::connect` waits this much longer for
 /// that report before it gives up on its own.
