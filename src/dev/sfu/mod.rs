@@ -11,6 +11,7 @@ mod tests;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdTcpListener};
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::server_thread::ServerThread;
 
@@ -36,7 +37,17 @@ pub struct SfuOptions {
     /// Whether `/rtc/v1` (one peer connection) is served; `true` by default. With `false` it
     /// answers `404`, as livekit-server before 1.9 does, and clients fall back to `/rtc`.
     pub rtc_v1: bool,
+    /// How long a participant whose connection went silent is kept for a resume; 20 s by
+    /// default, as livekit-server 1.13 (ICE counts as failed after three quarters of it
+    /// without a packet from the client, 15 s, and the participant is removed a quarter later,
+    /// 5 s, unless it resumed meanwhile). A participant that only lost its websocket while its
+    /// peer connection stays alive is kept as long as the connection lives.
+    pub resume_window: Duration,
 }
+
+/// livekit-server 1.13's window: pion's ICE disconnected (10 s) and failed (5 s) timeouts,
+/// then its 5 s disconnect cleanup.
+const DEFAULT_RESUME_WINDOW: Duration = Duration::from_secs(20);
 
 impl Default for SfuOptions {
     /// `devkey` / `secret` (what `livekit-server --dev` accepts) on `127.0.0.1:0`.
@@ -46,6 +57,7 @@ impl Default for SfuOptions {
             api_secret: "secret".into(),
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             rtc_v1: true,
+            resume_window: DEFAULT_RESUME_WINDOW,
         }
     }
 }
@@ -57,6 +69,7 @@ impl fmt::Debug for SfuOptions {
             .field("api_secret", &"<redacted>")
             .field("bind", &self.bind)
             .field("rtc_v1", &self.rtc_v1)
+            .field("resume_window", &self.resume_window)
             .finish()
     }
 }
@@ -162,6 +175,7 @@ impl Sfu {
             api_secret: options.api_secret,
             participants: Arc::new(()),
             single_pc: options.rtc_v1,
+            resume_window: options.resume_window,
         });
         let serving = Arc::clone(&server);
         let thread = ServerThread::spawn("menlo-dev-sfu", move |stop| http::serve(listener, serving, stop))?;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::ChannelId;
 use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use str0m::{Candidate, Event, Input, Output, Rtc};
 
 use crate::live::peer::{add_data_channels, LOSSY_LABEL, RELIABLE_LABEL};
 
@@ -26,8 +26,6 @@ const MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
 /// 1280×720 frame every few stalled for a second at 128 KiB, none at this size). It also
 /// bounds the largest message forwarded (see [`ServerPeer::send`]).
 const MAX_IN_FLIGHT: usize = 64 * 1024;
-/// How long ICE may stay disconnected before the connection counts as lost.
-const ICE_DISCONNECTED_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Something the participant task must act on.
 #[derive(Debug)]
@@ -62,7 +60,9 @@ pub(super) struct ServerPeer {
     queue: VecDeque<Vec<u8>>,
     queued_bytes: usize,
     closed: bool,
-    ice_disconnected_at: Option<Instant>,
+    /// When the client's last datagram arrived (`None`: never); the participant decides
+    /// from it when the connection counts as failed.
+    last_heard: Option<Instant>,
     now: Instant,
 }
 
@@ -90,7 +90,7 @@ impl ServerPeer {
             queue: VecDeque::new(),
             queued_bytes: 0,
             closed: false,
-            ice_disconnected_at: None,
+            last_heard: None,
             now,
         }
     }
@@ -125,6 +125,27 @@ impl ServerPeer {
             .accept_offer(offer)
             .map_err(|e| format!("offer rejected: {e}"))?;
         Ok(answer.to_sdp_string())
+    }
+
+    /// Offers an ICE restart (new ICE credentials, the same DTLS and SCTP association), as
+    /// livekit-server re-offers its subscriber connection when a participant resumes; returns
+    /// the SDP offer. The client's answer goes to [`ServerPeer::accept_answer`].
+    pub(super) fn ice_restart_offer(&mut self) -> Result<String, String> {
+        let mut api = self.rtc.sdp_api();
+        api.ice_restart(true);
+        let (offer, pending) = api.apply().ok_or("no ICE restart offer produced")?;
+        self.pending_offer = Some(pending);
+        Ok(offer.to_sdp_string())
+    }
+
+    /// Whether an offer of ours awaits the client's answer.
+    pub(super) fn awaits_answer(&self) -> bool {
+        self.pending_offer.is_some()
+    }
+
+    /// When the client was last heard on this connection (`None`: never).
+    pub(super) fn last_heard(&self) -> Option<Instant> {
+        self.last_heard
     }
 
     /// Applies the client's answer to our offer.
@@ -163,6 +184,7 @@ impl ServerPeer {
         };
         let input = Input::Receive(now, recv);
         if self.rtc.accepts(&input) {
+            self.last_heard = Some(now);
             if let Err(e) = self.rtc.handle_input(input) {
                 log::debug!("sfu: webrtc input error: {e}");
             }
@@ -240,12 +262,6 @@ impl ServerPeer {
             if self.closed {
                 return PeerOutput::Timeout(self.now + Duration::from_secs(3600));
             }
-            if let Some(since) = self.ice_disconnected_at {
-                if self.now >= since + ICE_DISCONNECTED_TIMEOUT {
-                    self.closed = true;
-                    return lost("ICE disconnected");
-                }
-            }
             let output = match self.rtc.poll_output() {
                 Ok(o) => o,
                 Err(e) => {
@@ -261,10 +277,6 @@ impl ServerPeer {
                     if self.queue.len() != before {
                         continue;
                     }
-                    let t = match self.ice_disconnected_at {
-                        Some(since) => t.min(since + ICE_DISCONNECTED_TIMEOUT),
-                        None => t,
-                    };
                     return PeerOutput::Timeout(t);
                 }
                 Output::Event(event) => {
@@ -290,13 +302,6 @@ impl ServerPeer {
                     by_remote: true,
                     reason: "reliable data channel closed".into(),
                 });
-            }
-            Event::IceConnectionStateChange(state) => {
-                if state == IceConnectionState::Disconnected {
-                    self.ice_disconnected_at.get_or_insert(self.now);
-                } else {
-                    self.ice_disconnected_at = None;
-                }
             }
             Event::Closed => {
                 self.closed = true;
