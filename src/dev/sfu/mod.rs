@@ -4,6 +4,8 @@ mod admission;
 mod http;
 mod participant;
 mod peer;
+#[cfg(test)]
+mod resume_tests;
 mod rooms;
 #[cfg(test)]
 mod tests;
