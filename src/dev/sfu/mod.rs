@@ -134,11 +134,29 @@ pub struct SfuRoom {
 ///   larger ones are dropped with a warning.
 /// - **Media** is refused: `AddTrack` and data-track requests get a `RequestResponse`
 ///   `NOT_ALLOWED`.
-/// - Pings: both forms (`ping` → `pong`, `ping_req` → `pong_resp`); a client silent for
-///   longer than the ping timeout it was given is dropped.
-/// - **Not yet supported**: resuming a session (a `/rtc?reconnect=1` or a v1 join request with
-///   `reconnect` is served as a fresh join, which replaces the old participant of that
-///   identity), ICE over TCP and TURN (UDP host candidates only), media of any kind.
+/// - **Resume**, as livekit-server 1.13.5: a participant whose websocket drops without a
+///   `Leave` stays in the room, unannounced, while its peer connection lives; one whose
+///   connection goes silent is told to resume (`Leave{RESUME, CONNECTION_TIMEOUT}`, clients of
+///   protocol 13 and up), loses its websocket, and is removed (`CONNECTION_TIMEOUT`) when
+///   [`SfuOptions::resume_window`] (20 s) has passed without a resume. A resume (`/rtc/v1`
+///   join request with `reconnect`, or `/rtc?reconnect=1&sid=…`) is keyed on the token's
+///   identity and answered on the new websocket with `ReconnectResponse` (no ICE servers,
+///   `last_message_seq` = the last reliable sequence accepted from the client), a snapshot of
+///   every participant and a `RoomUpdate`; on `/rtc` the server re-offers its subscriber
+///   connection with new ICE credentials, on `/rtc/v1` the client's ICE-restart offer is
+///   answered on the same peer connection (same DTLS and SCTP association). `SyncState` is
+///   accepted. A resume of an identity the room does not hold gets
+///   `Leave{STATE_MISMATCH, RECONNECT}` and the websocket ends; a fresh join of an identity
+///   already present replaces the old participant.
+/// - **Simulated scenarios** (`SignalRequest.simulate`): `node_failure` and `migration`
+///   (removed without a `Leave`, websocket closed), `server_leave`
+///   (`Leave{DISCONNECT, SERVER_SHUTDOWN}`), `disconnect_signal_on_resume` and
+///   `disconnect_signal_on_resume_no_messages` (armed for 5 s); the others are ignored.
+/// - Pings: both forms (`ping` → `pong`, `ping_req` → `pong_resp`); a websocket silent for
+///   longer than the ping timeout it was given is dropped (the participant stays for a
+///   resume, as above).
+/// - **Not yet supported**: ICE over TCP and TURN (UDP host candidates only, no ICE servers
+///   given), `switch_candidate_protocol`, media of any kind.
 ///
 /// Everything runs on one background thread with a single-threaded tokio runtime; dropping
 /// the [`Sfu`] tells every participant the server is shutting down, then stops that thread,
