@@ -7,6 +7,7 @@ mod peer;
 #[cfg(test)]
 mod resume_tests;
 mod rooms;
+mod tcp;
 #[cfg(test)]
 mod tests;
 

@@ -18,14 +18,16 @@ use livekit_protocol as proto;
 use prost::Message as _;
 use proto::signal_request::Message as Req;
 use proto::signal_response::Message as Resp;
+use str0m::net::Protocol;
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio_tungstenite::tungstenite::Message;
 
 use super::admission::Admission;
 use super::http::SignalWs;
-use super::peer::{PeerOutput, ServerPeer};
+use super::peer::{LocalAddrs, PeerOutput, ServerPeer};
 use super::rooms::{server_info, Outbound, Registry, Resume};
+use super::tcp::{TcpIn, TcpSide};
 use super::{PING_INTERVAL_SECS, PING_TIMEOUT_SECS};
 
 /// Receive and send buffer asked for each UDP socket.
@@ -61,17 +63,33 @@ impl Ending {
     }
 }
 
-/// One peer connection with its socket.
+/// One peer connection with its UDP socket and its ICE-TCP listener.
 struct Link {
     peer: ServerPeer,
     socket: UdpSocket,
+    tcp: TcpSide,
 }
 
 impl Link {
+    /// Binds the UDP socket and the ICE-TCP listener (whose events go to `tcp_events`);
+    /// returns them with their addresses for the peer connection's candidates.
+    async fn bind(
+        subscriber: bool,
+        tcp_events: &UnboundedSender<TcpIn>,
+    ) -> std::io::Result<(UdpSocket, TcpSide, LocalAddrs)> {
+        let (socket, udp) = Self::bind_udp()?;
+        let tcp = TcpSide::bind(subscriber, tcp_events.clone()).await?;
+        let local = LocalAddrs {
+            udp,
+            tcp: Some(tcp.local()),
+        };
+        Ok((socket, tcp, local))
+    }
+
     /// A loopback UDP socket with room for a burst: a 230 kB frame arrives as ~200 datagrams
     /// at once, more than the default receive buffer holds, and every datagram dropped there
     /// costs the SCTP stream a retransmission timeout (a second).
-    async fn bind() -> std::io::Result<(UdpSocket, SocketAddr)> {
+    fn bind_udp() -> std::io::Result<(UdpSocket, SocketAddr)> {
         use socket2::{Domain, Protocol, Socket, Type};
         let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
         // Best effort: the kernel caps it at `net.core.rmem_max` / `wmem_max`.
@@ -88,7 +106,8 @@ impl Link {
     async fn drain(&mut self, events: &mut Vec<PeerOutput>) -> Instant {
         loop {
             match self.peer.poll() {
-                PeerOutput::Transmit(dest, data) => {
+                PeerOutput::Transmit(Protocol::Tcp, dest, data) => self.tcp.send(dest, &data),
+                PeerOutput::Transmit(_, dest, data) => {
                     if let Err(e) = self.socket.send_to(&data, dest).await {
                         log::debug!("sfu: udp send to {dest} failed: {e}");
                     }
@@ -148,6 +167,8 @@ struct Participant {
     /// `None` between websockets: the client may resume on a new one.
     ws: Option<SignalWs>,
     rx: UnboundedReceiver<Outbound>,
+    /// Connections, packets and departures of ICE-TCP clients, on either link.
+    tcp_rx: UnboundedReceiver<TcpIn>,
     publisher: Link,
     subscriber: Option<Link>,
     active: bool,
@@ -173,7 +194,8 @@ pub(super) async fn run(
     admission: Admission,
     resume_window: Duration,
 ) {
-    let (publisher, subscriber) = match bind_links(&admission).await {
+    let (tcp_tx, tcp_rx) = unbounded_channel();
+    let (publisher, subscriber) = match bind_links(&admission, &tcp_tx).await {
         Ok(v) => v,
         Err(e) => {
             log::warn!("sfu: cannot set up a peer connection: {e}");
@@ -196,6 +218,7 @@ pub(super) async fn run(
         admission,
         ws: Some(ws),
         rx,
+        tcp_rx,
         publisher,
         subscriber,
         active: false,
@@ -261,19 +284,23 @@ fn leave_request(
 }
 
 /// Binds the publisher link and, on `/rtc`, the subscriber link with the server's offer.
-async fn bind_links(a: &Admission) -> Result<(Link, Option<(Link, String)>), String> {
+async fn bind_links(
+    a: &Admission,
+    tcp_events: &UnboundedSender<TcpIn>,
+) -> Result<(Link, Option<(Link, String)>), String> {
     let now = Instant::now();
-    let (socket, addr) = Link::bind().await.map_err(|e| e.to_string())?;
+    let (socket, tcp, local) = Link::bind(false, tcp_events).await.map_err(|e| e.to_string())?;
     let publisher = Link {
-        peer: ServerPeer::answerer(now, addr)?,
+        peer: ServerPeer::answerer(now, local)?,
         socket,
+        tcp,
     };
     if a.single_pc {
         return Ok((publisher, None));
     }
-    let (socket, addr) = Link::bind().await.map_err(|e| e.to_string())?;
-    let (peer, offer) = ServerPeer::offerer(now, addr)?;
-    Ok((publisher, Some((Link { peer, socket }, offer))))
+    let (socket, tcp, local) = Link::bind(true, tcp_events).await.map_err(|e| e.to_string())?;
+    let (peer, offer) = ServerPeer::offerer(now, local)?;
+    Ok((publisher, Some((Link { peer, socket, tcp }, offer))))
 }
 
 impl Participant {
@@ -495,14 +522,18 @@ impl Participant {
                 },
                 r = self.publisher.socket.recv_from(&mut buf) => {
                     if let Ok((n, from)) = r {
-                        self.publisher.peer.handle_receive(Instant::now(), from, &buf[..n]);
+                        self.publisher.peer.handle_receive(Instant::now(), Protocol::Udp, from, &buf[..n]);
                     }
                     Ok(())
                 }
                 r = recv_opt(self.subscriber.as_ref().map(|l| &l.socket), &mut sub_buf) => {
                     if let (Ok((n, from)), Some(link)) = (r, self.subscriber.as_mut()) {
-                        link.peer.handle_receive(Instant::now(), from, &sub_buf[..n]);
+                        link.peer.handle_receive(Instant::now(), Protocol::Udp, from, &sub_buf[..n]);
                     }
+                    Ok(())
+                }
+                Some(event) = self.tcp_rx.recv() => {
+                    self.on_tcp(event);
                     Ok(())
                 }
                 _ = tokio::time::sleep_until(deadline.into()) => Ok(()),
@@ -518,6 +549,23 @@ impl Participant {
 
     fn ping_timeout() -> Duration {
         Duration::from_secs(PING_TIMEOUT_SECS as u64)
+    }
+
+    /// An ICE-TCP connection event, or a packet on one, for the link it belongs to.
+    fn on_tcp(&mut self, event: TcpIn) {
+        let subscriber = match &event {
+            TcpIn::Connected(s, ..) | TcpIn::Packet(s, ..) | TcpIn::Closed(s, ..) => *s,
+        };
+        let link = match (subscriber, self.subscriber.as_mut()) {
+            (true, Some(link)) => link,
+            (true, None) => return,
+            (false, _) => &mut self.publisher,
+        };
+        link.tcp.on_event(&event);
+        if let TcpIn::Packet(_, from, packet) = event {
+            link.peer
+                .handle_receive(Instant::now(), Protocol::Tcp, from, &packet);
+        }
     }
 
     /// Silence after which the transport counts as failed: three quarters of the window.

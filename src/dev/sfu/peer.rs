@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::ChannelId;
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, TcpType};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
 use crate::live::peer::{add_data_channels, LOSSY_LABEL, RELIABLE_LABEL};
@@ -30,8 +30,8 @@ const MAX_IN_FLIGHT: usize = 64 * 1024;
 /// Something the participant task must act on.
 #[derive(Debug)]
 pub(super) enum PeerOutput {
-    /// Send this datagram.
-    Transmit(SocketAddr, Vec<u8>),
+    /// Send this packet over UDP or ICE-TCP.
+    Transmit(Protocol, SocketAddr, Vec<u8>),
     /// Nothing else to drain; call [`ServerPeer::handle_timeout`] at this instant.
     Timeout(Instant),
     /// The reliable channel opened.
@@ -48,9 +48,17 @@ pub(super) enum PeerOutput {
 }
 
 /// One server-side peer connection.
+/// Where a peer connection is reached: its UDP socket and, for ICE over TCP, its passive
+/// listener.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct LocalAddrs {
+    pub udp: SocketAddr,
+    pub tcp: Option<SocketAddr>,
+}
+
 pub(super) struct ServerPeer {
     rtc: Rtc,
-    local: SocketAddr,
+    local: LocalAddrs,
     pending_offer: Option<SdpPendingOffer>,
     /// Channel id → whether it is the reliable one (`_reliable`) or the lossy one.
     channels: HashMap<ChannelId, bool>,
@@ -67,18 +75,27 @@ pub(super) struct ServerPeer {
 }
 
 impl ServerPeer {
-    fn new_rtc(now: Instant, local: SocketAddr) -> Result<Rtc, String> {
+    fn new_rtc(now: Instant, local: LocalAddrs) -> Result<Rtc, String> {
         let mut rtc = Rtc::builder()
             .set_ice_lite(true)
             .clear_codecs()
             .set_sctp_max_buffered_amount(MAX_IN_FLIGHT)
             .build(now);
-        let candidate = Candidate::host(local, "udp").map_err(|e| format!("host candidate: {e}"))?;
+        let candidate = Candidate::host(local.udp, "udp").map_err(|e| format!("host candidate: {e}"))?;
         rtc.add_local_candidate(candidate);
+        if let Some(tcp) = local.tcp {
+            let candidate = Candidate::builder()
+                .tcp()
+                .host(tcp)
+                .tcptype(TcpType::Passive)
+                .build()
+                .map_err(|e| format!("TCP host candidate: {e}"))?;
+            rtc.add_local_candidate(candidate);
+        }
         Ok(rtc)
     }
 
-    fn with_rtc(rtc: Rtc, local: SocketAddr, now: Instant) -> ServerPeer {
+    fn with_rtc(rtc: Rtc, local: LocalAddrs, now: Instant) -> ServerPeer {
         ServerPeer {
             rtc,
             local,
@@ -96,13 +113,13 @@ impl ServerPeer {
     }
 
     /// A connection that answers the client's offer (see [`ServerPeer::accept_offer`]).
-    pub(super) fn answerer(now: Instant, local: SocketAddr) -> Result<ServerPeer, String> {
+    pub(super) fn answerer(now: Instant, local: LocalAddrs) -> Result<ServerPeer, String> {
         Ok(Self::with_rtc(Self::new_rtc(now, local)?, local, now))
     }
 
     /// A connection the server offers, with its own `_reliable` and `_lossy` channels;
     /// returns it with the SDP offer.
-    pub(super) fn offerer(now: Instant, local: SocketAddr) -> Result<(ServerPeer, String), String> {
+    pub(super) fn offerer(now: Instant, local: LocalAddrs) -> Result<(ServerPeer, String), String> {
         let mut rtc = Self::new_rtc(now, local)?;
         let mut api = rtc.sdp_api();
         let (reliable, lossy) = add_data_channels(&mut api);
@@ -170,16 +187,22 @@ impl ServerPeer {
             return Ok(());
         }
         let cand = Candidate::from_sdp_string(c).map_err(|e| format!("bad candidate: {e}"))?;
-        if cand.proto() == Protocol::Udp && cand.addr().is_ipv4() == self.local.is_ipv4() {
+        if cand.proto() == Protocol::Udp && cand.addr().is_ipv4() == self.local.udp.is_ipv4() {
             self.rtc.add_remote_candidate(cand);
         }
         Ok(())
     }
 
-    /// Feeds a datagram received on this connection's socket.
-    pub(super) fn handle_receive(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
+    /// Feeds a datagram received on this connection's UDP socket, or a packet de-framed from
+    /// one of its ICE-TCP connections (`Protocol::Tcp`).
+    pub(super) fn handle_receive(&mut self, now: Instant, proto: Protocol, source: SocketAddr, data: &[u8]) {
         self.now = self.now.max(now);
-        let Ok(recv) = Receive::new(Protocol::Udp, source, self.local, data) else {
+        let destination = match (proto, self.local.tcp) {
+            (Protocol::Udp, _) => self.local.udp,
+            (Protocol::Tcp, Some(tcp)) => tcp,
+            _ => return,
+        };
+        let Ok(recv) = Receive::new(proto, source, destination, data) else {
             return;
         };
         let input = Input::Receive(now, recv);
@@ -270,7 +293,9 @@ impl ServerPeer {
                 }
             };
             match output {
-                Output::Transmit(t) => return PeerOutput::Transmit(t.destination, t.contents.to_vec()),
+                Output::Transmit(t) => {
+                    return PeerOutput::Transmit(t.proto, t.destination, t.contents.to_vec())
+                }
                 Output::Timeout(t) => {
                     let before = self.queue.len();
                     self.flush();
@@ -358,9 +383,13 @@ mod tests {
     fn garbage_sdp_candidates_and_datagrams_do_not_panic() {
         let mut rng = fastrand::Rng::with_seed(3);
         let now = Instant::now();
-        let local = "127.0.0.1:40000".parse().unwrap();
+        let local = LocalAddrs {
+            udp: "127.0.0.1:40000".parse().unwrap(),
+            tcp: Some("127.0.0.1:40001".parse().unwrap()),
+        };
         let (mut offerer, offer) = ServerPeer::offerer(now, local).unwrap();
         assert!(offer.contains("webrtc-datachannel") && offer.contains("a=ice-lite"));
+        assert!(offer.contains("tcptype passive"), "{offer}");
         let mut answerer = ServerPeer::answerer(now, local).unwrap();
         assert!(answerer.accept_offer("v=0\r\ngarbage").is_err());
         assert!(offerer.accept_answer("garbage").is_err());
@@ -373,7 +402,8 @@ mod tests {
                 *b = [0u8, 1, 20, 22, 23, 128][rng.usize(..6)];
             }
             for peer in [&mut offerer, &mut answerer] {
-                peer.handle_receive(now, from, &d);
+                peer.handle_receive(now, Protocol::Udp, from, &d);
+                peer.handle_receive(now, Protocol::Tcp, from, &d);
                 while let PeerOutput::Transmit(..) = peer.poll() {}
             }
         }
