@@ -114,8 +114,10 @@ pub struct SfuRoom {
 ///   | empty identity, empty room, bad or missing v1 join request | 400   | e.g. `identity cannot be empty`       |
 ///
 ///   The room is always the token's (`video.room`), as on livekit-server.
-/// - **WebRTC** with str0m (the live layer's stack) as an ICE-lite agent with one host
-///   candidate on `127.0.0.1` and one UDP socket per peer connection.
+/// - **WebRTC** with str0m (the live layer's stack) as an ICE-lite agent with two host
+///   candidates on `127.0.0.1` per peer connection: a UDP socket, and a TCP listener for ICE
+///   over TCP (RFC 6544, `tcptype passive`, packets framed as RFC 4571 says) for clients that
+///   cannot use UDP. Both are in the SDP and trickled; clients prefer UDP when it works.
 /// - **Rooms**: the join response lists the room, the participant (SID, identity, name, kind,
 ///   metadata, attributes) and the others; joins (`JOINED`, then `ACTIVE` once its data
 ///   channel is open), updates and departures (`DISCONNECTED` with the reason) are broadcast
@@ -152,12 +154,15 @@ pub struct SfuRoom {
 /// - **Simulated scenarios** (`SignalRequest.simulate`): `node_failure` and `migration`
 ///   (removed without a `Leave`, websocket closed), `server_leave`
 ///   (`Leave{DISCONNECT, SERVER_SHUTDOWN}`), `disconnect_signal_on_resume` and
-///   `disconnect_signal_on_resume_no_messages` (armed for 5 s); the others are ignored.
+///   `disconnect_signal_on_resume_no_messages` (armed for 5 s), `switch_candidate_protocol`
+///   TCP (from then on answers, offers and trickles carry only the TCP candidate; on `/rtc`
+///   the subscriber is re-offered with new ICE credentials) and UDP (both again); the others,
+///   TLS included, are ignored.
 /// - Pings: both forms (`ping` → `pong`, `ping_req` → `pong_resp`); a websocket silent for
 ///   longer than the ping timeout it was given is dropped (the participant stays for a
 ///   resume, as above).
-/// - **Not yet supported**: ICE over TCP and TURN (UDP host candidates only, no ICE servers
-///   given), `switch_candidate_protocol`, media of any kind.
+/// - **Not supported**: TURN (no ICE servers are given, so no relay and no TLS path),
+///   candidates on other interfaces than loopback, media of any kind.
 ///
 /// Everything runs on one background thread with a single-threaded tokio runtime; dropping
 /// the [`Sfu`] tells every participant the server is shutting down, then stops that thread,

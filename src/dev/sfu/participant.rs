@@ -185,6 +185,9 @@ struct Participant {
     transport_failed_at: Option<Instant>,
     next_offer_id: u32,
     simulated: SimulatedResumeFailures,
+    /// Only TCP candidates are announced (`switch_candidate_protocol` TCP, as livekit-server's
+    /// "prefer TCP").
+    tcp_candidates_only: bool,
 }
 
 /// Runs a participant from its upgraded websocket to its departure.
@@ -230,6 +233,7 @@ pub(super) async fn run(
         transport_failed_at: None,
         next_offer_id: 1,
         simulated: SimulatedResumeFailures::default(),
+        tcp_candidates_only: false,
     };
     let ending = match p.start(joined, subscriber_offer).await {
         Ok(()) => p.run_loop().await,
@@ -343,6 +347,15 @@ impl Participant {
         self.signal_lost(detail)
     }
 
+    /// Our SDP as announced: without its UDP candidates while only TCP ones are.
+    fn announced(&self, sdp: String) -> String {
+        if self.tcp_candidates_only {
+            without_udp_candidates(&sdp)
+        } else {
+            sdp
+        }
+    }
+
     fn take_offer_id(&mut self) -> u32 {
         let id = self.next_offer_id;
         self.next_offer_id += 1;
@@ -383,7 +396,7 @@ impl Participant {
     async fn send_subscriber_offer(&mut self, sdp: String) -> Result<(), Ending> {
         let offer = proto::SessionDescription {
             r#type: "offer".into(),
-            sdp,
+            sdp: self.announced(sdp),
             id: self.take_offer_id(),
             ..Default::default()
         };
@@ -458,7 +471,7 @@ impl Participant {
             Ok(sdp) => {
                 let answer = proto::SessionDescription {
                     r#type: "answer".into(),
-                    sdp,
+                    sdp: self.announced(sdp),
                     id: offer.id,
                     mid_to_track_id: Default::default(),
                 };
@@ -834,6 +847,17 @@ impl Participant {
                 proto::DisconnectReason::ServerShutdown,
                 "simulated server leave",
             )),
+            Some(Scenario::SwitchCandidateProtocol(protocol)) => {
+                // TLS means TURN/TLS, which this SFU does not serve: nothing changes.
+                match proto::CandidateProtocol::try_from(protocol) {
+                    Ok(proto::CandidateProtocol::Tcp) => self.tcp_candidates_only = true,
+                    Ok(proto::CandidateProtocol::Udp) => self.tcp_candidates_only = false,
+                    _ => return Ok(()),
+                }
+                // As livekit-server: an ICE restart, which only re-offers the subscriber; on
+                // `/rtc/v1` the client's next (restart) offer gets the filtered answer.
+                self.restart_subscriber_ice().await
+            }
             Some(Scenario::DisconnectSignalOnResume(_)) => {
                 self.simulated.close_after_messages = Some(expiry);
                 Ok(())
@@ -970,6 +994,18 @@ fn stamp(packet: &mut proto::DataPacket, sid: &str, identity: &str, reliable: bo
     }
 }
 
+/// `sdp` without its UDP `a=candidate` lines.
+fn without_udp_candidates(sdp: &str) -> String {
+    let is_udp_candidate = |line: &str| {
+        line.strip_prefix("a=candidate:")
+            .and_then(|c| c.split_whitespace().nth(2))
+            .is_some_and(|transport| transport.eq_ignore_ascii_case("udp"))
+    };
+    sdp.split_inclusive('\n')
+        .filter(|line| !is_udp_candidate(line))
+        .collect()
+}
+
 /// `candidate_init` JSON for every candidate of `sdp`, addressed to its first m-section whose
 /// port is not 0 (the bundled transport).
 fn candidate_inits(sdp: &str) -> Vec<String> {
@@ -1016,6 +1052,17 @@ async fn recv_opt(sock: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn udp_candidates_can_be_left_out() {
+        let sdp = "v=0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=candidate:1 1 udp 2130706175 127.0.0.1 5000 typ host\r\na=candidate:2 1 tcp 1500 127.0.0.1 5001 typ host tcptype passive\r\na=mid:0\r\n";
+        let tcp_only = without_udp_candidates(sdp);
+        assert_eq!(
+            tcp_only,
+            "v=0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=candidate:2 1 tcp 1500 127.0.0.1 5001 typ host tcptype passive\r\na=mid:0\r\n"
+        );
+        assert_eq!(candidate_inits(&tcp_only).len(), 1);
+    }
 
     #[test]
     fn candidates_are_trickled_for_the_bundled_section() {

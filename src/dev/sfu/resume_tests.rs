@@ -1,7 +1,9 @@
 //! Resumes through the SFU, driven by hand with the live layer's own pieces (its `Peer` over a
 //! UDP socket, its resume URL builders and `SyncState`), as `live::resume_wire_check` does
-//! against livekit-server: the same steps must pass here. Loopback only, every wait bounded.
+//! against livekit-server: the same steps must pass here. Also a client that reaches the SFU
+//! over ICE-TCP only. Loopback only, every wait bounded.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -537,5 +539,221 @@ fn a_resume_on_two_peer_connections_reoffers_the_subscriber() {
         };
         assert_eq!(trickle.target, proto::SignalTarget::Subscriber as i32);
         assert!(trickle.candidate_init.contains(&ufrag(&offer.sdp).unwrap()));
+    });
+}
+
+/// A single-PC participant that can only reach the SFU over ICE-TCP: a bare str0m agent with
+/// one TCP active candidate (port 9, RFC 6544), its packets framed by hand (RFC 4571).
+struct TcpOnlyClient {
+    ws: Ws,
+    rtc: str0m::Rtc,
+    reliable: str0m::channel::ChannelId,
+    /// The TCP connection to the SFU's passive candidate, once str0m sends to it.
+    writer: Option<(SocketAddr, tokio::net::tcp::OwnedWriteHalf)>,
+    packets: tokio::sync::mpsc::UnboundedReceiver<(SocketAddr, Vec<u8>)>,
+    packets_tx: tokio::sync::mpsc::UnboundedSender<(SocketAddr, Vec<u8>)>,
+    open: bool,
+    received: Vec<proto::DataPacket>,
+}
+
+/// The active candidate's address (RFC 6544: active candidates carry port 9).
+const TCP_ACTIVE: &str = "127.0.0.1:9";
+
+impl TcpOnlyClient {
+    async fn join(url: &str, token: &str) -> (TcpOnlyClient, String) {
+        use str0m::net::TcpType;
+        let url = signal::join_url(url, &signal::join_request(false)).unwrap();
+        let mut ws = crate::live::ws::connect(&url, token, None).await.unwrap();
+        while !matches!(next_response(&mut ws, WAIT).await, Some(Resp::Join(_))) {}
+        let mut rtc = str0m::Rtc::builder().clear_codecs().build(Instant::now());
+        let active = str0m::Candidate::builder()
+            .tcp()
+            .host(TCP_ACTIVE.parse().unwrap())
+            .tcptype(TcpType::Active)
+            .build()
+            .unwrap();
+        rtc.add_local_candidate(active);
+        let mut api = rtc.sdp_api();
+        let (reliable, _lossy) = crate::live::peer::add_data_channels(&mut api);
+        let (offer, pending) = api.apply().unwrap();
+        let offer = proto::SessionDescription {
+            r#type: "offer".into(),
+            sdp: offer.to_sdp_string(),
+            ..Default::default()
+        };
+        send(&mut ws, Req::Offer(offer)).await;
+        let answer = loop {
+            match next_response(&mut ws, WAIT).await {
+                Some(Resp::Answer(a)) => break a.sdp,
+                Some(_) => {}
+                None => panic!("no answer"),
+            }
+        };
+        let parsed = str0m::change::SdpAnswer::from_sdp_string(&answer).unwrap();
+        rtc.sdp_api().accept_answer(pending, parsed).unwrap();
+        let (packets_tx, packets) = tokio::sync::mpsc::unbounded_channel();
+        let client = TcpOnlyClient {
+            ws,
+            rtc,
+            reliable,
+            writer: None,
+            packets,
+            packets_tx,
+            open: false,
+            received: Vec::new(),
+        };
+        (client, answer)
+    }
+
+    /// Writes a packet for the SFU's passive candidate `dest`, connecting first.
+    async fn transmit(&mut self, dest: SocketAddr, packet: &[u8]) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        if self.writer.as_ref().is_none_or(|(to, _)| *to != dest) {
+            let stream = tokio::net::TcpStream::connect(dest).await.unwrap();
+            stream.set_nodelay(true).unwrap();
+            let (mut read, write) = stream.into_split();
+            let tx = self.packets_tx.clone();
+            tokio::spawn(async move {
+                let mut len = [0u8; 2];
+                while read.read_exact(&mut len).await.is_ok() {
+                    let mut packet = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                    if read.read_exact(&mut packet).await.is_err() || tx.send((dest, packet)).is_err() {
+                        return;
+                    }
+                }
+            });
+            self.writer = Some((dest, write));
+        }
+        let (_, write) = self.writer.as_mut().unwrap();
+        let mut framed = (packet.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(packet);
+        write.write_all(&framed).await.unwrap();
+    }
+
+    /// Drives the agent, its TCP connection and the signal until `done` or `limit`.
+    async fn pump(&mut self, limit: Duration, done: impl Fn(&Self) -> bool) {
+        use str0m::net::{Protocol, Receive};
+        use str0m::{Event, Input, Output};
+        let deadline = Instant::now() + limit;
+        loop {
+            let wake = loop {
+                match self.rtc.poll_output().unwrap() {
+                    Output::Transmit(t) => {
+                        assert_eq!(t.proto, Protocol::Tcp, "only TCP is possible");
+                        let contents = t.contents.to_vec();
+                        self.transmit(t.destination, &contents).await;
+                    }
+                    Output::Timeout(t) => break t,
+                    Output::Event(Event::ChannelOpen(id, _)) if id == self.reliable => self.open = true,
+                    Output::Event(Event::ChannelData(d)) => self
+                        .received
+                        .push(proto::DataPacket::decode(d.data.as_slice()).unwrap()),
+                    Output::Event(_) => {}
+                }
+            };
+            if done(self) || Instant::now() >= deadline {
+                return;
+            }
+            tokio::select! {
+                Some((from, packet)) = self.packets.recv() => {
+                    let local = TCP_ACTIVE.parse().unwrap();
+                    let recv = Receive::new(Protocol::Tcp, from, local, &packet).unwrap();
+                    self.rtc.handle_input(Input::Receive(Instant::now(), recv)).unwrap();
+                }
+                m = self.ws.next() => {
+                    if let Some(Ok(Message::Binary(b))) = m {
+                        if let Ok(Resp::Trickle(t)) = signal::decode_response(&b) {
+                            let init = signal::parse_candidate_init(&t.candidate_init).unwrap();
+                            let c = init.candidate.trim_start_matches("a=");
+                            let candidate = str0m::Candidate::from_sdp_string(c).unwrap();
+                            if candidate.proto() == Protocol::Tcp {
+                                self.rtc.add_remote_candidate(candidate);
+                            }
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(wake.min(deadline).into()) => {
+                    self.rtc.handle_input(Input::Timeout(Instant::now())).unwrap();
+                }
+            }
+        }
+    }
+
+    fn send_user(&mut self, to: &str, payload: &str) {
+        let packet = proto::DataPacket {
+            destination_identities: vec![to.into()],
+            value: Some(proto::data_packet::Value::User(proto::UserPacket {
+                payload: payload.as_bytes().to_vec(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let mut channel = self.rtc.channel(self.reliable).unwrap();
+        channel.write(true, &packet.encode_to_vec()).unwrap();
+    }
+}
+
+#[test]
+fn a_client_without_udp_connects_over_ice_tcp() {
+    let sfu = Sfu::start(SfuOptions::default()).unwrap();
+    runtime().block_on(async {
+        let mut listener = MiniClient::join(&sfu.url(), &token(&sfu, "tcp", "listener")).await;
+        let (mut robot, answer) = TcpOnlyClient::join(&sfu.url(), &token(&sfu, "tcp", "robot")).await;
+        assert!(
+            answer
+                .lines()
+                .any(|l| l.contains(" tcp ") && l.contains("tcptype passive")),
+            "a passive TCP candidate in the answer"
+        );
+        tokio::join!(listener.pump(WAIT, |c| c.open), robot.pump(WAIT, |c| c.open));
+        assert!(robot.open, "the data channel opened over ICE-TCP");
+        robot.send_user("listener", "over tcp");
+        listener.send_user("robot", "back", 1);
+        tokio::join!(
+            robot.pump(WAIT, |c| !c.received.is_empty()),
+            listener.pump(WAIT, |c| !c.received.is_empty())
+        );
+        assert_eq!(listener.user_payloads(), ["over tcp"]);
+        let Some(proto::data_packet::Value::User(back)) = robot.received.pop().and_then(|p| p.value) else {
+            panic!("a user packet back");
+        };
+        assert_eq!(back.payload, b"back");
+    });
+}
+
+#[test]
+fn switch_candidate_protocol_tcp_announces_only_tcp_candidates() {
+    let sfu = Sfu::start(SfuOptions::default()).unwrap();
+    runtime().block_on(async {
+        let (mut robot, _listener) = pair(&sfu, "switch").await;
+        let tcp = proto::CandidateProtocol::Tcp as i32;
+        let switch = proto::simulate_scenario::Scenario::SwitchCandidateProtocol(tcp);
+        send(&mut robot.ws, signal::simulate_request(switch)).await;
+        let restart = robot.peer.ice_restart().unwrap();
+        robot.offer(restart).await;
+        let mut candidates = Vec::new();
+        let answer = loop {
+            match next_response(&mut robot.ws, WAIT).await {
+                Some(Resp::Answer(a)) => break a.sdp,
+                Some(_) => {}
+                None => panic!("no answer to the restart offer"),
+            }
+        };
+        while let Some(Resp::Trickle(t)) = next_response(&mut robot.ws, Duration::from_millis(500)).await {
+            candidates.push(signal::parse_candidate_init(&t.candidate_init).unwrap().candidate);
+        }
+        candidates.extend(
+            answer
+                .lines()
+                .filter_map(|l| l.strip_prefix("a=").map(str::to_owned)),
+        );
+        candidates.retain(|c| c.starts_with("candidate:"));
+        assert!(!candidates.is_empty());
+        for candidate in &candidates {
+            assert!(
+                candidate.contains(" tcp ") && candidate.contains("tcptype passive"),
+                "{candidate}"
+            );
+        }
     });
 }
