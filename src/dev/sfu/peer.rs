@@ -135,7 +135,8 @@ impl ServerPeer {
 
     /// Applies a (re)offer from the client; returns the SDP answer.
     pub(super) fn accept_offer(&mut self, sdp: &str) -> Result<String, String> {
-        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| format!("bad SDP offer: {e}"))?;
+        let sdp = with_bundled_ice_credentials(sdp);
+        let offer = SdpOffer::from_sdp_string(&sdp).map_err(|e| format!("bad SDP offer: {e}"))?;
         let answer = self
             .rtc
             .sdp_api()
@@ -368,6 +369,45 @@ impl ServerPeer {
     }
 }
 
+/// `sdp` with the ICE credentials of its first live (port ≠ 0) m-section copied into its
+/// rejected ones. str0m takes the remote credentials from the first m-section that has any,
+/// while libwebrtc, on an ICE restart, gives each rejected section fresh random ones (the
+/// official clients offer media sections, rejected by us, before the data one): str0m would
+/// then expect the wrong ufrag and refuse every check of the restarted client.
+fn with_bundled_ice_credentials(sdp: &str) -> String {
+    let sections: Vec<&str> = sdp.split_inclusive("\nm=").collect();
+    let is_rejected = |section: &str| section.split_whitespace().nth(1) == Some("0");
+    let attribute = |section: &str, name: &str| {
+        section
+            .lines()
+            .find_map(|l| l.trim_end().strip_prefix(name).map(str::to_owned))
+    };
+    let live = sections.iter().skip(1).find(|s| !is_rejected(s));
+    let Some((ufrag, pwd)) =
+        live.and_then(|s| Some((attribute(s, "a=ice-ufrag:")?, attribute(s, "a=ice-pwd:")?)))
+    else {
+        return sdp.to_owned();
+    };
+    let mut out = String::with_capacity(sdp.len());
+    for (index, section) in sections.iter().enumerate() {
+        if index == 0 || !is_rejected(section) {
+            out.push_str(section);
+            continue;
+        }
+        for line in section.split_inclusive('\n') {
+            let ending = &line[line.trim_end().len()..];
+            if line.starts_with("a=ice-ufrag:") {
+                out.push_str(&format!("a=ice-ufrag:{ufrag}{ending}"));
+            } else if line.starts_with("a=ice-pwd:") {
+                out.push_str(&format!("a=ice-pwd:{pwd}{ending}"));
+            } else {
+                out.push_str(line);
+            }
+        }
+    }
+    out
+}
+
 fn lost(reason: &str) -> PeerOutput {
     PeerOutput::Closed {
         by_remote: false,
@@ -378,6 +418,18 @@ fn lost(reason: &str) -> PeerOutput {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rejected_sections_take_the_bundled_ice_credentials() {
+        let offer = "v=0\r\na=group:BUNDLE 2\r\nm=audio 0 RTP 0\r\na=ice-ufrag:old1\r\na=ice-pwd:p1\r\na=mid:0\r\nm=video 0 RTP 0\r\na=ice-ufrag:old2\r\na=ice-pwd:p2\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=ice-ufrag:live\r\na=ice-pwd:livepwd\r\na=mid:2\r\n";
+        let fixed = with_bundled_ice_credentials(offer);
+        assert_eq!(fixed.matches("a=ice-ufrag:live\r\n").count(), 3, "{fixed}");
+        assert_eq!(fixed.matches("a=ice-pwd:livepwd\r\n").count(), 3, "{fixed}");
+        assert!(!fixed.contains("old") && fixed.contains("a=mid:0\r\n") && fixed.ends_with("a=mid:2\r\n"));
+        assert_eq!(with_bundled_ice_credentials("garbage"), "garbage");
+        let unchanged = "v=0\r\nm=application 9 X\r\na=ice-ufrag:a\r\na=ice-pwd:b\r\n";
+        assert_eq!(with_bundled_ice_credentials(unchanged), unchanged);
+    }
 
     #[test]
     fn garbage_sdp_candidates_and_datagrams_do_not_panic() {

@@ -757,3 +757,24 @@ fn switch_candidate_protocol_tcp_announces_only_tcp_candidates() {
         }
     });
 }
+
+#[test]
+fn consecutive_resumes_each_restart_ice_on_the_same_connection() {
+    let sfu = Sfu::start(SfuOptions::default()).unwrap();
+    let robot_token = token(&sfu, "twice", "robot");
+    runtime().block_on(async {
+        let (mut robot, mut listener) = pair(&sfu, "twice").await;
+        for round in 1..=3u32 {
+            robot.ws.close(None).await.ok();
+            robot.reconnect(&sfu.url(), &robot_token).await;
+            resume_answer(&mut robot).await;
+            robot.sync_and_restart_ice().await;
+            robot.send_user("listener", &format!("r{round}"), round);
+            tokio::join!(
+                robot.pump(Duration::from_millis(300), |_| false),
+                listener.pump(WAIT, |c| !c.received.is_empty())
+            );
+            assert_eq!(listener.user_payloads(), [format!("r{round}")]);
+        }
+    });
+}
