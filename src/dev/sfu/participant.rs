@@ -20,14 +20,14 @@ use proto::signal_request::Message as Req;
 use proto::signal_response::Message as Resp;
 use str0m::net::Protocol;
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::{channel, unbounded_channel, Receiver, Sender, UnboundedReceiver};
 use tokio_tungstenite::tungstenite::Message;
 
 use super::admission::Admission;
 use super::http::SignalWs;
 use super::peer::{LocalAddrs, PeerOutput, ServerPeer};
 use super::rooms::{server_info, Outbound, Registry, Resume};
-use super::tcp::{TcpIn, TcpSide};
+use super::tcp::{TcpIn, TcpSide, EVENT_QUEUE};
 use super::{PING_INTERVAL_SECS, PING_TIMEOUT_SECS};
 
 /// Receive and send buffer asked for each UDP socket.
@@ -75,7 +75,7 @@ impl Link {
     /// returns them with their addresses for the peer connection's candidates.
     async fn bind(
         subscriber: bool,
-        tcp_events: &UnboundedSender<TcpIn>,
+        tcp_events: &Sender<TcpIn>,
     ) -> std::io::Result<(UdpSocket, TcpSide, LocalAddrs)> {
         let (socket, udp) = Self::bind_udp()?;
         let tcp = TcpSide::bind(subscriber, tcp_events.clone()).await?;
@@ -168,7 +168,7 @@ struct Participant {
     ws: Option<SignalWs>,
     rx: UnboundedReceiver<Outbound>,
     /// Connections, packets and departures of ICE-TCP clients, on either link.
-    tcp_rx: UnboundedReceiver<TcpIn>,
+    tcp_rx: Receiver<TcpIn>,
     publisher: Link,
     subscriber: Option<Link>,
     active: bool,
@@ -197,7 +197,7 @@ pub(super) async fn run(
     admission: Admission,
     resume_window: Duration,
 ) {
-    let (tcp_tx, tcp_rx) = unbounded_channel();
+    let (tcp_tx, tcp_rx) = channel(EVENT_QUEUE);
     let (publisher, subscriber) = match bind_links(&admission, &tcp_tx).await {
         Ok(v) => v,
         Err(e) => {
@@ -290,7 +290,7 @@ fn leave_request(
 /// Binds the publisher link and, on `/rtc`, the subscriber link with the server's offer.
 async fn bind_links(
     a: &Admission,
-    tcp_events: &UnboundedSender<TcpIn>,
+    tcp_events: &Sender<TcpIn>,
 ) -> Result<(Link, Option<(Link, String)>), String> {
     let now = Instant::now();
     let (socket, tcp, local) = Link::bind(false, tcp_events).await.map_err(|e| e.to_string())?;

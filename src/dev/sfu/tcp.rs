@@ -10,11 +10,14 @@ use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::{unbounded_channel, Sender, UnboundedReceiver, UnboundedSender};
 use tokio::task::{JoinHandle, JoinSet};
 
 /// Connections one listener holds at most (a client needs one per ICE generation).
 const MAX_CONNECTIONS: usize = 8;
+/// Events queued for a participant's task at most; a client sending faster than the task
+/// reads is slowed down by TCP itself rather than queued without bound.
+pub(super) const EVENT_QUEUE: usize = 1024;
 
 /// What the TCP side of a participant's connections reports to its task.
 #[derive(Debug)]
@@ -44,7 +47,7 @@ impl Drop for TcpSide {
 
 impl TcpSide {
     /// Listens on loopback, port 0; reports to `events` tagged with `subscriber`.
-    pub(super) async fn bind(subscriber: bool, events: UnboundedSender<TcpIn>) -> std::io::Result<TcpSide> {
+    pub(super) async fn bind(subscriber: bool, events: Sender<TcpIn>) -> std::io::Result<TcpSide> {
         let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
         let local = listener.local_addr()?;
         let task = tokio::spawn(accept_loop(listener, subscriber, events));
@@ -98,7 +101,7 @@ fn frame(packet: &[u8]) -> Option<Vec<u8>> {
     Some(framed)
 }
 
-async fn accept_loop(listener: TcpListener, subscriber: bool, events: UnboundedSender<TcpIn>) {
+async fn accept_loop(listener: TcpListener, subscriber: bool, events: Sender<TcpIn>) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -111,7 +114,7 @@ async fn accept_loop(listener: TcpListener, subscriber: bool, events: UnboundedS
                 let _ = stream.set_nodelay(true);
                 let (read, write) = stream.into_split();
                 let (writer, frames) = unbounded_channel();
-                if events.send(TcpIn::Connected(subscriber, remote, writer)).is_err() {
+                if events.send(TcpIn::Connected(subscriber, remote, writer)).await.is_err() {
                     return;
                 }
                 connections.spawn(read_frames(read, subscriber, remote, events.clone()));
@@ -123,12 +126,7 @@ async fn accept_loop(listener: TcpListener, subscriber: bool, events: UnboundedS
 }
 
 /// Reads RFC 4571 frames until the connection ends, then reports it closed.
-async fn read_frames(
-    mut read: OwnedReadHalf,
-    subscriber: bool,
-    remote: SocketAddr,
-    events: UnboundedSender<TcpIn>,
-) {
+async fn read_frames(mut read: OwnedReadHalf, subscriber: bool, remote: SocketAddr, events: Sender<TcpIn>) {
     let mut len = [0u8; 2];
     loop {
         if read.read_exact(&mut len).await.is_err() {
@@ -138,11 +136,15 @@ async fn read_frames(
         if read.read_exact(&mut packet).await.is_err() {
             break;
         }
-        if events.send(TcpIn::Packet(subscriber, remote, packet)).is_err() {
+        if events
+            .send(TcpIn::Packet(subscriber, remote, packet))
+            .await
+            .is_err()
+        {
             return;
         }
     }
-    let _ = events.send(TcpIn::Closed(subscriber, remote));
+    let _ = events.send(TcpIn::Closed(subscriber, remote)).await;
 }
 
 async fn write_frames(mut write: OwnedWriteHalf, mut frames: UnboundedReceiver<Vec<u8>>) {
