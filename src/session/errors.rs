@@ -32,12 +32,7 @@ pub(crate) fn call_failure(
         RpcErrorCode::RecipientDisconnected | RpcErrorCode::RecipientNotFound
     );
     let error = match err.code {
-        RpcErrorCode::ResponseTimeout | RpcErrorCode::ConnectionTimeout => Error::Timeout {
-            operation: method_name.to_owned(),
-            after: timeout,
-            may_still_be_running: may_still_be_running(method_name),
-            source: None,
-        },
+        RpcErrorCode::ResponseTimeout | RpcErrorCode::ConnectionTimeout => timed_out(method_name, timeout),
         _ if recipient_gone && !connected => Error::Disconnected {
             reason: "the room connection ended".into(),
             source: Some(Box::new(err)),
@@ -47,6 +42,16 @@ pub(crate) fn call_failure(
     CallFailure {
         error,
         runtime_gone: recipient_gone && connected,
+    }
+}
+
+/// A runtime call of `method_name` that got no reply within its own `timeout`.
+pub(crate) fn timed_out(method_name: &str, timeout: Duration) -> Error {
+    Error::Timeout {
+        operation: method_name.to_owned(),
+        after: timeout,
+        may_still_be_running: may_still_be_running(method_name),
+        source: None,
     }
 }
 

@@ -20,6 +20,8 @@ mod errors;
 mod events;
 mod options;
 mod pending;
+#[cfg(all(test, feature = "dev"))]
+mod tests_in_room;
 pub(crate) mod timeouts;
 
 use std::collections::{BTreeMap, HashMap};
@@ -651,23 +653,37 @@ impl Shared {
         Ok(self.start_call(request, None, |_, reply| calls::parse_cancel_reply(&reply?)))
     }
 
-    /// One runtime call: finds the runtime (once), sends the request, waits for the reply.
+    /// One runtime call: finds the runtime (once, bounded by the session ready timeout), then
+    /// sends the request and waits for the reply, that part bounded by `timeout` end to end.
     async fn call(&self, request: RpcRequest, timeout: Duration) -> Result<String> {
         let runtime = self.runtime().await?;
-        let params = CallParams {
-            response_timeout: timeout,
-            ..CallParams::new(runtime.clone(), request.method.clone(), request.payload)
+        let deadline = Instant::now() + timeout;
+        self.call_runtime(&runtime, &request, timeout, deadline).await
+    }
+
+    /// Sends `request` to `runtime` and waits for the reply until `deadline` (the call's
+    /// `timeout` counted from its first send): the acknowledgement and the response share
+    /// what is left, and the runtime is told that much time to answer.
+    async fn call_runtime(
+        &self,
+        runtime: &str,
+        request: &RpcRequest,
+        timeout: Duration,
+        deadline: Instant,
+    ) -> Result<String> {
+        let budget = deadline.saturating_duration_since(Instant::now());
+        let params = call_params(runtime, request, budget);
+        let reply = match tokio::time::timeout_at(deadline.into(), self.room.call(params)).await {
+            Ok(reply) => reply,
+            Err(_) => return Err(errors::timed_out(&request.method, timeout)),
         };
-        match self.room.call(params).await {
-            Ok(reply) => Ok(reply),
-            Err(err) => {
-                let failure = errors::call_failure(err, &request.method, timeout, self.room.is_connected());
-                if failure.runtime_gone {
-                    self.forget_runtime(&runtime);
-                }
-                Err(failure.error)
+        reply.map_err(|err| {
+            let failure = errors::call_failure(err, &request.method, timeout, self.room.is_connected());
+            if failure.runtime_gone {
+                self.forget_runtime(runtime);
             }
-        }
+            failure.error
+        })
     }
 
     /// The runtime worker's identity, resolved (CONTRACT §7) by one task at a time and
@@ -800,6 +816,18 @@ impl Shared {
     }
 }
 
+/// The RPC parameters of one attempt at `request` with `budget` left: the acknowledgement may
+/// take all of it and the response gets twice as much, so that neither of LiveKit's own
+/// timeouts fires before the caller's deadline (which cuts the call at `budget`); LiveKit tells
+/// the runtime the difference, `budget`, as its time to answer.
+fn call_params(runtime: &str, request: &RpcRequest, budget: Duration) -> CallParams {
+    CallParams {
+        ack_timeout: budget,
+        response_timeout: budget.saturating_mul(2),
+        ..CallParams::new(runtime, request.method.clone(), request.payload.clone())
+    }
+}
+
 /// The name of `request`'s method, for errors (the known ones are static).
 fn method_name(request: &RpcRequest) -> &'static str {
     use calls::method::*;
@@ -928,6 +956,22 @@ mod tests {
         assert_eq!(method_name(&request), "runtime.capabilities");
         let request = calls::state_request("battery").unwrap();
         assert_eq!(method_name(&request), "runtime call");
+    }
+
+    #[test]
+    fn an_attempt_fits_ack_and_response_in_its_budget_and_tells_the_runtime_so() {
+        let request = calls::state_request(calls::ROBOT_STATUS_KEY).unwrap();
+        let budget = Duration::from_millis(1500);
+        let params = call_params("simplesim:rb_1", &request, budget);
+        assert_eq!(
+            (params.destination.as_str(), params.method.as_str()),
+            ("simplesim:rb_1", "runtime.state")
+        );
+        // Neither LiveKit timeout may fire before the caller's deadline…
+        assert_eq!(params.ack_timeout, budget);
+        assert!(params.response_timeout >= budget);
+        // …and LiveKit tells the runtime `response - ack` as its time to answer.
+        assert_eq!(params.response_timeout - params.ack_timeout, budget);
     }
 
     #[test]
