@@ -14,6 +14,24 @@
 //! - callbacks run on one SDK thread shared by every session (see [`ConnectCallbacks`]).
 //!
 //! There is no thread per session.
+//!
+//! # When the link drops
+//!
+//! A lost link (Wi-Fi gone, a silent cut, a server restart) does not end the session: the SDK
+//! reports [`SessionEvent::Reconnecting`] and brings the link back, first by resuming the same
+//! participant session, else by joining again as a new participant, for at most
+//! [`ConnectOptions::reconnect_timeout`] (60 s by default); then
+//! [`SessionEvent::Reconnected`] says which ([`ReconnectKind`]). Only if it does not come
+//! back in time is the session [`SessionEvent::Disconnected`]. Meanwhile:
+//! - [`Session::is_connected`] stays true and [`Session::connection_state`] reads
+//!   [`ConnectionState::Reconnecting`];
+//! - calls made or in flight wait for the link, each within its own timeout (a call that
+//!   reaches its timeout fails with [`Error::Timeout`] stating that timeout, as always);
+//! - after a resume every call completes, its reply delivered once;
+//! - after a full reconnect, a call whose request may or may not have reached the runtime
+//!   fails with [`Error::ConnectionLost`] (saying whether the action may still be running);
+//!   reads (state, tools list, capabilities) are sent again once instead, within the same
+//!   timeout. The runtime is looked up again if its participant changed.
 
 mod dispatcher;
 mod errors;
@@ -45,7 +63,7 @@ use crate::runtime::resolve::{self, ProbeOutcome, ResolveStep, Resolver, Runtime
 use crate::runtime_error::RuntimeErrorCode;
 
 pub(crate) use errors::join_failure;
-pub use events::{Events, SessionEvent, EVENT_QUEUE_CAPACITY};
+pub use events::{ConnectionState, Events, ReconnectKind, SessionEvent, EVENT_QUEUE_CAPACITY};
 pub use options::{ConnectCallbacks, ConnectOptions, DEFAULT_SESSION_READY_TIMEOUT};
 pub use pending::{Pending, PendingAction};
 
@@ -67,6 +85,7 @@ pub fn connect(client: &Client, robot_id: &str, options: ConnectOptions) -> Resu
             issue: "environments are blocked on upstream platform work".into(),
         });
     }
+    options.check()?;
     if let Some(url) = &options.livekit_url {
         check_livekit_url(url)?;
     }
@@ -81,6 +100,7 @@ pub fn connect(client: &Client, robot_id: &str, options: ConnectOptions) -> Resu
             connect_timeout: options.connect_timeout,
             extra_root_certs_der: options.root_certificates.clone(),
             stream_topics: vec![calls::CAMERA_CAPTURE_TOPIC.to_owned()],
+            reconnect_timeout: options.reconnect_timeout,
             ..RoomOptions::default()
         };
         let observer: Arc<dyn RoomObserver> = inbox.clone();
@@ -153,6 +173,9 @@ pub(crate) struct Shared {
     /// Identities to stop treating as the runtime, applied by the next resolution. Recorded
     /// here when the resolver is busy: the engine (which reports departures) never waits.
     forgotten: Mutex<Vec<String>>,
+    /// The runtime's identity and participant sid when it was found: a new sid under the
+    /// same identity (it joined again) means it must be found again.
+    runtime_participant: Mutex<Option<(String, String)>>,
     call_timeout: Option<Duration>,
     events: EventQueue,
     callbacks: Option<Arc<ConnectCallbacks>>,
@@ -162,6 +185,8 @@ pub(crate) struct Shared {
     /// The same, for async waits (resolution).
     changed: tokio::sync::Notify,
     ready_emitted: AtomicBool,
+    /// Between `Reconnecting` and `Reconnected` (or the end).
+    reconnecting: AtomicBool,
     disconnected_emitted: AtomicBool,
 }
 
@@ -189,6 +214,7 @@ impl Session {
             hints,
             resolver: tokio::sync::Mutex::new(resolver),
             forgotten: Mutex::new(Vec::new()),
+            runtime_participant: Mutex::new(None),
             call_timeout: options.runtime_call_timeout,
             events: EventQueue::new(EVENT_QUEUE_CAPACITY),
             callbacks,
@@ -196,6 +222,7 @@ impl Session {
             changes: (Mutex::new(0), Condvar::new()),
             changed: tokio::sync::Notify::new(),
             ready_emitted: AtomicBool::new(false),
+            reconnecting: AtomicBool::new(false),
             disconnected_emitted: AtomicBool::new(false),
         });
         shared.emit(SessionEvent::Connected {
@@ -228,9 +255,16 @@ impl Session {
         self.shared.room.local_identity()
     }
 
-    /// Whether the room connection is up.
+    /// Whether the session still has its room: true while connected **and while
+    /// reconnecting** (calls then wait for the link within their timeouts), false once the
+    /// session is disconnected for good. [`Session::connection_state`] tells the two apart.
     pub fn is_connected(&self) -> bool {
-        self.shared.room.is_connected()
+        self.shared.link_up()
+    }
+
+    /// Connected, reconnecting (see [`SessionEvent::Reconnecting`]) or disconnected.
+    pub fn connection_state(&self) -> ConnectionState {
+        self.shared.connection_state()
     }
 
     /// The other participants in the room now.
@@ -595,6 +629,21 @@ impl Shared {
         self.note_change();
     }
 
+    fn connection_state(&self) -> ConnectionState {
+        if self.disconnected_emitted.load(Ordering::SeqCst) || !self.room.is_connected() {
+            ConnectionState::Disconnected
+        } else if self.reconnecting.load(Ordering::SeqCst) {
+            ConnectionState::Reconnecting
+        } else {
+            ConnectionState::Connected
+        }
+    }
+
+    /// The room is connected or reconnecting: calls may still succeed.
+    fn link_up(&self) -> bool {
+        self.connection_state() != ConnectionState::Disconnected
+    }
+
     fn note_ready(&self) {
         if !self.ready_emitted.swap(true, Ordering::SeqCst) {
             self.emit(SessionEvent::SessionReady);
@@ -678,7 +727,7 @@ impl Shared {
             Err(_) => return Err(errors::timed_out(&request.method, timeout)),
         };
         reply.map_err(|err| {
-            let failure = errors::call_failure(err, &request.method, timeout, self.room.is_connected());
+            let failure = errors::call_failure(err, &request.method, timeout, self.link_up());
             if failure.runtime_gone {
                 self.forget_runtime(runtime);
             }
@@ -701,7 +750,7 @@ impl Shared {
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            if !self.room.is_connected() {
+            if !self.link_up() {
                 return Err(Error::disconnected("the room connection ended"));
             }
             let forgotten = std::mem::take(&mut *lock(&self.forgotten));
@@ -710,8 +759,12 @@ impl Shared {
                     resolver.invalidate();
                 }
             }
-            match resolver.poll(Instant::now(), &self.room.participants()) {
-                ResolveStep::Resolved(identity) => return Ok(identity),
+            let participants = self.room.participants();
+            match resolver.poll(Instant::now(), &participants) {
+                ResolveStep::Resolved(identity) => {
+                    self.note_runtime_found(&identity, &participants);
+                    return Ok(identity);
+                }
                 ResolveStep::Failed(err) => return Err(err),
                 ResolveStep::WaitUntil(at) => {
                     tokio::select! {
@@ -742,9 +795,41 @@ impl Shared {
         }
     }
 
+    /// Records the participant sid of the runtime just found (kept until it is forgotten).
+    fn note_runtime_found(&self, identity: &str, participants: &[Participant]) {
+        let mut found = lock(&self.runtime_participant);
+        if found.as_ref().is_some_and(|(known, _)| known == identity) {
+            return;
+        }
+        *found = participants
+            .iter()
+            .find(|p| p.identity == identity)
+            .map(|p| (identity.to_owned(), p.sid.clone()));
+    }
+
+    /// Forgets the runtime if `participant` is its identity under a new sid: the runtime
+    /// joined again (its own full reconnect, a restart), so it is looked up again (probed)
+    /// before the next call relies on it.
+    fn check_runtime_participant(&self, participant: &Participant) {
+        let rejoined = lock(&self.runtime_participant)
+            .as_ref()
+            .is_some_and(|(identity, sid)| {
+                *identity == participant.identity && !sid.is_empty() && *sid != participant.sid
+            });
+        if rejoined {
+            self.forget_runtime(&participant.identity);
+        }
+    }
+
     /// Stops treating `identity` as the runtime (it left, or stopped answering). Never
     /// blocks: runs on the engine and on call tasks.
     fn forget_runtime(&self, identity: &str) {
+        {
+            let mut found = lock(&self.runtime_participant);
+            if found.as_ref().is_some_and(|(known, _)| known == identity) {
+                *found = None;
+            }
+        }
         match self.resolver.try_lock() {
             Ok(mut resolver) => {
                 if let Some(resolver) = resolver.as_mut().filter(|r| r.cached() == Some(identity)) {
@@ -792,17 +877,37 @@ impl Shared {
     fn on_room_event(&self, event: RoomEvent) {
         match event {
             RoomEvent::ParticipantJoined(p) => {
+                self.check_runtime_participant(&p);
                 self.emit(SessionEvent::ParticipantJoined(p));
                 self.check_ready();
             }
-            RoomEvent::ParticipantUpdated(_) => self.check_ready(),
+            RoomEvent::ParticipantUpdated(p) => {
+                self.check_runtime_participant(&p);
+                self.check_ready();
+            }
             RoomEvent::ParticipantLeft(p) => {
                 self.forget_runtime(&p.identity);
                 self.emit(SessionEvent::ParticipantLeft(p));
             }
             RoomEvent::Disconnected { reason } => self.emit_disconnected(&reason),
-            // Reported to the user by the session-events work (issue 8); not emitted yet.
-            RoomEvent::Reconnecting { .. } | RoomEvent::Reconnected { .. } => {}
+            RoomEvent::Reconnecting { reason } => {
+                if !self.reconnecting.swap(true, Ordering::SeqCst) {
+                    self.emit(SessionEvent::Reconnecting { reason });
+                }
+            }
+            RoomEvent::Reconnected { resumed } => {
+                self.reconnecting.store(false, Ordering::SeqCst);
+                if !resumed {
+                    // A new participant of ours sees the room afresh: the runtime may have
+                    // changed while we were away.
+                    for p in self.room.participants() {
+                        self.check_runtime_participant(&p);
+                    }
+                }
+                self.emit(SessionEvent::Reconnected {
+                    kind: ReconnectKind::from_resumed(resumed),
+                });
+            }
         }
         self.note_change();
     }
@@ -972,6 +1077,22 @@ mod tests {
         assert!(params.response_timeout >= budget);
         // …and LiveKit tells the runtime `response - ack` as its time to answer.
         assert_eq!(params.response_timeout - params.ack_timeout, budget);
+    }
+
+    #[test]
+    fn a_zero_reconnect_timeout_is_refused_before_anything_is_created() {
+        // Nothing listens on port 9: a request would fail as a transport error.
+        let client = Client::builder()
+            .api_key("sk_test_reconnect")
+            .rcs_url("http://127.0.0.1:9")
+            .build()
+            .unwrap();
+        let options = ConnectOptions::new().reconnect_timeout(Duration::ZERO);
+        let err = connect(&client, "rb_1", options).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidInput { field, .. } if field == "reconnect_timeout"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -98,3 +98,165 @@ fn a_call_nobody_acknowledges_fails_at_its_own_timeout_and_says_so() {
         "waited out the 7 s ack timeout: {elapsed:?}"
     );
 }
+
+/// Every event queued now.
+fn drain(session: &Session) -> Vec<SessionEvent> {
+    session.events().try_iter().collect()
+}
+
+fn reconnect_events(events: Vec<SessionEvent>) -> Vec<SessionEvent> {
+    events
+        .into_iter()
+        .filter(|e| {
+            matches!(
+                e,
+                SessionEvent::Reconnecting { .. }
+                    | SessionEvent::Reconnected { .. }
+                    | SessionEvent::Disconnected { .. }
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_engine_reports_become_events_callbacks_and_the_connection_state() {
+    let (tx, rx) = crossbeam_channel::unbounded::<(String, std::thread::ThreadId)>();
+    let (a, b, c) = (tx.clone(), tx.clone(), tx);
+    let callbacks = ConnectCallbacks::new()
+        .on_reconnecting(move |reason| {
+            let _ = a.send((format!("reconnecting: {reason}"), std::thread::current().id()));
+        })
+        .on_reconnected(move |kind| {
+            let _ = b.send((format!("reconnected: {kind}"), std::thread::current().id()));
+        })
+        .on_disconnected(move |reason| {
+            let _ = c.send((format!("disconnected: {reason}"), std::thread::current().id()));
+        });
+    let h = start(callbacks);
+    let shared = &h.session.shared;
+    assert_eq!(h.session.connection_state(), ConnectionState::Connected);
+    drain(&h.session);
+
+    shared.on_room_event(RoomEvent::Reconnecting {
+        reason: "signal lost".into(),
+    });
+    assert_eq!(h.session.connection_state(), ConnectionState::Reconnecting);
+    assert!(
+        h.session.is_connected(),
+        "a reconnecting session still has its room"
+    );
+    // The engine may report the same outage again (a resume that turned into a rejoin).
+    shared.on_room_event(RoomEvent::Reconnecting {
+        reason: "resume refused".into(),
+    });
+    shared.on_room_event(RoomEvent::Reconnected { resumed: true });
+    assert_eq!(h.session.connection_state(), ConnectionState::Connected);
+    shared.on_room_event(RoomEvent::Reconnecting {
+        reason: "data path lost".into(),
+    });
+    shared.on_room_event(RoomEvent::Reconnected { resumed: false });
+    assert_eq!(h.session.connection_state(), ConnectionState::Connected);
+
+    assert_eq!(
+        reconnect_events(drain(&h.session)),
+        [
+            SessionEvent::Reconnecting {
+                reason: "signal lost".into()
+            },
+            SessionEvent::Reconnected {
+                kind: ReconnectKind::Resumed
+            },
+            SessionEvent::Reconnecting {
+                reason: "data path lost".into()
+            },
+            SessionEvent::Reconnected {
+                kind: ReconnectKind::Rejoined
+            },
+        ]
+    );
+    let heard: Vec<_> = (0..4)
+        .map(|_| rx.recv_timeout(WAIT).expect("a callback"))
+        .collect();
+    assert_eq!(
+        heard.iter().map(|(what, _)| what.as_str()).collect::<Vec<_>>(),
+        [
+            "reconnecting: signal lost",
+            "reconnected: resumed",
+            "reconnecting: data path lost",
+            "reconnected: rejoined"
+        ]
+    );
+    let caller = std::thread::current().id();
+    assert!(heard
+        .iter()
+        .all(|(_, thread)| *thread != caller && *thread == heard[0].1));
+
+    // Giving up: the engine reports the end; nothing follows it.
+    shared.on_room_event(RoomEvent::Reconnecting {
+        reason: "signal lost".into(),
+    });
+    shared.on_room_event(RoomEvent::Disconnected {
+        reason: "could not reconnect within 60 s".into(),
+    });
+    shared.on_room_event(RoomEvent::Reconnected { resumed: true });
+    assert_eq!(h.session.connection_state(), ConnectionState::Disconnected);
+    assert!(!h.session.is_connected());
+    let tail = reconnect_events(drain(&h.session));
+    assert!(
+        matches!(tail.last(), Some(SessionEvent::Disconnected { reason }) if reason.contains("60 s")),
+        "{tail:?}"
+    );
+    assert_eq!(tail.len(), 2, "{tail:?}");
+}
+
+fn serve_runtime(host: &crate::RuntimeHost) {
+    host.handle("runtime.tools_list", |_| Ok("[]".into()));
+}
+
+fn cached_runtime(session: &Session) -> Option<String> {
+    let resolver = session.shared.resolver.try_lock().expect("no call is resolving");
+    resolver.as_ref().and_then(|r| r.cached().map(str::to_owned))
+}
+
+#[test]
+fn the_runtime_is_looked_up_again_only_when_its_participant_changed() {
+    let h = start(ConnectCallbacks::new());
+    let identity = format!("simplesim:{ROBOT}");
+    let runtime = crate::RuntimeHost::connect(&h.sfu.url(), &token(&h.sfu, &identity), WAIT).unwrap();
+    serve_runtime(&runtime);
+    h.session.discover_skills().expect("the runtime answers");
+    assert_eq!(cached_runtime(&h.session).as_deref(), Some(identity.as_str()));
+    let present = h
+        .session
+        .participants()
+        .into_iter()
+        .find(|p| p.identity == identity)
+        .expect("the runtime is in the room");
+    assert!(!present.sid.is_empty());
+
+    // A full reconnect of ours that finds the same runtime participant keeps it.
+    h.session.shared.on_room_event(RoomEvent::Reconnecting {
+        reason: "signal lost".into(),
+    });
+    h.session
+        .shared
+        .on_room_event(RoomEvent::Reconnected { resumed: false });
+    assert_eq!(cached_runtime(&h.session).as_deref(), Some(identity.as_str()));
+    // An update of the same participant keeps it too.
+    h.session
+        .shared
+        .on_room_event(RoomEvent::ParticipantUpdated(present.clone()));
+    assert_eq!(cached_runtime(&h.session).as_deref(), Some(identity.as_str()));
+
+    // The same identity under a new sid (the runtime joined again): found again on the next
+    // call, by a probe.
+    let mut rejoined = present.clone();
+    rejoined.sid = "PA_rejoined".into();
+    h.session
+        .shared
+        .on_room_event(RoomEvent::ParticipantUpdated(rejoined));
+    assert_eq!(cached_runtime(&h.session), None);
+    h.session.discover_skills().expect("found again");
+    assert_eq!(cached_runtime(&h.session).as_deref(), Some(identity.as_str()));
+    drop(runtime);
+}
