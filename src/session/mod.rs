@@ -317,10 +317,9 @@ impl Session {
 
     /// Starts `runtime.tools_list` without waiting.
     pub fn start_discover_skills(&self) -> Pending<Vec<ToolDescriptor>> {
-        self.shared
-            .start_call(calls::tools_list_request(), None, |_, reply| {
-                calls::parse_tools_list_reply(&reply?)
-            })
+        self.shared.start_read(calls::tools_list_request(), |_, reply| {
+            calls::parse_tools_list_reply(&reply?)
+        })
     }
 
     /// Runs a skill and blocks until it ends, returning the terminal [`ActionResult`]
@@ -400,7 +399,7 @@ impl Session {
     /// Starts reading the capability descriptor without waiting.
     pub fn start_get_capabilities(&self) -> Pending<Option<Value>> {
         self.shared
-            .start_call(calls::capabilities_request(), None, |_, reply| match reply {
+            .start_read(calls::capabilities_request(), |_, reply| match reply {
                 Ok(reply) => calls::parse_capabilities_reply(CapabilitiesOutcome::Reply(&reply)),
                 Err(Error::Rpc(err)) if err.code == RpcErrorCode::UnsupportedMethod => {
                     calls::parse_capabilities_reply(CapabilitiesOutcome::UnsupportedMethod)
@@ -425,7 +424,7 @@ impl Session {
         let (done, handle) = pending(calls::method::CAMERAS_CAPTURE);
         let shared = Arc::clone(&self.shared);
         self.shared.room.spawn(async move {
-            let ack = shared.call(request, timeout).await;
+            let ack = shared.call(request, timeout, OnLost::Fail).await;
             let jpeg = match ack {
                 Ok(reply) => match calls::parse_capture_ack(&reply) {
                     Ok(CaptureAck::InlineJpeg(bytes)) => Ok(bytes),
@@ -540,9 +539,10 @@ impl StateReader<'_> {
     pub fn start_get(&self, key: &str) -> Result<Pending<StateReply>> {
         let request = calls::state_request(key)?;
         let key = key.to_owned();
-        Ok(self.session.shared.start_call(request, None, move |_, reply| {
-            calls::parse_state_reply(&key, &reply?)
-        }))
+        Ok(self
+            .session
+            .shared
+            .start_read(request, move |_, reply| calls::parse_state_reply(&key, &reply?)))
     }
 
     /// The runtime and robot status (`runtime.state`).
@@ -591,7 +591,7 @@ impl StateReader<'_> {
             Ok(request) => self
                 .session
                 .shared
-                .start_call(request, None, move |_, reply| parse(&reply?)),
+                .start_read(request, move |_, reply| parse(&reply?)),
             Err(err) => failed(calls::method::STATE, err),
         }
     }
@@ -680,18 +680,39 @@ impl Shared {
     }
 
     /// Starts one runtime call on the executor; `finish` turns its reply (or failure) into
-    /// the handle's result and runs there too (it must not block).
+    /// the handle's result and runs there too (it must not block). A reply lost to a full
+    /// reconnect fails the call ([`Error::ConnectionLost`]): it may have acted.
     fn start_call<T: Send + 'static>(
         self: &Arc<Self>,
         request: RpcRequest,
         timeout: Option<Duration>,
         finish: impl FnOnce(&Shared, Result<String>) -> Result<T> + Send + 'static,
     ) -> Pending<T> {
+        self.spawn_call(request, timeout, OnLost::Fail, finish)
+    }
+
+    /// [`Shared::start_call`] for a read, which is sent again (once, within its timeout) when
+    /// a full reconnect loses its reply.
+    fn start_read<T: Send + 'static>(
+        self: &Arc<Self>,
+        request: RpcRequest,
+        finish: impl FnOnce(&Shared, Result<String>) -> Result<T> + Send + 'static,
+    ) -> Pending<T> {
+        self.spawn_call(request, None, OnLost::ResendOnce, finish)
+    }
+
+    fn spawn_call<T: Send + 'static>(
+        self: &Arc<Self>,
+        request: RpcRequest,
+        timeout: Option<Duration>,
+        on_lost: OnLost,
+        finish: impl FnOnce(&Shared, Result<String>) -> Result<T> + Send + 'static,
+    ) -> Pending<T> {
         let timeout = self.timeout_of(&request, timeout);
         let (done, handle) = pending(method_name(&request));
         let shared = Arc::clone(self);
         self.room.spawn(async move {
-            let reply = shared.call(request, timeout).await;
+            let reply = shared.call(request, timeout, on_lost).await;
             done.complete(finish(&shared, reply));
         });
         handle
@@ -703,11 +724,28 @@ impl Shared {
     }
 
     /// One runtime call: finds the runtime (once, bounded by the session ready timeout), then
-    /// sends the request and waits for the reply, that part bounded by `timeout` end to end.
-    async fn call(&self, request: RpcRequest, timeout: Duration) -> Result<String> {
+    /// sends the request and waits for the reply, that part bounded by `timeout` end to end
+    /// (a resend after a lost reply included).
+    async fn call(&self, request: RpcRequest, timeout: Duration, on_lost: OnLost) -> Result<String> {
         let runtime = self.runtime().await?;
         let deadline = Instant::now() + timeout;
-        self.call_runtime(&runtime, &request, timeout, deadline).await
+        match self.call_runtime(&runtime, &request, timeout, deadline).await {
+            Err(err) if err.is_connection_lost() && on_lost == OnLost::ResendOnce => {
+                self.resend(&request, timeout, deadline).await
+            }
+            outcome => outcome,
+        }
+    }
+
+    /// Sends a read again after a full reconnect lost its reply: to the runtime as found now
+    /// (it is looked up again if its participant changed), within the same deadline.
+    async fn resend(&self, request: &RpcRequest, timeout: Duration, deadline: Instant) -> Result<String> {
+        log::debug!(target: "menlo_robot_sdk", "{}: reply lost to a full reconnect; sending it again", request.method);
+        let runtime = match tokio::time::timeout_at(deadline.into(), self.runtime()).await {
+            Ok(found) => found?,
+            Err(_) => return Err(errors::timed_out(&request.method, timeout)),
+        };
+        self.call_runtime(&runtime, request, timeout, deadline).await
     }
 
     /// Sends `request` to `runtime` and waits for the reply until `deadline` (the call's
@@ -919,6 +957,16 @@ impl Shared {
             self.note_ready();
         }
     }
+}
+
+/// What a call does when a full reconnect loses its reply ([`Error::ConnectionLost`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OnLost {
+    /// Fail with it: the call may have acted on the robot (tool calls, captures, cancel,
+    /// envelopes).
+    Fail,
+    /// Send it again, once, within the same deadline: a read.
+    ResendOnce,
 }
 
 /// The RPC parameters of one attempt at `request` with `budget` left: the acknowledgement may

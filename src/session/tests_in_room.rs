@@ -1,6 +1,7 @@
 //! The session's own logic in process, against the embedded SFU (feature `dev`): call
 //! deadlines, and the room events the engine reports, fed to the session as it would.
 
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -258,5 +259,73 @@ fn the_runtime_is_looked_up_again_only_when_its_participant_changed() {
     assert_eq!(cached_runtime(&h.session), None);
     h.session.discover_skills().expect("found again");
     assert_eq!(cached_runtime(&h.session).as_deref(), Some(identity.as_str()));
+    drop(runtime);
+}
+
+/// A runtime whose replies are lost to a full reconnect as the engine reports it: each
+/// handler answers `CONNECTION_LOST` for its first `lost` calls. Counts every call.
+fn lossy_runtime(h: &Harness, lost: usize) -> (crate::RuntimeHost, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    use crate::live::rpc::CONNECTION_LOST;
+    let identity = format!("simplesim:{ROBOT}");
+    let runtime = crate::RuntimeHost::connect(&h.sfu.url(), &token(&h.sfu, &identity), WAIT).unwrap();
+    serve_runtime(&runtime);
+    let (reads, actions) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let seen = Arc::clone(&reads);
+    runtime.handle("runtime.battery", move |_| {
+        if seen.fetch_add(1, Ordering::SeqCst) < lost {
+            return Err(crate::RpcError::new(CONNECTION_LOST, "lost to a full reconnect"));
+        }
+        Ok(r#"{"level":0.5}"#.into())
+    });
+    let seen = Arc::clone(&actions);
+    runtime.handle("runtime.tools_call", move |_| {
+        seen.fetch_add(1, Ordering::SeqCst);
+        Err(crate::RpcError::new(CONNECTION_LOST, "lost to a full reconnect"))
+    });
+    (runtime, reads, actions)
+}
+
+#[test]
+fn a_read_whose_reply_was_lost_is_sent_again_once() {
+    let h = start(ConnectCallbacks::new());
+    let (runtime, reads, _) = lossy_runtime(&h, 1);
+    let reply = h
+        .session
+        .state()
+        .get("battery")
+        .expect("the second attempt answers");
+    assert!(format!("{reply:?}").contains("0.5"), "{reply:?}");
+    assert_eq!(reads.load(Ordering::SeqCst), 2);
+    drop(runtime);
+}
+
+#[test]
+fn a_read_lost_twice_fails_as_connection_lost() {
+    let h = start(ConnectCallbacks::new());
+    let (runtime, reads, _) = lossy_runtime(&h, 2);
+    let err = h.session.state().get("battery").unwrap_err();
+    assert!(
+        matches!(&err, Error::ConnectionLost { operation, may_still_be_running: false } if operation == "runtime.battery"),
+        "{err:?}"
+    );
+    assert_eq!(reads.load(Ordering::SeqCst), 2, "one resend, not more");
+    drop(runtime);
+}
+
+#[test]
+fn an_action_whose_reply_was_lost_is_not_sent_again() {
+    let h = start(ConnectCallbacks::new());
+    let (runtime, _, actions) = lossy_runtime(&h, 1);
+    let err = h.session.invoke("go_to", json!({}), Some(WAIT)).unwrap_err();
+    assert!(
+        matches!(&err, Error::ConnectionLost { operation, may_still_be_running: true } if operation == "runtime.tools_call"),
+        "{err:?}"
+    );
+    assert!(err.is_connection_lost());
+    assert_eq!(
+        actions.load(Ordering::SeqCst),
+        1,
+        "a tool call is never sent twice"
+    );
     drop(runtime);
 }
