@@ -629,13 +629,17 @@ impl Shared {
         self.note_change();
     }
 
+    /// From the events reported so far; between `Reconnecting` and `Reconnected` the engine's
+    /// own connected flag is not consulted (the link is down then, the room is not).
     fn connection_state(&self) -> ConnectionState {
-        if self.disconnected_emitted.load(Ordering::SeqCst) || !self.room.is_connected() {
+        if self.disconnected_emitted.load(Ordering::SeqCst) {
             ConnectionState::Disconnected
         } else if self.reconnecting.load(Ordering::SeqCst) {
             ConnectionState::Reconnecting
-        } else {
+        } else if self.room.is_connected() {
             ConnectionState::Connected
+        } else {
+            ConnectionState::Disconnected
         }
     }
 
