@@ -629,17 +629,16 @@ impl Shared {
         self.note_change();
     }
 
-    /// From the events reported so far; between `Reconnecting` and `Reconnected` the engine's
-    /// own connected flag is not consulted (the link is down then, the room is not).
+    /// The engine's connected flag stays up while it reconnects and drops as it gives up,
+    /// before it fails the calls still pending (which must then read as disconnected); between
+    /// `Reconnecting` and `Reconnected` the session reads `Reconnecting`.
     fn connection_state(&self) -> ConnectionState {
-        if self.disconnected_emitted.load(Ordering::SeqCst) {
+        if self.disconnected_emitted.load(Ordering::SeqCst) || !self.room.is_connected() {
             ConnectionState::Disconnected
         } else if self.reconnecting.load(Ordering::SeqCst) {
             ConnectionState::Reconnecting
-        } else if self.room.is_connected() {
-            ConnectionState::Connected
         } else {
-            ConnectionState::Disconnected
+            ConnectionState::Connected
         }
     }
 
