@@ -77,6 +77,9 @@ pub struct Peer {
     last_answer: Option<String>,
     /// Virtual time for str0m: skipped forward so SCTP retransmits at once after a cut.
     clock: SctpClock,
+    /// A datagram was fed since str0m's output was last drained (str0m hands received SCTP
+    /// data to its association while polled).
+    received_since_poll: bool,
 }
 
 impl std::fmt::Debug for Peer {
@@ -109,6 +112,7 @@ impl Peer {
             last_offer: None,
             last_answer: None,
             clock: SctpClock::new(SctpClock::FULL_ICE_MAX_SKIP),
+            received_since_poll: false,
         }
     }
 
@@ -231,6 +235,7 @@ impl Peer {
             .handle_input(input)
             .map_err(|e| LiveError::Rtc(e.to_string()))?;
         self.clock.on_inbound(now);
+        self.received_since_poll = true;
         Ok(())
     }
 
@@ -245,10 +250,13 @@ impl Peer {
     }
 
     /// Skips str0m's clock forward when reliable bytes are stuck behind SCTP's retransmission
-    /// backoff after the path returned, so the T3 timer fires now (see [`SctpClock`]). Only on
-    /// a timeout: the previous poll has handed str0m's SCTP every datagram received before the
-    /// skip, so none of them is processed at the skipped time.
+    /// backoff after the path returned, so the T3 timer fires now (see [`SctpClock`]). Only
+    /// once str0m's SCTP has been handed every datagram received (by a poll), so none of them
+    /// is processed at the skipped time; otherwise the check waits for the next timeout.
     fn skip_sctp_clock_if_stuck(&mut self, now: Instant) -> Result<(), LiveError> {
+        if self.received_since_poll {
+            return Ok(());
+        }
         let buffered = self.reliable_buffered();
         self.clock.observe(buffered);
         let Some(jump) = self.clock.poll_skip(now, self.ice_connected()) else {
@@ -364,6 +372,7 @@ impl Peer {
                     // str0m handled received SCTP data while polled: acknowledgements are in.
                     let buffered = self.reliable_buffered();
                     self.clock.observe(buffered);
+                    self.received_since_poll = false;
                     let t = self.real_timeout(t);
                     let t = match self.ice_disconnected_at {
                         Some(since) => t.min(since + ICE_DISCONNECTED_TIMEOUT),
@@ -646,9 +655,11 @@ mod tests {
                             assert_eq!(dest, SERVER.parse().unwrap());
                             delivered = true;
                             if self.link_up {
+                                // As the engine does: a timeout right after each datagram.
                                 self.server
                                     .handle_receive(self.now, CLIENT.parse().unwrap(), &data)
                                     .unwrap();
+                                self.server.handle_timeout(self.now).unwrap();
                             } else {
                                 self.lost += 1;
                             }
@@ -668,6 +679,7 @@ mod tests {
                                 self.client
                                     .handle_receive(self.now, SERVER.parse().unwrap(), &data)
                                     .unwrap();
+                                self.client.handle_timeout(self.now).unwrap();
                             } else {
                                 self.lost += 1;
                             }
