@@ -32,6 +32,9 @@
 //! followed by a skip to the next estimated deadline.
 
 use std::time::{Duration, Instant};
+use str0m::channel::ChannelId;
+use str0m::net::Receive;
+use str0m::{Input, Rtc, RtcError};
 
 /// Inbound silence after which the next inbound packet counts as the path's return (a healthy
 /// path with 1 s consent checks is never silent that long).
@@ -52,22 +55,18 @@ const RTO: Duration = Duration::from_secs(1);
 /// sctp-proto's cap on the backed-off T3 interval (`RTO_MAX`).
 const RTO_MAX: Duration = Duration::from_secs(60);
 
-/// Virtual time for one str0m `Rtc` plus the decision when to skip it forward. Sans-IO: the
-/// owner reports what it does and sees, and asks for skips.
+/// Virtual time for one str0m `Rtc` plus the decision when to skip it forward.
 ///
-/// The owner (`real` = its clock):
-/// - feeds str0m every input at [`SctpClock::on_input`]`(real)` (and reports an accepted
-///   datagram with [`SctpClock::on_inbound`]);
-/// - reports every successful write on the reliable channel with [`SctpClock::on_written`];
-/// - reports the reliable channel's buffered amount with [`SctpClock::observe`] after each
-///   input and whenever it has drained str0m's output (str0m handles received SCTP data while
-///   polled, not on input);
-/// - after each timeout input (after draining str0m's output, so every received datagram has
-///   been handled at its own time), asks [`SctpClock::poll_skip`]`(real, path_ready)`; on a
-///   skip it feeds str0m a timeout at [`SctpClock::on_input`]`(real)` at once (that fires the
-///   T3 timer);
-/// - sleeps until the earlier of [`SctpClock::to_real`] of str0m's timeout and
-///   [`SctpClock::next_check`].
+/// With str0m: feed every input through [`SctpClock::receive`] and [`SctpClock::timeout`],
+/// report every successful write on the reliable channel with [`SctpClock::on_written`], and
+/// when `poll_output` returns `Output::Timeout(at)`, sleep until [`SctpClock::drained`]`(at)`.
+///
+/// Those are built on a sans-IO core, unit-tested without str0m (`real` = the owner's clock):
+/// [`SctpClock::on_input`] gives the virtual instant of an input and advances the T3 estimate,
+/// [`SctpClock::on_inbound`] notices the path's return, [`SctpClock::on_written`] and
+/// [`SctpClock::observe`] (the buffered amount, once str0m has handled received data) track
+/// acknowledgements, [`SctpClock::poll_skip`] decides a skip, [`SctpClock::next_check`] and
+/// [`SctpClock::to_real`] give the wake-up time.
 #[derive(Debug, Clone)]
 pub struct SctpClock {
     enabled: bool,
@@ -82,6 +81,8 @@ pub struct SctpClock {
     acked: u64,
     t3: Option<T3Estimate>,
     restore: Option<Restore>,
+    /// A datagram was fed since str0m's output was last drained.
+    received_since_drained: bool,
 }
 
 /// sctp-proto's T3-rtx timer as the owner can infer it.
@@ -128,7 +129,55 @@ impl SctpClock {
             acked: 0,
             t3: None,
             restore: None,
+            received_since_drained: false,
         }
+    }
+
+    /// Feeds `rtc` a datagram received at `real`; returns whether `rtc` accepted it.
+    pub fn receive(&mut self, rtc: &mut Rtc, real: Instant, datagram: Receive<'_>) -> Result<bool, RtcError> {
+        let input = Input::Receive(self.virtual_now(real), datagram);
+        if !rtc.accepts(&input) {
+            return Ok(false);
+        }
+        self.on_input(real);
+        rtc.handle_input(input)?;
+        self.on_inbound(real);
+        self.received_since_drained = true;
+        Ok(true)
+    }
+
+    /// Feeds `rtc` a timeout at `real`, then skips the clock when bytes on the `reliable`
+    /// channel are stuck behind SCTP's retransmission backoff after the path returned, so the
+    /// T3 timer fires now. `path_ready`: ICE is connected (not in the middle of a restart).
+    /// Skips only once str0m's SCTP has been handed every datagram received (it is, while
+    /// polled), so none of them is processed at the skipped time; until then the check waits.
+    pub fn timeout(
+        &mut self,
+        rtc: &mut Rtc,
+        real: Instant,
+        reliable: Option<ChannelId>,
+        path_ready: bool,
+    ) -> Result<(), RtcError> {
+        rtc.handle_input(Input::Timeout(self.on_input(real)))?;
+        if self.received_since_drained {
+            return Ok(());
+        }
+        self.observe(buffered_amount(rtc, reliable));
+        let Some(jump) = self.poll_skip(real, path_ready) else {
+            return Ok(());
+        };
+        log::debug!("SCTP clock skipped {jump:?}: reliable data stuck behind a retransmission");
+        rtc.handle_input(Input::Timeout(self.on_input(real)))
+    }
+
+    /// `rtc`'s output is drained: `poll_output` returned `Output::Timeout(at)`. Returns the real
+    /// instant to wake up at (earlier than `at` when a check is due before).
+    pub fn drained(&mut self, rtc: &mut Rtc, reliable: Option<ChannelId>, at: Instant) -> Instant {
+        // str0m handled received SCTP data while polled: acknowledgements are in.
+        self.observe(buffered_amount(rtc, reliable));
+        self.received_since_drained = false;
+        let at = self.to_real(at);
+        self.next_check().map_or(at, |check| at.min(check))
     }
 
     /// A clock that never skips (virtual time = real time): the behaviour without the remedy.
@@ -273,6 +322,14 @@ impl SctpClock {
         let allowed = self.max_skip.saturating_sub(self.skipped_since_inbound);
         let jump = wanted.min(allowed);
         (!jump.is_zero()).then_some(jump)
+    }
+}
+
+/// Bytes written on `channel` that SCTP has not had acknowledged (0 without the channel).
+pub fn buffered_amount(rtc: &mut Rtc, channel: Option<ChannelId>) -> usize {
+    match channel.and_then(|id| rtc.channel(id)) {
+        Some(mut ch) => ch.buffered_amount(),
+        None => 0,
     }
 }
 
