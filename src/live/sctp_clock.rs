@@ -306,13 +306,16 @@ impl SctpClock {
     }
 
     /// Whether unacknowledged bytes are stuck behind a retransmission: nothing was acknowledged
-    /// for a whole grace period, or more bytes are outstanding than were written during it (so
-    /// some written before are still unacknowledged, while the acknowledgements that did come
-    /// prove the path works: later bytes were acknowledged around a lost chunk).
+    /// for a whole grace period, or (before the first skip) more bytes are outstanding than were
+    /// written during it: some written before it, in the cut, are still unacknowledged while
+    /// later ones were acknowledged around them. After a skip, a flow of acknowledgements means
+    /// the retransmission got through (a long transfer may legitimately keep more bytes
+    /// outstanding than it writes in a grace period; it must not be skipped again).
     fn is_stuck(&self, restore: &Restore) -> bool {
         let outstanding = self.written - self.acked;
         let written_since = self.written - restore.written_at_mark;
-        self.acked == restore.acked_at_mark || outstanding > written_since
+        let acked_around_a_hole = restore.skips == 0 && outstanding > written_since;
+        self.acked == restore.acked_at_mark || acked_around_a_hole
     }
 
     /// The jump that moves virtual time just past the estimated T3 deadline, within the cap.
@@ -465,6 +468,14 @@ mod tests {
             back + SECOND + SKIP_MARGIN,
             "T3 restarted by the acknowledgement"
         );
+
+        // The retransmission got through; a long transfer follows, acknowledged as it goes.
+        clock.on_input(check);
+        clock.on_written(1000);
+        clock.observe(900);
+        let check = clock.next_check().unwrap();
+        assert_eq!(clock.poll_skip(check, true), None, "acknowledgements flow");
+        assert!(clock.next_check().is_some(), "still watched");
     }
 
     #[test]
