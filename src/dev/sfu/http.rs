@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::net::TcpListener as StdTcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,6 +39,8 @@ pub(super) struct Server {
     pub single_pc: bool,
     /// See [`super::SfuOptions::resume_window`].
     pub resume_window: Duration,
+    /// Set by [`super::Sfu::abort`]: stop without telling anyone, as a killed server.
+    pub aborted: AtomicBool,
 }
 
 /// The websocket a participant is signalled on.
@@ -73,6 +76,10 @@ pub(super) async fn serve(listener: StdTcpListener, server: Arc<Server>, mut sto
         }
     }
     drop(listener);
+    if server.aborted.load(Ordering::SeqCst) {
+        // Returning drops the runtime and with it every task and socket, unannounced.
+        return;
+    }
     server.registry.close_all();
     let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
     while Arc::strong_count(&server.participants) > 1 && tokio::time::Instant::now() < deadline {

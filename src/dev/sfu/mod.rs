@@ -166,7 +166,7 @@ pub struct SfuRoom {
 ///
 /// Everything runs on one background thread with a single-threaded tokio runtime; dropping
 /// the [`Sfu`] tells every participant the server is shutting down, then stops that thread,
-/// closing every socket.
+/// closing every socket; [`Sfu::abort`] stops it without a word, as a killed server.
 ///
 /// ```no_run
 /// use menlo_robot_sdk::dev::{Sfu, SfuOptions};
@@ -202,6 +202,7 @@ impl Sfu {
             participants: Arc::new(()),
             single_pc: options.rtc_v1,
             resume_window: options.resume_window,
+            aborted: Default::default(),
         });
         let serving = Arc::clone(&server);
         let thread = ServerThread::spawn("menlo-dev-sfu", move |stop| http::serve(listener, serving, stop))?;
@@ -222,6 +223,16 @@ impl Sfu {
     /// existed.
     pub fn delete_room(&self, name: &str) -> bool {
         self.server.registry.delete(name)
+    }
+
+    /// Stops at once without telling anyone, as a killed livekit-server: no `Leave`, the
+    /// websockets and peer connections just end (dropping the [`Sfu`] instead says
+    /// `SERVER_SHUTDOWN` first, as livekit-server does when it is stopped). Clients see a
+    /// server gone away and try to resume or reconnect.
+    pub fn abort(self) {
+        self.server
+            .aborted
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The rooms with participants, sorted by name.

@@ -778,3 +778,15 @@ fn consecutive_resumes_each_restart_ice_on_the_same_connection() {
         }
     });
 }
+
+#[test]
+fn an_aborted_sfu_ends_every_websocket_without_a_leave() {
+    let sfu = Sfu::start(SfuOptions::default()).unwrap();
+    runtime().block_on(async {
+        let (mut robot, _listener) = pair(&sfu, "abort").await;
+        sfu.abort();
+        let (msgs, closed) = until_closed(&mut robot.ws, WAIT).await;
+        assert!(closed, "the websocket ended");
+        assert!(leave_of(&msgs).is_none(), "no Leave, as from a killed server");
+    });
+}
