@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::ChannelId;
 use str0m::net::{Protocol, Receive, TcpType};
-use str0m::{Candidate, Event, Input, Output, Rtc};
+use str0m::{Candidate, Event, IceConnectionState, Output, Rtc};
 
 use crate::live::peer::{add_data_channels, LOSSY_LABEL, RELIABLE_LABEL};
+use crate::live::sctp_clock::SctpClock;
 
 /// Reliable bytes queued for one peer before it counts as stalled and is dropped.
 const MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
@@ -71,6 +72,11 @@ pub(super) struct ServerPeer {
     /// When the client's last datagram arrived (`None`: never); the participant decides
     /// from it when the connection counts as failed.
     last_heard: Option<Instant>,
+    /// str0m's virtual clock, skipped forward when reliable data is stuck behind SCTP's
+    /// retransmission backoff after a cut (capped for an ICE-lite agent).
+    clock: SctpClock,
+    /// ICE is connected (not checking after a restart): a clock skip may happen.
+    ice_connected: bool,
     now: Instant,
 }
 
@@ -108,6 +114,8 @@ impl ServerPeer {
             queued_bytes: 0,
             closed: false,
             last_heard: None,
+            clock: SctpClock::new(SctpClock::ICE_LITE_MAX_SKIP),
+            ice_connected: false,
             now,
         }
     }
@@ -206,10 +214,11 @@ impl ServerPeer {
         let Ok(recv) = Receive::new(proto, source, destination, data) else {
             return;
         };
-        let input = Input::Receive(now, recv);
-        if self.rtc.accepts(&input) {
-            self.last_heard = Some(now);
-            if let Err(e) = self.rtc.handle_input(input) {
+        match self.clock.receive(&mut self.rtc, now, recv) {
+            Ok(true) => self.last_heard = Some(now),
+            Ok(false) => {}
+            Err(e) => {
+                self.last_heard = Some(now);
                 log::debug!("sfu: webrtc input error: {e}");
             }
         }
@@ -218,8 +227,8 @@ impl ServerPeer {
     /// Advances time.
     pub(super) fn handle_timeout(&mut self, now: Instant) -> Result<(), String> {
         self.now = self.now.max(now);
-        self.rtc
-            .handle_input(Input::Timeout(now))
+        self.clock
+            .timeout(&mut self.rtc, now, self.reliable, self.ice_connected)
             .map_err(|e| e.to_string())
     }
 
@@ -268,6 +277,7 @@ impl ServerPeer {
             };
             match ch.write(true, front) {
                 Ok(true) => {
+                    self.clock.on_written(front.len());
                     self.queued_bytes -= front.len();
                     self.queue.pop_front();
                 }
@@ -303,7 +313,7 @@ impl ServerPeer {
                     if self.queue.len() != before {
                         continue;
                     }
-                    return PeerOutput::Timeout(t);
+                    return PeerOutput::Timeout(self.clock.drained(&mut self.rtc, self.reliable, t));
                 }
                 Output::Event(event) => {
                     if let Some(out) = self.on_event(event) {
@@ -316,6 +326,12 @@ impl ServerPeer {
 
     fn on_event(&mut self, event: Event) -> Option<PeerOutput> {
         match event {
+            Event::IceConnectionStateChange(state) => {
+                self.ice_connected = matches!(
+                    state,
+                    IceConnectionState::Connected | IceConnectionState::Completed
+                );
+            }
             Event::ChannelOpen(id, label) => return self.on_channel_open(id, &label),
             Event::ChannelData(d) => match self.channels.get(&d.id) {
                 Some(&reliable) => return Some(PeerOutput::Data(reliable, d.data)),
