@@ -134,7 +134,9 @@ pub struct SfuRoom {
 ///   dropped, as livekit-server does. At most 64 KiB per client is in flight unacknowledged
 ///   (more overflows the official clients' UDP receive buffers, and SCTP then stalls for a
 ///   second), which also caps one packet at 64 KiB (LiveKit clients send at most 15 KiB);
-///   larger ones are dropped with a warning.
+///   larger ones are dropped with a warning. After a cut, reliable data waiting behind SCTP's
+///   retransmission backoff goes out as soon as the client is heard again (the live layer's
+///   SCTP clock skip, capped for an ICE-lite agent), not at the next backed-off timer.
 /// - **Media** is refused: `AddTrack` and data-track requests get a `RequestResponse`
 ///   `NOT_ALLOWED`.
 /// - **Resume**, as livekit-server 1.13.5: a participant whose websocket drops without a
