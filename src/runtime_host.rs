@@ -57,6 +57,12 @@ impl RuntimeHost {
         self.room.room_name()
     }
 
+    /// Test hook: every recovery of the room's link so far, as (resumed, when).
+    #[doc(hidden)]
+    pub fn reconnects_for_test(&self) -> Vec<(bool, std::time::Instant)> {
+        self.room.reconnects()
+    }
+
     /// Whether the room connection is up.
     pub fn is_connected(&self) -> bool {
         self.room.is_connected()

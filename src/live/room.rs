@@ -259,6 +259,40 @@ impl Room {
         }
     }
 
+    /// Test hook: drops the signal websocket as if the network had closed it (the engine
+    /// then resumes).
+    #[doc(hidden)]
+    pub fn drop_signal_for_test(&self) {
+        self.send(Command::DropSignal);
+    }
+
+    /// Test hook: asks the server to simulate a scenario (livekit-server acts on it for any
+    /// client): `node_failure`, `migration`, `server_leave`, `disconnect_signal_on_resume`
+    /// or `disconnect_signal_on_resume_no_messages`. Returns false for another name.
+    #[doc(hidden)]
+    pub fn simulate_for_test(&self, scenario: &str) -> bool {
+        use livekit_protocol::simulate_scenario::Scenario;
+        let scenario = match scenario {
+            "node_failure" => Scenario::NodeFailure(true),
+            "migration" => Scenario::Migration(true),
+            "server_leave" => Scenario::ServerLeave(true),
+            "disconnect_signal_on_resume" => Scenario::DisconnectSignalOnResume(true),
+            "disconnect_signal_on_resume_no_messages" => Scenario::DisconnectSignalOnResumeNoMessages(true),
+            _ => return false,
+        };
+        self.send(Command::Simulate(scenario))
+    }
+
+    /// Every recovery of the link so far: (resumed, when it completed).
+    #[doc(hidden)]
+    pub fn reconnects(&self) -> Vec<(bool, std::time::Instant)> {
+        self.shared
+            .reconnects
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
+    }
+
     /// Leaves the room and waits for the engine task to end. Pending calls fail at once.
     /// Idempotent; dropping the room does the same.
     pub fn close(&self) {

@@ -26,6 +26,10 @@ use std::time::Duration;
 
 pub(crate) use livekit_rpc::backend::{RPC_REQUEST_TOPIC, RPC_RESPONSE_TOPIC};
 
+/// Error code of a call whose request was written to the old link but not acknowledged when
+/// a full reconnect replaced it: the runtime may or may not have received it.
+pub(crate) const CONNECTION_LOST: u32 = 1590;
+
 /// Largest v1 request / response payload, in bytes (15 KiB).
 pub const MAX_PAYLOAD_BYTES: usize = lk::MAX_V1_PAYLOAD_BYTES;
 /// Default time for the request to reach the destination and the ack to come back

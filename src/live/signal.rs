@@ -154,7 +154,6 @@ pub fn leave_request() -> Req {
 /// Builds the `/rtc/v1` URL of a resume: the usual join request plus `reconnect`, the
 /// participant sid and the reason (the server looks the participant up by the identity in the
 /// token). No publisher offer: the peer connection is kept. The token is NOT put in the URL.
-#[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
 pub fn resume_join_url(
     base: &str,
     participant_sid: &str,
@@ -171,7 +170,6 @@ pub fn resume_join_url(
 
 /// Builds the `/rtc` (two peer connections) URL of a resume: the usual query plus
 /// `reconnect=1`, `sid` and `reconnect_reason`. The token is NOT put in the URL.
-#[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
 pub fn resume_join_url_v0(
     base: &str,
     participant_sid: &str,
@@ -187,7 +185,6 @@ pub fn resume_join_url_v0(
 
 /// What a `LeaveRequest` from the server asks of us. Servers speaking protocol > 12 set
 /// `action`; older ones only say `can_reconnect` (meaning: join again).
-#[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
 pub fn leave_action(leave: &proto::LeaveRequest) -> LeaveAction {
     use proto::leave_request::Action;
     match Action::try_from(leave.action) {
@@ -202,14 +199,12 @@ pub fn leave_action(leave: &proto::LeaveRequest) -> LeaveAction {
 }
 
 /// Whether the server's client configuration forbids resuming (always rejoin instead).
-#[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
 pub fn resume_disabled(config: Option<&proto::ClientConfiguration>) -> bool {
     config.is_some_and(|c| c.resume_connection == proto::ClientConfigSetting::Disabled as i32)
 }
 
 /// What a `SyncState` reports after a resume.
 #[derive(Debug, Clone, Default)]
-#[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
 pub struct SyncStateParts {
     /// Single PC: our last offer. Dual PC: the server's last subscriber offer.
     pub offer: Option<String>,
@@ -225,7 +220,6 @@ pub struct SyncStateParts {
 
 /// The `SyncState` request sent right after a `ReconnectResponse`. A data-only participant
 /// publishes no tracks and subscribes to none.
-#[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
 pub fn sync_state(parts: SyncStateParts) -> Req {
     let description = |kind: &str, sdp: String| proto::SessionDescription {
         r#type: kind.to_owned(),
@@ -247,7 +241,6 @@ pub fn sync_state(parts: SyncStateParts) -> Req {
 }
 
 /// A `SimulateScenario` request (livekit-server acts on it for any client; tests only).
-#[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
 pub fn simulate_request(scenario: proto::simulate_scenario::Scenario) -> Req {
     Req::Simulate(proto::SimulateScenario {
         scenario: Some(scenario),

@@ -455,6 +455,25 @@ impl Session {
         self.leave_once(&mut lock(&self.lifecycle));
     }
 
+    /// Test hook: drops the room's signal websocket as if the network had closed it.
+    #[doc(hidden)]
+    pub fn drop_signal_for_test(&self) {
+        self.shared.room.drop_signal_for_test();
+    }
+
+    /// Test hook: asks livekit-server to simulate a scenario (e.g. `node_failure`,
+    /// `server_leave`); false for an unknown name.
+    #[doc(hidden)]
+    pub fn simulate_scenario_for_test(&self, scenario: &str) -> bool {
+        self.shared.room.simulate_for_test(scenario)
+    }
+
+    /// Test hook: every recovery of the room's link so far, as (resumed, when).
+    #[doc(hidden)]
+    pub fn reconnects_for_test(&self) -> Vec<(bool, Instant)> {
+        self.shared.room.reconnects()
+    }
+
     fn leave_once(&self, lifecycle: &mut Lifecycle) {
         self.leave_room(lifecycle, "disconnected by the application");
     }
