@@ -872,6 +872,9 @@ impl Engine {
     }
 
     async fn on_liveness(&mut self, event: LivenessEvent) -> Option<String> {
+        if event != LivenessEvent::SendPing {
+            log::debug!("liveness: {event:?}");
+        }
         if event == LivenessEvent::SendPing {
             let req = signal::ping_request(now_ms(), self.rtt_ms);
             self.link.pending_signal.push(signal::encode_request(req));
@@ -1288,6 +1291,7 @@ impl Engine {
     fn apply_actions(&mut self, actions: Vec<Action>) -> Option<String> {
         let mut later = Vec::new();
         for action in actions {
+            log::debug!("reconnect machine: {action:?}");
             match action {
                 Action::PauseWrites(paused) => {
                     self.link.peer.pause_writes(paused);
