@@ -574,9 +574,17 @@ struct Engine {
     snapshot_next_update: bool,
     /// The resumed server's `last_message_seq`, applied with the SyncState.
     last_message_seq: u32,
+    /// When the current link's peer connection closed, if it did: after
+    /// [`PEER_LOSS_GRACE`] without a Leave explaining it, the engine joins again.
+    peer_lost_at: Option<Instant>,
     /// When the current outage began (for the log line on recovery).
     outage_began: Option<Instant>,
 }
+
+/// How long a closed peer connection waits for the server's Leave (which usually follows
+/// the DTLS close within milliseconds, and may say the session is over) before the engine
+/// joins again.
+const PEER_LOSS_GRACE: Duration = Duration::from_millis(500);
 
 impl Engine {
     #[allow(clippy::result_large_err)]
@@ -663,6 +671,7 @@ impl Engine {
             awaiting_ice: false,
             snapshot_next_update: false,
             last_message_seq: 0,
+            peer_lost_at: None,
             outage_began: None,
         };
         s.apply_changes(initial);
@@ -826,6 +835,9 @@ impl Engine {
         if let Some(t) = self.stream_gate.poll_timeout() {
             deadline = deadline.min(t);
         }
+        if let Some(t) = self.peer_lost_at {
+            deadline = deadline.min(t + PEER_LOSS_GRACE);
+        }
         deadline
     }
 
@@ -864,6 +876,12 @@ impl Engine {
         self.replay.sync(queued, buffered);
         for event in self.liveness.handle_timeout(now) {
             if let Some(reason) = self.on_liveness(event).await {
+                return Some(reason);
+            }
+        }
+        if self.peer_lost_at.is_some_and(|t| now >= t + PEER_LOSS_GRACE) {
+            self.peer_lost_at = None;
+            if let Some(reason) = self.input(Input::Leave(LeaveAction::Reconnect)) {
                 return Some(reason);
             }
         }
@@ -1027,11 +1045,10 @@ impl Engine {
                 if !self.ready_sent {
                     return Err(reason);
                 }
-                // The association is gone: only a new participant session can bring it back.
+                // The association is gone: only a new participant session can bring it back,
+                // unless the server's Leave (on its way) says the session is over.
                 log::info!("peer connection lost: {reason}");
-                if let Some(reason) = self.input(Input::Leave(LeaveAction::Reconnect)) {
-                    return Err(reason);
-                }
+                self.peer_lost_at.get_or_insert_with(Instant::now);
             }
             PeerOutput::Transmit(..) | PeerOutput::Timeout(_) => {}
         }
@@ -1450,6 +1467,7 @@ impl Engine {
             .filter_map(|b| proto::DataPacket::decode(b.as_slice()).ok())
             .collect();
         old.close();
+        self.peer_lost_at = None;
         self.fail_unacknowledged_calls(&unwritten);
         if !unwritten.is_empty() {
             self.held.push_front(Held::Packets(unwritten, None));
