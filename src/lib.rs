@@ -130,8 +130,8 @@ pub use runtime::{
 pub use runtime_host::{RuntimeCall, RuntimeHost};
 #[cfg(feature = "livekit")]
 pub use session::{
-    connect, ConnectCallbacks, ConnectOptions, Events, Pending, PendingAction, Session, SessionEvent,
-    StateReader, DEFAULT_SESSION_READY_TIMEOUT, EVENT_QUEUE_CAPACITY,
+    connect, ConnectCallbacks, ConnectOptions, ConnectionState, Events, Pending, PendingAction,
+    ReconnectKind, Session, SessionEvent, StateReader, DEFAULT_SESSION_READY_TIMEOUT, EVENT_QUEUE_CAPACITY,
 };
 
 /// The crate version.

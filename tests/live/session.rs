@@ -1763,3 +1763,90 @@ fn a_host_that_never_reads_holds_no_streams() {
         "a host that never reads grew by {grown_mib} MiB after {sent_mib} MiB of streams"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Call deadlines: a runtime that stops acknowledging
+// ---------------------------------------------------------------------------------------------
+
+const FROZEN_RUNTIME_ENV: &str = "MENLO_TEST_FROZEN_RUNTIME";
+
+/// The child's side: a runtime that answers the basics until the test freezes its process
+/// (SIGSTOP), then acknowledges nothing. A no-op in a normal test run.
+#[test]
+fn frozen_runtime_child() {
+    let Ok(spec) = std::env::var(FROZEN_RUNTIME_ENV) else {
+        return;
+    };
+    let (url, token) = spec.split_once(' ').unwrap();
+    let host = RuntimeHost::connect(url, token, Duration::from_secs(15)).unwrap();
+    serve_basics(&host, Arc::new(AtomicUsize::new(0)));
+    println!("joined {}", host.identity());
+    let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
+}
+
+/// A child process, killed (even when stopped) and reaped when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_call_the_runtime_never_acknowledges_fails_at_its_own_timeout() {
+    let p = Platform::start();
+    let identity = format!("simplesim:{}", p.robot_id);
+    let token = p.livekit.token(&p.robot_id, &identity, false, &[]);
+    let mut child = Child(
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "session::frozen_runtime_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(FROZEN_RUNTIME_ENV, format!("{} {token}", p.livekit.url))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.0.stdout.take().unwrap()));
+    assert!(lines.any(|line| line.is_ok_and(|l| l.contains("joined simplesim:"))));
+
+    let timeout = Duration::from_millis(1500);
+    let session = connect(&p.client, &p.robot_id, simplesim().runtime_call_timeout(timeout)).unwrap();
+    session
+        .state()
+        .robot_status()
+        .expect("the runtime answers while it runs");
+
+    // Frozen, the runtime stays in the room (the server notices only after ~15 s of silence)
+    // but acknowledges nothing.
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let started = Instant::now();
+    let err = session.state().robot_status().unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(
+        matches!(&err, Error::Timeout { after, may_still_be_running: false, .. } if *after == timeout),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("after 1.500s"), "{err}");
+    assert!(
+        elapsed >= timeout - Duration::from_millis(50),
+        "failed early: {elapsed:?}"
+    );
+    // LiveKit's own acknowledgement timeout (7 s) used to apply whatever the call's timeout.
+    assert!(
+        elapsed < Duration::from_secs(7),
+        "waited out the 7 s ack timeout: {elapsed:?}"
+    );
+    drop(child);
+    session.disconnect().unwrap();
+}
