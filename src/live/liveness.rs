@@ -116,12 +116,6 @@ impl Liveness {
     }
 
     #[cfg(test)]
-    /// When the last inbound datagram arrived.
-    pub fn last_inbound(&self) -> Instant {
-        self.last_inbound
-    }
-
-    #[cfg(test)]
     /// Whether the websocket was declared lost (until [`on_signal_replaced`](Self::on_signal_replaced)).
     pub fn signal_lost(&self) -> bool {
         self.signal_lost

@@ -116,19 +116,6 @@ impl Peer {
         Ok(rtc)
     }
 
-    #[cfg(test)]
-    /// Creates a subscriber peer from the server's SDP offer; returns it with our answer.
-    pub fn new_subscriber(
-        now: Instant,
-        local: SocketAddr,
-        offer_sdp: &str,
-    ) -> Result<(Peer, String), LiveError> {
-        let rtc = Self::new_rtc(now, local)?;
-        let mut peer = Self::with_rtc(rtc, local, now);
-        let answer = peer.accept_offer(offer_sdp)?;
-        Ok((peer, answer))
-    }
-
     /// Applies a (re)offer from the server; returns our SDP answer.
     pub fn accept_offer(&mut self, offer_sdp: &str) -> Result<String, LiveError> {
         let offer = SdpOffer::from_sdp_string(offer_sdp)
@@ -512,14 +499,6 @@ pub struct StunTiming {
 }
 
 impl StunTiming {
-    #[cfg(test)]
-    /// str0m's defaults.
-    pub const STR0M_DEFAULT: StunTiming = StunTiming {
-        initial_rto: Duration::from_millis(250),
-        max_rto: Duration::from_secs(3),
-        max_retransmits: 9,
-    };
-
     /// Consent every second, a pair kept for about a minute without answers.
     pub const RESILIENT: StunTiming = StunTiming {
         initial_rto: Duration::from_millis(250),

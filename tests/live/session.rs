@@ -1198,7 +1198,9 @@ fn server_killed_mid_session_fails_calls_and_disconnects() {
     let (release_tx, release_rx) = cb::bounded::<()>(0);
     let (started_tx, started_rx) = cb::unbounded();
     slow_runtime(&runtime, release_rx, started_tx);
-    let session = connect(&p.client, &p.robot_id, simplesim()).unwrap();
+    // The engine tries to get the server back for `reconnect_timeout`, then gives up.
+    let options = simplesim().reconnect_timeout(Duration::from_secs(2));
+    let session = connect(&p.client, &p.robot_id, options).unwrap();
     session.discover_skills().unwrap();
 
     let mut pending = session
