@@ -199,7 +199,7 @@ pub(crate) async fn run(cfg: ConnectionConfig, io: ConnectionIo) {
 
 /// What the server answered on a new signal connection.
 enum SignalAnswer {
-    Join(proto::JoinResponse),
+    Join(Box<proto::JoinResponse>),
     Reconnect(proto::ReconnectResponse),
     Leave(proto::LeaveRequest),
 }
@@ -233,7 +233,7 @@ async fn connect_signal(cfg: &ConnectionConfig) -> Result<(Ws, proto::JoinRespon
         }
     };
     match answer {
-        SignalAnswer::Join(j) => Ok((ws, j, dual)),
+        SignalAnswer::Join(j) => Ok((ws, *j, dual)),
         SignalAnswer::Leave(l) => Err(LiveError::Disconnected(format!(
             "server refused join: reason {}",
             l.reason
@@ -273,7 +273,7 @@ async fn open_signal(
         };
         match msg.map_err(|e| upgraded(LiveError::Signal(e.to_string())))? {
             Message::Binary(b) => match signal::decode_response(&b).map_err(upgraded)? {
-                Resp::Join(j) => return Ok((ws, SignalAnswer::Join(j))),
+                Resp::Join(j) => return Ok((ws, SignalAnswer::Join(Box::new(j)))),
                 Resp::Reconnect(r) => return Ok((ws, SignalAnswer::Reconnect(r))),
                 Resp::Leave(l) => return Ok((ws, SignalAnswer::Leave(l))),
                 other => log::debug!("signal before the answer: {}", variant_name(&other)),
@@ -291,7 +291,7 @@ async fn open_signal(
 /// How a reconnect attempt ended.
 enum AttemptOutcome {
     /// The server took it: a resumed websocket or a new join.
-    Answered(Ws, SignalAnswer),
+    Answered(Box<(Ws, SignalAnswer)>),
     /// It failed before the server's answer.
     Failed(SignalFailure),
 }
@@ -326,7 +326,7 @@ async fn run_attempt(spec: AttemptSpec) -> AttemptOutcome {
         }
     };
     match open_signal(url, &spec.token, &spec.extra_roots_der).await {
-        Ok((ws, answer)) => AttemptOutcome::Answered(ws, answer),
+        Ok(answered) => AttemptOutcome::Answered(Box::new(answered)),
         Err(f) => AttemptOutcome::Failed(f),
     }
 }
@@ -565,7 +565,7 @@ struct Engine {
     ledger: CallLedger,
     held: VecDeque<Held>,
     attempts: HashMap<AttemptId, tokio::task::JoinHandle<()>>,
-    answers: HashMap<AttemptId, (Ws, SignalAnswer)>,
+    answers: HashMap<AttemptId, Box<(Ws, SignalAnswer)>>,
     attempt_tx: tokio::sync::mpsc::UnboundedSender<(AttemptId, AttemptOutcome)>,
     attempt_rx: tokio::sync::mpsc::UnboundedReceiver<(AttemptId, AttemptOutcome)>,
     /// An ICE restart was offered during a resume: the transport is ready when ICE connects.
@@ -900,10 +900,7 @@ impl Engine {
         }
         let input = Input::from_liveness(event)?;
         if matches!(input, Input::SignalLost { .. }) {
-            if self.link.ws.is_none() {
-                return None; // already reported
-            }
-            self.link.ws = None;
+            self.link.ws.take()?; // None: already reported
         }
         self.input(input)
     }
@@ -1389,9 +1386,7 @@ impl Engine {
     }
 
     fn on_attempt_outcome(&mut self, id: AttemptId, outcome: AttemptOutcome) -> Option<String> {
-        if self.attempts.remove(&id).is_none() {
-            return None; // aborted meanwhile
-        }
+        self.attempts.remove(&id)?; // None: aborted meanwhile
         let resuming = self.reconnector.state() == LinkState::Resuming;
         let input = match outcome {
             AttemptOutcome::Failed(f) => {
@@ -1401,33 +1396,40 @@ impl Engine {
                     error: AttemptError::from_live_error(&f.error, f.upgraded),
                 }
             }
-            AttemptOutcome::Answered(_, SignalAnswer::Leave(l)) => match signal::leave_action(&l) {
-                LeaveAction::Reconnect if resuming => {
-                    log::info!("the server refused the resume; joining again");
-                    Input::Leave(LeaveAction::Reconnect)
+            AttemptOutcome::Answered(answered) => match &answered.1 {
+                SignalAnswer::Leave(l) => self.on_refusal(id, resuming, l),
+                SignalAnswer::Reconnect(_) => {
+                    self.answers.insert(id, answered);
+                    Input::ResumeAnswered { id }
                 }
-                LeaveAction::Disconnect { reason } => Input::Leave(LeaveAction::Disconnect { reason }),
-                other => Input::AttemptFailed {
-                    id,
-                    error: AttemptError::Failed(format!("the server answered with a leave ({other:?})")),
-                },
+                SignalAnswer::Join(_) => {
+                    self.answers.insert(id, answered);
+                    Input::RejoinAnswered { id }
+                }
             },
-            AttemptOutcome::Answered(ws, answer) => {
-                let input = match answer {
-                    SignalAnswer::Reconnect(_) => Input::ResumeAnswered { id },
-                    _ => Input::RejoinAnswered { id },
-                };
-                self.answers.insert(id, (ws, answer));
-                input
-            }
         };
         self.input(input)
+    }
+
+    /// The machine input for an attempt the server answered with a Leave.
+    fn on_refusal(&self, id: AttemptId, resuming: bool, l: &proto::LeaveRequest) -> Input {
+        match signal::leave_action(l) {
+            LeaveAction::Reconnect if resuming => {
+                log::info!("the server refused the resume; joining again");
+                Input::Leave(LeaveAction::Reconnect)
+            }
+            LeaveAction::Disconnect { reason } => Input::Leave(LeaveAction::Disconnect { reason }),
+            other => Input::AttemptFailed {
+                id,
+                error: AttemptError::Failed(format!("the server answered with a leave ({other:?})")),
+            },
+        }
     }
 
     /// Makes an answered attempt the current link. Returns an input for the machine when that
     /// failed.
     fn adopt(&mut self, id: AttemptId) -> Option<Input> {
-        let (ws, answer) = self.answers.remove(&id)?;
+        let (ws, answer) = *self.answers.remove(&id)?;
         self.liveness.on_signal_replaced(Instant::now());
         match answer {
             SignalAnswer::Reconnect(r) => {
@@ -1441,7 +1443,7 @@ impl Engine {
                 }
                 None
             }
-            SignalAnswer::Join(join) => self.adopt_join(id, ws, join),
+            SignalAnswer::Join(join) => self.adopt_join(id, ws, *join),
             SignalAnswer::Leave(_) => None,
         }
     }
