@@ -95,6 +95,9 @@ pub(crate) enum Command {
     DropSignal,
     /// Test hook: ask livekit-server to simulate a scenario.
     Simulate(proto::simulate_scenario::Scenario),
+    /// Test hook: the network is gone for this long (datagrams and signal frames vanish both
+    /// ways, new connections fail at once, as with the interface down).
+    CutLink(Duration),
     Disconnect,
 }
 
@@ -304,10 +307,18 @@ struct AttemptSpec {
     participant_sid: String,
     dual: bool,
     kind: AttemptKind,
+    /// Test hook: the network is cut until then.
+    cut_until: Option<Instant>,
 }
 
 /// One resume or rejoin attempt: a websocket up to the server's answer.
 async fn run_attempt(spec: AttemptSpec) -> AttemptOutcome {
+    if spec.cut_until.is_some_and(|t| Instant::now() < t) {
+        return AttemptOutcome::Failed(SignalFailure {
+            error: LiveError::Signal("network unreachable (test cut)".into()),
+            upgraded: false,
+        });
+    }
     let url = match spec.kind {
         AttemptKind::Resume { reason } if spec.dual => {
             signal::resume_join_url_v0(&spec.url, &spec.participant_sid, reason)
@@ -416,6 +427,8 @@ struct Link {
     sub_open: bool,
     /// Signal frames produced by synchronous handlers, sent by the loop.
     pending_signal: Vec<Vec<u8>>,
+    /// Test hook: until then every datagram and signal frame vanishes.
+    cut_until: Option<Instant>,
 }
 
 impl Link {
@@ -440,6 +453,7 @@ impl Link {
             pub_open: false,
             sub_open: false,
             pending_signal: Vec::new(),
+            cut_until: None,
         };
         link.send_offer(offer);
         Ok(link)
@@ -454,6 +468,11 @@ impl Link {
         self.pending_signal.push(signal::encode_request(offer));
     }
 
+    /// Whether the network is cut (test hook).
+    fn is_cut(&self) -> bool {
+        self.cut_until.is_some_and(|t| Instant::now() < t)
+    }
+
     /// Whether the data channel(s) are open.
     fn is_open(&self) -> bool {
         self.pub_open && (!self.dual || self.sub_open)
@@ -461,6 +480,9 @@ impl Link {
 
     /// Sends a datagram of the publisher (or subscriber) peer.
     async fn transmit(&self, subscriber: bool, dest: SocketAddr, data: &[u8]) {
+        if self.is_cut() {
+            return;
+        }
         let socket = if subscriber {
             self.sub_socket.as_ref()
         } else {
@@ -476,6 +498,9 @@ impl Link {
     /// Sends the queued signal frames; an error means the websocket is lost.
     async fn flush_signal(&mut self) -> Result<(), String> {
         let frames = std::mem::take(&mut self.pending_signal);
+        if self.is_cut() {
+            return Ok(());
+        }
         let Some(ws) = self.ws.as_mut() else {
             return Ok(()); // dropped: a resume sends what it needs afresh
         };
@@ -926,6 +951,7 @@ impl Engine {
         msg: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
     ) -> Option<String> {
         match msg {
+            Some(Ok(Message::Binary(_) | Message::Ping(_) | Message::Pong(_))) if self.link.is_cut() => None,
             Some(Ok(Message::Binary(b))) => {
                 self.liveness.on_signal_frame(Instant::now());
                 match signal::decode_response(&b) {
@@ -946,6 +972,9 @@ impl Engine {
     }
 
     fn on_datagram(&mut self, d: Datagram, data: &[u8]) -> Option<String> {
+        if self.link.is_cut() {
+            return None;
+        }
         let (n, from) = match d.result {
             Ok(v) => v,
             Err(e) => {
@@ -1285,6 +1314,10 @@ impl Engine {
                         }
                     }
                 }
+                Command::CutLink(duration) => {
+                    log::info!("test hook: cutting the network for {duration:?}");
+                    self.link.cut_until = Some(Instant::now() + duration);
+                }
                 Command::Simulate(scenario) => {
                     let req = signal::simulate_request(scenario);
                     self.link.pending_signal.push(signal::encode_request(req));
@@ -1376,6 +1409,7 @@ impl Engine {
             participant_sid: self.join.local_sid.clone(),
             dual: self.link.dual,
             kind,
+            cut_until: self.link.cut_until,
         };
         let results = self.attempt_tx.clone();
         let task = tokio::spawn(async move {
@@ -1453,7 +1487,10 @@ impl Engine {
     /// fail with `CONNECTION_LOST`.
     fn adopt_join(&mut self, id: AttemptId, ws: Ws, join: proto::JoinResponse) -> Option<Input> {
         let new_link = match Link::open(self.server, ws, self.link.dual) {
-            Ok(link) => link,
+            Ok(link) => Link {
+                cut_until: self.link.cut_until,
+                ..link
+            },
             Err(e) => {
                 return Some(Input::AttemptFailed {
                     id,
@@ -1625,7 +1662,7 @@ impl Engine {
                 Command::Transmit { done, .. } => {
                     let _ = done.send(Err(LiveError::Disconnected(reason.clone())));
                 }
-                Command::Disconnect | Command::DropSignal | Command::Simulate(_) => {}
+                Command::Disconnect | Command::DropSignal | Command::Simulate(_) | Command::CutLink(_) => {}
             }
         }
         let left = self.tracker.clear();

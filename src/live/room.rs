@@ -283,6 +283,13 @@ impl Room {
         self.send(Command::Simulate(scenario))
     }
 
+    /// Test hook: the network is gone for `duration` (datagrams and signal frames vanish both
+    /// ways, new connections fail at once, as with the interface down).
+    #[doc(hidden)]
+    pub fn cut_link_for_test(&self, duration: Duration) {
+        self.send(Command::CutLink(duration));
+    }
+
     /// Every recovery of the link so far: (resumed, when it completed).
     #[doc(hidden)]
     pub fn reconnects(&self) -> Vec<(bool, std::time::Instant)> {

@@ -503,6 +503,13 @@ impl Session {
         self.shared.room.simulate_for_test(scenario)
     }
 
+    /// Test hook: the room's network is gone for `duration` (datagrams and signal frames
+    /// vanish both ways, new connections fail at once).
+    #[doc(hidden)]
+    pub fn cut_link_for_test(&self, duration: Duration) {
+        self.shared.room.cut_link_for_test(duration);
+    }
+
     /// Test hook: every recovery of the room's link so far, as (resumed, when).
     #[doc(hidden)]
     pub fn reconnects_for_test(&self) -> Vec<(bool, Instant)> {

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use crate::live_common::{server_binary, wait_until, Backend, Platform, KEY, SECRET};
 use menlo_robot_sdk::dev::{mint_livekit_token, ControlPlane, LiveKitSettings, Principal, TokenOptions};
-use menlo_robot_sdk::{connect, Client, ConnectOptions, NewRobot, RuntimeHost, Session, SessionEvent};
+use menlo_robot_sdk::{
+    connect, Client, ConnectOptions, NewRobot, ReconnectKind, RuntimeHost, Session, SessionEvent,
+};
 use serde_json::json;
 
 /// True (after printing why) when the backend cannot run these tests yet.
@@ -96,6 +98,14 @@ fn a_dropped_signal_connection_resumes_and_every_call_in_flight_is_answered_once
     }
     let (resumed, at) = wait_reconnect(&session, 1, Duration::from_secs(10));
     assert!(resumed, "the same participant session was resumed");
+    wait_event(&session, Duration::from_secs(5), |e| {
+        matches!(
+            e,
+            SessionEvent::Reconnected {
+                kind: ReconnectKind::Resumed
+            }
+        )
+    });
     println!(
         "signal dropped → Reconnected{{resumed: true}} in {:?}",
         at.duration_since(dropped)
@@ -128,6 +138,14 @@ fn node_failure_leads_to_a_full_reconnect_and_calls_work_afterwards() {
     assert!(session.simulate_scenario_for_test("node_failure"));
     let (resumed, at) = wait_reconnect(&session, 1, Duration::from_secs(15));
     assert!(!resumed, "the server forgot the participant: a full reconnect");
+    wait_event(&session, Duration::from_secs(5), |e| {
+        matches!(
+            e,
+            SessionEvent::Reconnected {
+                kind: ReconnectKind::Rejoined
+            }
+        )
+    });
     println!(
         "node_failure → Reconnected{{resumed: false}} in {:?}",
         at.duration_since(asked)
@@ -355,5 +373,154 @@ fn init_log() {
     static LOGGER: Stderr = Stderr;
     if std::env::var_os("MENLO_TEST_LOG").is_some() && log::set_logger(&LOGGER).is_ok() {
         log::set_max_level(log::LevelFilter::Debug);
+    }
+}
+
+#[test]
+fn a_five_second_cut_resumes_and_calls_made_before_and_during_it_are_answered_once() {
+    if skipped("5 s cut") {
+        return;
+    }
+    let p = Platform::start();
+    let runtime = p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]);
+    let calls = serve_state(&runtime, Duration::from_millis(50));
+    let session = connect(&p.client, &p.robot_id, simplesim()).unwrap();
+    session.state().robot_status().unwrap();
+
+    let cut = Duration::from_secs(5);
+    let mut pending: Vec<_> = (0..10).map(|_| session.state().start_robot_status()).collect();
+    session.cut_link_for_test(cut);
+    let restored = Instant::now() + cut;
+    std::thread::sleep(Duration::from_secs(3));
+    pending.extend((0..5).map(|_| session.state().start_robot_status()));
+    wait_event(&session, Duration::from_secs(5), |e| {
+        matches!(e, SessionEvent::Reconnecting { .. })
+    });
+    for call in pending {
+        call.wait().expect("every call is answered after the cut");
+    }
+    let (resumed, at) = wait_reconnect(&session, 1, Duration::from_secs(20));
+    assert!(resumed, "the server still held the participant: a resume");
+    println!(
+        "5 s cut: link back → Reconnected{{resumed: true}} in {:?}",
+        at.saturating_duration_since(restored)
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        16,
+        "each call reached the runtime once"
+    );
+    let started = Instant::now();
+    session.state().robot_status().unwrap();
+    println!("5 s cut: a call after recovery took {:?}", started.elapsed());
+    session.disconnect().unwrap();
+}
+
+#[test]
+fn a_ten_second_cut_loses_the_signal_too_and_resumes_with_an_ice_restart() {
+    if skipped("10 s cut") {
+        return;
+    }
+    let p = Platform::start();
+    let runtime = p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]);
+    let calls = serve_state(&runtime, Duration::ZERO);
+    let session = connect(&p.client, &p.robot_id, simplesim()).unwrap();
+    session.state().robot_status().unwrap();
+
+    let cut = Duration::from_secs(10);
+    session.cut_link_for_test(cut);
+    let restored = Instant::now() + cut;
+    std::thread::sleep(Duration::from_secs(7));
+    let during = session.state().start_robot_status();
+    let (resumed, at) = wait_reconnect(&session, 1, Duration::from_secs(20));
+    assert!(resumed, "within the server's window: a resume");
+    println!(
+        "10 s cut: link back → Reconnected{{resumed: true}} in {:?}",
+        at.saturating_duration_since(restored)
+    );
+    during
+        .wait()
+        .expect("a call made during the cut is answered after it");
+    let started = Instant::now();
+    session.state().robot_status().unwrap();
+    println!("10 s cut: a call after recovery took {:?}", started.elapsed());
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    session.disconnect().unwrap();
+}
+
+#[test]
+fn a_25_second_cut_outlives_the_server_and_ends_in_a_full_reconnect() {
+    if skipped("25 s cut") {
+        return;
+    }
+    let p = Platform::start();
+    let runtime = p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]);
+    let calls = serve_state(&runtime, Duration::ZERO);
+    let session = connect(&p.client, &p.robot_id, simplesim()).unwrap();
+    session.state().robot_status().unwrap();
+
+    let cut = Duration::from_secs(25);
+    session.cut_link_for_test(cut);
+    let restored = Instant::now() + cut;
+    std::thread::sleep(Duration::from_secs(4));
+    // Made during the cut, never written: sent on the new link.
+    let during = session.state().start_robot_status();
+    let (resumed, at) = wait_reconnect(&session, 1, Duration::from_secs(40));
+    assert!(
+        !resumed,
+        "the server forgot the participant after ~20 s: a full reconnect"
+    );
+    println!(
+        "25 s cut: link back → Reconnected{{resumed: false}} in {:?}",
+        at.saturating_duration_since(restored)
+    );
+    during
+        .wait()
+        .expect("a call made during the cut is answered after it");
+    session.state().robot_status().unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    session.disconnect().unwrap();
+}
+
+#[test]
+fn a_cut_longer_than_the_reconnect_timeout_disconnects_with_the_last_error() {
+    if skipped("give up") {
+        return;
+    }
+    let p = Platform::start();
+    let runtime = p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]);
+    serve_state(&runtime, Duration::ZERO);
+    let options = simplesim().reconnect_timeout(Duration::from_secs(8));
+    let session = connect(&p.client, &p.robot_id, options).unwrap();
+    session.state().robot_status().unwrap();
+
+    let cut_at = Instant::now();
+    session.cut_link_for_test(Duration::from_secs(30));
+    let reason = wait_disconnected(&session, Duration::from_secs(20));
+    let took = cut_at.elapsed();
+    println!("reconnect_timeout 8 s: Disconnected {took:?} after the cut: {reason}");
+    assert!(reason.contains("could not reconnect within 8 s"), "{reason}");
+    assert!(
+        reason.contains("network unreachable"),
+        "names the last error: {reason}"
+    );
+    // Counted in time from the last datagram before the cut; attempts that fail at once
+    // neither shorten nor lengthen it.
+    assert!(took >= Duration::from_secs(7), "{took:?}");
+    assert!(took < Duration::from_secs(12), "{took:?}");
+    assert!(session.reconnects_for_test().is_empty());
+    session.disconnect().unwrap();
+}
+
+/// Waits up to `timeout` for the first event matching `pred`; the events before it are dropped.
+fn wait_event(session: &Session, timeout: Duration, pred: impl Fn(&SessionEvent) -> bool) -> SessionEvent {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match session.events().recv_timeout(left) {
+            Some(event) if pred(&event) => return event,
+            Some(_) => {}
+            None => panic!("no matching session event within {timeout:?}"),
+        }
     }
 }
