@@ -524,3 +524,96 @@ fn wait_event(session: &Session, timeout: Duration, pred: impl Fn(&SessionEvent)
         }
     }
 }
+
+#[test]
+fn a_tool_call_written_before_a_cut_the_server_outlives_fails_as_connection_lost() {
+    if skipped("connection lost") {
+        return;
+    }
+    let p = Platform::start();
+    let runtime = p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]);
+    serve_state(&runtime, Duration::ZERO);
+    let tool_calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&tool_calls);
+    runtime.handle("runtime.tools_call", move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Err(menlo_robot_sdk::RpcError::application("not expected"))
+    });
+    let session = connect(&p.client, &p.robot_id, simplesim()).unwrap();
+    session.state().robot_status().unwrap();
+
+    // Written to SCTP, but every datagram vanishes: never acknowledged. The cut outlasts the
+    // server's hold on the participant, so the link comes back as a new participant.
+    let pending = session
+        .start_invoke("go_to", json!({}), Some(Duration::from_secs(60)))
+        .unwrap();
+    session.cut_link_for_test(Duration::from_secs(25));
+    let err = pending.wait().unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            menlo_robot_sdk::Error::ConnectionLost {
+                may_still_be_running: true,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let (resumed, _) = wait_reconnect(&session, 1, Duration::from_secs(10));
+    assert!(!resumed, "a full reconnect");
+    assert_eq!(
+        tool_calls.load(Ordering::SeqCst),
+        0,
+        "it never reached the runtime"
+    );
+    session.state().robot_status().unwrap();
+    session.disconnect().unwrap();
+}
+
+#[test]
+fn a_hundred_forced_resumes_fail_lose_and_duplicate_no_call() {
+    if skipped("100 resumes") {
+        return;
+    }
+    let p = Platform::start();
+    let runtime = p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]);
+    let calls = serve_state(&runtime, Duration::from_millis(5));
+    let session = connect(&p.client, &p.robot_id, simplesim()).unwrap();
+    session.state().robot_status().unwrap();
+
+    let (rounds, per_round) = (100, 5);
+    let (mut failed, mut answered) = (0, 0);
+    let started = Instant::now();
+    for round in 1..=rounds {
+        let pending: Vec<_> = (0..per_round)
+            .map(|_| session.state().start_robot_status())
+            .collect();
+        session.drop_signal_for_test();
+        for call in pending {
+            match call.wait() {
+                Ok(_) => answered += 1,
+                Err(e) => {
+                    eprintln!("round {round}: {e}");
+                    failed += 1;
+                }
+            }
+        }
+        wait_reconnect(&session, round, Duration::from_secs(10));
+    }
+    let reached = calls.load(Ordering::SeqCst) - 1;
+    let resumed = session
+        .reconnects_for_test()
+        .iter()
+        .filter(|(resumed, _)| *resumed)
+        .count();
+    println!(
+        "{rounds} forced resumes ({resumed} resumed) with {per_round} state calls in flight each, \
+         {:?}: {failed} failed, {} replies lost, {} duplicated",
+        started.elapsed(),
+        reached.saturating_sub(answered),
+        answered.saturating_sub(reached),
+    );
+    assert_eq!((failed, resumed), (0, rounds));
+    assert_eq!(reached, rounds * per_round, "each call reached the runtime once");
+    session.disconnect().unwrap();
+}
