@@ -617,3 +617,53 @@ fn a_hundred_forced_resumes_fail_lose_and_duplicate_no_call() {
     assert_eq!(reached, rounds * per_round, "each call reached the runtime once");
     session.disconnect().unwrap();
 }
+
+#[test]
+fn over_two_peer_connections_a_dropped_signal_and_a_ten_second_cut_resume() {
+    if skipped("dual-PC resume") {
+        return;
+    }
+    let p = Platform::start();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server_port: u16 = p.livekit.url.rsplit(':').next().unwrap().parse().unwrap();
+    let (port, paths) = crate::fallback::start_v0_only_proxy(&rt, server_port);
+    let runtime = p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]);
+    let calls = serve_state(&runtime, Duration::from_millis(20));
+    let options = simplesim().livekit_url(format!("ws://127.0.0.1:{port}"));
+    let session = connect(&p.client, &p.robot_id, options).unwrap();
+    session.state().robot_status().unwrap();
+
+    let pending: Vec<_> = (0..10).map(|_| session.state().start_robot_status()).collect();
+    session.drop_signal_for_test();
+    for call in pending {
+        call.wait().expect("every call in flight is answered");
+    }
+    assert!(wait_reconnect(&session, 1, Duration::from_secs(10)).0, "resumed");
+
+    let cut = Duration::from_secs(10);
+    session.cut_link_for_test(cut);
+    let restored = Instant::now() + cut;
+    let (resumed, at) = wait_reconnect(&session, 2, Duration::from_secs(25));
+    assert!(resumed, "resumed after the cut");
+    println!(
+        "dual PC, 10 s cut: link back → Reconnected{{resumed: true}} in {:?}",
+        at.saturating_duration_since(restored)
+    );
+    let started = Instant::now();
+    session.state().robot_status().unwrap();
+    println!(
+        "dual PC, 10 s cut: a call after recovery took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 12);
+    let seen = paths.lock().unwrap().clone();
+    assert!(
+        seen.iter().filter(|path| *path == "/rtc").count() >= 3,
+        "join and resumes over /rtc: {seen:?}"
+    );
+    session.disconnect().unwrap();
+}
