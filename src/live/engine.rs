@@ -1,9 +1,17 @@
-//! The async core of a room: one task on the executor (the SDK's private tokio pool) that owns the websocket, the
-//! UDP socket and the str0m peer, and drives the sans-IO state machines (participants, the
-//! stream gate). RPC and data streams run in LiveKit's `livekit-rpc` / `livekit-data-stream`
-//! managers on tasks of their own, which send through the engine's command channel (see
-//! [`crate::live::rpc`], [`crate::live::streams`]). It talks to the synchronous
-//! [`crate::live::Room`] handle only through channels.
+//! The async core of a room: one task on the executor (the SDK's private tokio pool) that
+//! drives the sans-IO state machines (participants, the stream gate, liveness, the reconnect
+//! machine, reliable-data sequencing). RPC and data streams run in LiveKit's `livekit-rpc` /
+//! `livekit-data-stream` managers on tasks of their own, which send through the engine's
+//! command channel (see [`crate::live::rpc`], [`crate::live::streams`]). It talks to the
+//! synchronous [`crate::live::Room`] handle only through channels.
+//!
+//! The task's state is split in two (design `docs/design/resilience.md` Part 2 §2): the
+//! long-lived [`Engine`] (RPC managers, participants, streams, sequence / replay / receive
+//! states, the call ledger) and the replaceable [`Link`] (websocket, UDP socket(s), str0m
+//! peer(s)). A resume replaces the link's websocket and restarts ICE when the data path was
+//! lost; a full reconnect replaces the whole link. Connection attempts run on tasks of their
+//! own, up to the server's answer. Commands made while the link is being replaced are held and
+//! sent once it is back.
 
 use crate::live::error::{LiveError, RpcError, RpcErrorCode};
 use crate::live::liveness::{Liveness, LivenessConfig, LivenessEvent};
