@@ -667,3 +667,46 @@ fn over_two_peer_connections_a_dropped_signal_and_a_ten_second_cut_resume() {
     );
     session.disconnect().unwrap();
 }
+
+#[test]
+fn an_acknowledged_tool_call_is_answered_across_a_full_reconnect() {
+    if skipped("acked call across a rejoin") {
+        return;
+    }
+    let p = Platform::start();
+    let runtime = p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]);
+    serve_state(&runtime, Duration::ZERO);
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let release_rx = std::sync::Mutex::new(release_rx);
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<String>();
+    let started_tx = std::sync::Mutex::new(started_tx);
+    runtime.handle("runtime.tools_call", move |call| {
+        let request: serde_json::Value = serde_json::from_str(&call.payload).unwrap();
+        let id = request["options"]["action_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let _ = started_tx.lock().unwrap().send(id.clone());
+        let _ = release_rx.lock().unwrap().recv_timeout(Duration::from_secs(20));
+        let meta = json!({"action_id": id, "started_at_ms": 1, "finished_at_ms": 2, "duration_ms": 1});
+        Ok(json!({"status": "done", "result": {"ok": true}, "meta": meta}).to_string())
+    });
+    let session = connect(&p.client, &p.robot_id, simplesim()).unwrap();
+    session.state().robot_status().unwrap();
+
+    let pending = session
+        .start_invoke("slow", json!({}), Some(Duration::from_secs(30)))
+        .unwrap();
+    let id = started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(id, pending.action_id());
+    // The runtime acknowledged the call; now our participant is replaced by a new one.
+    assert!(session.simulate_scenario_for_test("node_failure"));
+    assert!(
+        !wait_reconnect(&session, 1, Duration::from_secs(15)).0,
+        "a full reconnect"
+    );
+    release_tx.send(()).unwrap();
+    let result = pending.wait().expect("the reply reaches the new participant");
+    assert!(result.is_done(), "{result:?}");
+    session.disconnect().unwrap();
+}
