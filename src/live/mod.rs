@@ -19,6 +19,7 @@ pub(crate) mod peer;
 pub(crate) mod queue;
 pub(crate) mod room;
 pub(crate) mod rpc;
+pub(crate) mod sctp_clock;
 pub(crate) mod signal;
 pub(crate) mod streams;
 pub(crate) mod ws;
