@@ -1516,9 +1516,8 @@ impl Engine {
         old.close();
         self.peer_lost_at = None;
         self.fail_unacknowledged_calls(&unwritten);
-        if !unwritten.is_empty() {
-            self.held.push_front(Held::Packets(unwritten, None));
-        }
+        self.held.push_front(Held::Packets(unwritten, None));
+        self.drop_orphan_stream_packets();
         self.stamper.reset();
         self.replay.clear();
         self.awaiting_ice = false;
@@ -1533,6 +1532,23 @@ impl Engine {
             self.reconnector.handle(Instant::now(), Input::ResumeDisabled);
         }
         None
+    }
+
+    /// Outgoing byte streams whose header went out on the lost link cannot be completed on
+    /// the new one: their remaining packets are not sent.
+    fn drop_orphan_stream_packets(&mut self) {
+        let mut batches: Vec<&mut Vec<proto::DataPacket>> = self
+            .held
+            .iter_mut()
+            .filter_map(|held| match held {
+                Held::Packets(packets, _) => Some(packets),
+                Held::Rpc(..) => None,
+            })
+            .collect();
+        let dropped = reliable::drop_orphan_stream_packets(&mut batches);
+        if dropped > 0 {
+            log::info!("{dropped} packets of byte streams interrupted by the lost link are not sent");
+        }
     }
 
     fn fail_unacknowledged_calls(&mut self, unwritten: &[proto::DataPacket]) {

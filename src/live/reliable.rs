@@ -343,6 +343,33 @@ pub fn outgoing_request_id(packet: &proto::DataPacket) -> Option<&str> {
     }
 }
 
+/// Drops, from packets about to go out on a new connection (in order), the chunks and
+/// trailers of byte streams whose header is not among them: that header went out on the lost
+/// connection, so the receiver could never put the rest together. Returns how many were
+/// dropped.
+pub fn drop_orphan_stream_packets(batches: &mut [&mut Vec<proto::DataPacket>]) -> usize {
+    use proto::data_packet::Value;
+    let headers: std::collections::HashSet<String> = batches
+        .iter()
+        .flat_map(|batch| batch.iter())
+        .filter_map(|p| match &p.value {
+            Some(Value::StreamHeader(h)) => Some(h.stream_id.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut dropped = 0;
+    for batch in batches.iter_mut() {
+        let before = batch.len();
+        batch.retain(|p| match &p.value {
+            Some(Value::StreamChunk(c)) => headers.contains(&c.stream_id),
+            Some(Value::StreamTrailer(t)) => headers.contains(&t.stream_id),
+            _ => true,
+        });
+        dropped += before - batch.len();
+    }
+    dropped
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -545,5 +572,38 @@ mod tests {
         let later = now + CALL_MEMORY;
         ledger.on_sent(later, &request("new"));
         assert_eq!(ledger.len(), 1, "old entries are forgotten");
+    }
+
+    #[test]
+    fn chunks_of_streams_whose_header_was_lost_are_dropped() {
+        use proto::data_packet::Value;
+        let header = |id: &str| proto::DataPacket {
+            value: Some(Value::StreamHeader(proto::data_stream::Header {
+                stream_id: id.into(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let chunk = |id: &str| proto::DataPacket {
+            value: Some(Value::StreamChunk(proto::data_stream::Chunk {
+                stream_id: id.into(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let trailer = |id: &str| proto::DataPacket {
+            value: Some(Value::StreamTrailer(proto::data_stream::Trailer {
+                stream_id: id.into(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        // "old" started on the lost link; "new" starts in the unwritten batch and ends in a
+        // batch held later.
+        let mut unwritten = vec![chunk("old"), header("new"), chunk("new"), request("call")];
+        let mut held = vec![trailer("old"), chunk("new"), trailer("new")];
+        assert_eq!(drop_orphan_stream_packets(&mut [&mut unwritten, &mut held]), 2);
+        assert_eq!(unwritten, [header("new"), chunk("new"), request("call")]);
+        assert_eq!(held, [chunk("new"), trailer("new")]);
     }
 }
