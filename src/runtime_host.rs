@@ -28,6 +28,11 @@ pub struct RuntimeCall {
     pub response_timeout: Duration,
 }
 
+/// The attribute a [`RuntimeHost`] sets on itself right after joining (value
+/// [`ANNOUNCED_VALUE`]), when its token grants `canUpdateOwnMetadata`.
+const ANNOUNCE_ATTRIBUTE: &str = "menlo.runtime_host";
+const ANNOUNCED_VALUE: &str = "ready";
+
 /// A participant that serves `runtime.*` RPC in a robot's room.
 #[must_use = "dropping a RuntimeHost leaves the room"]
 pub struct RuntimeHost {
@@ -37,6 +42,12 @@ pub struct RuntimeHost {
 impl RuntimeHost {
     /// Joins the room at `livekit_url` with a participant token (whose identity the session
     /// will look for, e.g. `simplesim:<robot_id>` or an agent with `lk.agent.name`).
+    ///
+    /// livekit-server announces a participant that publishes no track to the others up to
+    /// 3 s late (in batches), but an attribute change at once. So when the token grants
+    /// `canUpdateOwnMetadata`, the host sets the attribute `menlo.runtime_host` = `ready` on
+    /// itself right after joining, and sessions in the room see it within a round trip.
+    /// Register the handlers right after `connect` returns: calls may follow at once.
     pub fn connect(livekit_url: &str, token: &str, connect_timeout: Duration) -> Result<RuntimeHost> {
         let options = RoomOptions {
             connect_timeout,
@@ -44,6 +55,7 @@ impl RuntimeHost {
         };
         let room = Room::connect(livekit_url, token, options, Arc::new(Unobserved))
             .map_err(|e| join_failure(e, livekit_url, connect_timeout))?;
+        announce(&room);
         Ok(RuntimeHost { room })
     }
 
@@ -101,6 +113,15 @@ impl RuntimeHost {
     /// Leaves the room (dropping the host does the same).
     pub fn disconnect(self) {
         self.room.close();
+    }
+}
+
+/// Sets [`ANNOUNCE_ATTRIBUTE`] on the host when its token allows it (see
+/// [`RuntimeHost::connect`]).
+fn announce(room: &Room) {
+    if room.can_update_metadata() {
+        let attribute = (ANNOUNCE_ATTRIBUTE.to_owned(), ANNOUNCED_VALUE.to_owned());
+        room.set_attributes(std::collections::HashMap::from([attribute]));
     }
 }
 

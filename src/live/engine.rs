@@ -87,6 +87,8 @@ pub(crate) enum Command {
         data: Vec<u8>,
         reply: cb::Sender<Result<(), LiveError>>,
     },
+    /// An encoded signal request, sent on the websocket as it is.
+    Signal(Vec<u8>),
     Disconnect,
 }
 
@@ -119,6 +121,8 @@ pub(crate) struct Joined {
     pub local_sid: String,
     pub room_name: String,
     pub server_version: String,
+    /// Whether the token lets us update our own metadata and attributes.
+    pub can_update_metadata: bool,
 }
 
 /// Configuration of a connection.
@@ -336,6 +340,7 @@ impl Connection {
             local_sid: local.sid.clone(),
             room_name: join.room.as_ref().map(|r| r.name.clone()).unwrap_or_default(),
             server_version: join.server_version.clone(),
+            can_update_metadata: local.permission.as_ref().is_some_and(|p| p.can_update_metadata),
         };
         log::info!(
             "joined room {} as {} (server {}, protocol {}, subscriber_primary {}, ping {}s/{}s)",
@@ -855,6 +860,7 @@ impl Connection {
                         let _ = reply.send(rpc.transport.send_bytes(data, options).await);
                     });
                 }
+                Command::Signal(frame) => self.pending_signal.push(frame),
                 Command::Disconnect => return Some("client disconnected".into()),
             }
         }
@@ -893,7 +899,7 @@ impl Connection {
                 Command::Transmit { done, .. } => {
                     let _ = done.send(Err(LiveError::Disconnected(reason.clone())));
                 }
-                Command::Disconnect => {}
+                Command::Disconnect | Command::Signal(_) => {}
             }
         }
         let left = self.tracker.clear();
