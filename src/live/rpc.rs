@@ -3,7 +3,9 @@
 //! The protocol itself is LiveKit's: `livekit-rpc`'s [`RpcClientManager`] runs outgoing calls
 //! (request → ack → response, timeouts, the grace period after a recipient leaves, v1 data
 //! packets or v2 text data streams depending on what the recipient advertises) and its
-//! [`RpcServerManager`] answers incoming requests. This module holds what the rest of the crate
+//! [`RpcServerManager`] answers incoming requests. A call whose reply is known small can ask
+//! for v1 packets to any recipient ([`RpcWire`]): it then goes through a view of the
+//! transport that reports the recipient as a v1 client. This module holds what the rest of the crate
 //! sees ([`CallParams`], [`Invocation`], [`RpcReply`]), the conversions to and from the
 //! crate's [`RpcError`], and [`EngineTransport`], the `RpcTransport` those managers send
 //! through: packets go to the engine task over its command channel, text streams through
