@@ -8,8 +8,8 @@
 //!   the same capture requested by the Python client;
 //! - connect-to-first-skill time (`connect()` → `discover_skills()` returned);
 //! - the first call's delay after a runtime joins late: a `state` read is started on a
-//!   connected session, then a [`RuntimeHost`] joins; from its `connect()` returning to the
-//!   reply, with a plain token and with one granting `canUpdateOwnMetadata` (the host then
+//!   connected session, then a [`RuntimeHost`] joins; from its handlers being registered to
+//!   the reply, with a plain token and with one granting `canUpdateOwnMetadata` (the host then
 //!   sets an attribute, which livekit-server announces at once instead of in its 3 s batch);
 //! - threads and RSS of this process with one idle connected session (2 s after connect), and
 //!   before connecting; and of a fresh process (this example re-run as a child) that holds
@@ -146,8 +146,8 @@ fn fresh_process_footprint(p: &Platform, robot_ids: &[String]) -> Res<serde_json
 
 /// One sample of the late-runtime delay: a session on a fresh robot starts a read before
 /// any runtime is there; a [`RuntimeHost`] then joins (its token granting
-/// `canUpdateOwnMetadata` when `announcing`). Returns the time from the host's `connect()`
-/// returning (handlers registered) to the read's reply.
+/// `canUpdateOwnMetadata` when `announcing`). Returns the time from the host's handlers
+/// being registered (`runtime.tools_list` last: that announces it) to the read's reply.
 fn first_call_after_late_join(p: &Platform, announcing: bool) -> Res<f64> {
     let robot_id = p.create_robot();
     let session = connect(&p.client, &robot_id, simplesim())?;
@@ -160,8 +160,8 @@ fn first_call_after_late_join(p: &Platform, announcing: bool) -> Res<f64> {
         p.livekit.token(&robot_id, &identity, false, &[])
     };
     let host = RuntimeHost::connect(&p.livekit.url, &token, Duration::from_secs(15))?;
-    host.handle("runtime.tools_list", |_| Ok("[]".to_owned()));
     host.handle("runtime.ping", |_| Ok("{}".to_owned()));
+    host.handle("runtime.tools_list", |_| Ok("[]".to_owned()));
     let joined = Instant::now();
     read.wait()?;
     let delay = joined.elapsed().as_secs_f64() * 1e3;

@@ -11,7 +11,9 @@ use crate::error::{Error, Result};
 use crate::live::Participant;
 use crate::live::{Invocation, OutgoingStream, Room, RoomOptions, RpcError};
 use crate::live::{RoomEvent, RoomObserver};
+use crate::runtime::calls::method::TOOLS_LIST;
 use crate::session::join_failure;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// One incoming RPC call.
@@ -28,8 +30,8 @@ pub struct RuntimeCall {
     pub response_timeout: Duration,
 }
 
-/// The attribute a [`RuntimeHost`] sets on itself right after joining (value
-/// [`ANNOUNCED_VALUE`]), when its token grants `canUpdateOwnMetadata`.
+/// The attribute a [`RuntimeHost`] sets on itself (value [`ANNOUNCED_VALUE`]) once it
+/// answers `runtime.tools_list`, when its token grants `canUpdateOwnMetadata`.
 const ANNOUNCE_ATTRIBUTE: &str = "menlo.runtime_host";
 const ANNOUNCED_VALUE: &str = "ready";
 
@@ -37,6 +39,7 @@ const ANNOUNCED_VALUE: &str = "ready";
 #[must_use = "dropping a RuntimeHost leaves the room"]
 pub struct RuntimeHost {
     room: Room,
+    announced: AtomicBool,
 }
 
 impl RuntimeHost {
@@ -46,8 +49,9 @@ impl RuntimeHost {
     /// livekit-server announces a participant that publishes no track to the others up to
     /// 3 s late (in batches), but an attribute change at once. So when the token grants
     /// `canUpdateOwnMetadata`, the host sets the attribute `menlo.runtime_host` = `ready` on
-    /// itself right after joining, and sessions in the room see it within a round trip.
-    /// Register the handlers right after `connect` returns: calls may follow at once.
+    /// itself as soon as it answers `runtime.tools_list` (the method sessions probe to find
+    /// their runtime), and sessions in the room find it within a round trip. Register
+    /// `runtime.tools_list` after the other handlers: calls may follow at once.
     pub fn connect(livekit_url: &str, token: &str, connect_timeout: Duration) -> Result<RuntimeHost> {
         let options = RoomOptions {
             connect_timeout,
@@ -55,8 +59,10 @@ impl RuntimeHost {
         };
         let room = Room::connect(livekit_url, token, options, Arc::new(Unobserved))
             .map_err(|e| join_failure(e, livekit_url, connect_timeout))?;
-        announce(&room);
-        Ok(RuntimeHost { room })
+        Ok(RuntimeHost {
+            room,
+            announced: AtomicBool::new(false),
+        })
     }
 
     /// This participant's identity.
@@ -96,6 +102,9 @@ impl RuntimeHost {
                 };
                 handler(&call)
             });
+        if method == TOOLS_LIST && !self.announced.swap(true, Ordering::SeqCst) {
+            announce(&self.room);
+        }
     }
 
     /// Stops answering `method` (callers then get `UNSUPPORTED_METHOD`).
