@@ -106,6 +106,8 @@ pub(crate) enum Command {
     /// Test hook: the network is gone for this long (datagrams and signal frames vanish both
     /// ways, new connections fail at once, as with the interface down).
     CutLink(Duration),
+    /// An encoded signal request, sent on the websocket as it is.
+    Signal(Vec<u8>),
     Disconnect,
 }
 
@@ -141,6 +143,8 @@ pub(crate) struct Joined {
     pub local_sid: String,
     pub room_name: String,
     pub server_version: String,
+    /// Whether the token lets us update our own metadata and attributes.
+    pub can_update_metadata: bool,
 }
 
 /// Configuration of a connection.
@@ -1330,6 +1334,7 @@ impl Engine {
                     let req = signal::simulate_request(scenario);
                     self.link.pending_signal.push(signal::encode_request(req));
                 }
+                Command::Signal(frame) => self.link.pending_signal.push(frame),
                 Command::Disconnect => {
                     let actions = self
                         .reconnector
@@ -1686,7 +1691,11 @@ impl Engine {
                 Command::Transmit { done, .. } => {
                     let _ = done.send(Err(LiveError::Disconnected(reason.clone())));
                 }
-                Command::Disconnect | Command::DropSignal | Command::Simulate(_) | Command::CutLink(_) => {}
+                Command::Disconnect
+                | Command::DropSignal
+                | Command::Simulate(_)
+                | Command::CutLink(_)
+                | Command::Signal(_) => {}
             }
         }
         let left = self.tracker.clear();
@@ -1720,6 +1729,7 @@ fn joined_of(join: &proto::JoinResponse) -> Joined {
         local_sid: local.sid,
         room_name: join.room.as_ref().map(|r| r.name.clone()).unwrap_or_default(),
         server_version: join.server_version.clone(),
+        can_update_metadata: local.permission.as_ref().is_some_and(|p| p.can_update_metadata),
     }
 }
 

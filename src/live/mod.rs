@@ -36,7 +36,7 @@ pub use error::{RpcError, RpcErrorCode};
 pub use participants::{Participant, ParticipantKind};
 pub use room::OutgoingStream;
 pub(crate) use room::{Room, RoomOptions};
-pub(crate) use rpc::{CallParams, Invocation};
+pub(crate) use rpc::{CallParams, Invocation, RpcWire};
 pub(crate) use streams::ByteStream;
 
 #[cfg(test)]

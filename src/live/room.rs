@@ -207,6 +207,23 @@ impl Room {
         &self.joined.room_name
     }
 
+    /// Whether the token lets this participant update its own metadata and attributes.
+    pub(crate) fn can_update_metadata(&self) -> bool {
+        self.joined.can_update_metadata
+    }
+
+    /// Sets `attributes` on this participant (merged into the ones it has); a server
+    /// announces such a change to the room at once. Fire and forget (the server refuses it
+    /// without [`Room::can_update_metadata`]); false when the room is closed.
+    pub(crate) fn set_attributes(&self, attributes: HashMap<String, String>) -> bool {
+        let update = livekit_protocol::UpdateParticipantMetadata {
+            attributes,
+            ..Default::default()
+        };
+        let request = livekit_protocol::signal_request::Message::UpdateMetadata(update);
+        self.send(Command::Signal(crate::live::signal::encode_request(request)))
+    }
+
     /// Whether the room is still connected.
     pub fn is_connected(&self) -> bool {
         self.shared.connected.load(Ordering::SeqCst)

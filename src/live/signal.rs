@@ -13,13 +13,19 @@ use proto::signal_request::Message as Req;
 ///
 /// 16: single peer connection over `/rtc/v1`, data channels opened in-band (DCEP) by us.
 /// (17 adds packet trailers, 18 switches to pre-negotiated channel ids; neither is needed
-/// for a data-only participant, and 16 works with every server that has `/rtc/v1`.)
+/// for a data-only participant, and 16 works with every server that has `/rtc/v1`.
+/// livekit-server 1.13 changes nothing a data-only participant receives above 16: packet
+/// trailers are media-only and keyed on the `CAP_PACKET_TRAILER` capability.)
 pub const PROTOCOL_VERSION: i32 = 16;
 
-/// `client_protocol` advertised to other participants: 1 (`CLIENT_PROTOCOL_DATA_STREAM_RPC`)
-/// means "RPC v2 over text data streams understood" (`livekit-rpc` does both v1 and v2), but
-/// not inline single-packet streams (2), and no compression capability is advertised.
-pub const CLIENT_PROTOCOL: i32 = livekit_common::CLIENT_PROTOCOL_DATA_STREAM_RPC;
+/// `client_protocol` advertised to other participants: 2 (`CLIENT_PROTOCOL_DATA_STREAM_V2`),
+/// "RPC v2 over text data streams, and data streams sent inline in a single header packet
+/// understood" (`livekit-data-stream`'s incoming manager reassembles both), so a v2 RPC reply
+/// that fits a packet reaches us as one packet instead of three. No compression capability
+/// is advertised, although the receive path inflates deflate-raw streams: a sender would
+/// first deflate every camera frame (JPEG, incompressible) to find out it does not shrink,
+/// which measurably slows frames; `PROTOCOL_VERSION` stays 16 (see there).
+pub const CLIENT_PROTOCOL: i32 = livekit_common::CLIENT_PROTOCOL_DATA_STREAM_V2;
 
 fn base_ws_url(base: &str) -> Result<url::Url, LiveError> {
     let mut url = url::Url::parse(base).map_err(|e| LiveError::InvalidUrl(e.to_string()))?;
@@ -274,6 +280,18 @@ mod tests {
         assert!(v0
             .query_pairs()
             .any(|(k, v)| k == "protocol" && v == PROTOCOL_VERSION.to_string()));
+    }
+
+    #[test]
+    fn joins_advertising_inline_data_streams_without_compression() {
+        let info = join_request(false).client_info.unwrap();
+        assert_eq!(
+            (info.protocol, info.client_protocol),
+            (16, livekit_common::CLIENT_PROTOCOL_DATA_STREAM_V2)
+        );
+        assert!(info.capabilities.is_empty(), "{:?}", info.capabilities);
+        let v0 = join_url_v0("ws://h").unwrap();
+        assert!(v0.query_pairs().any(|(k, v)| k == "client_protocol" && v == "2"));
     }
 
     #[test]

@@ -53,7 +53,7 @@ use serde_json::Value;
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::live::{
-    ByteStream, CallParams, Participant, Room, RoomEvent, RoomObserver, RoomOptions, RpcErrorCode,
+    ByteStream, CallParams, Participant, Room, RoomEvent, RoomObserver, RoomOptions, RpcErrorCode, RpcWire,
 };
 use crate::models::SessionMetadata;
 use crate::room_key::check_livekit_url;
@@ -1006,6 +1006,7 @@ fn call_params(runtime: &str, request: &RpcRequest, budget: Duration) -> CallPar
     CallParams {
         ack_timeout: budget,
         response_timeout: budget.saturating_mul(2),
+        wire: wire_for(&request.method),
         ..CallParams::new(runtime, request.method.clone(), request.payload.clone())
     }
 }
@@ -1026,6 +1027,18 @@ fn method_name(request: &RpcRequest) -> &'static str {
     .into_iter()
     .find(|known| *known == request.method)
     .unwrap_or("runtime call")
+}
+
+/// How a runtime call with `method` travels: as one v1 packet each way when its reply is
+/// known to stay small (a v1 request gets a v1 reply, capped at 15 KiB), as the runtime
+/// advertises (v2 streams) otherwise. A `state` reply that grew too large is read again
+/// as advertised; a cancel is never sent twice.
+fn wire_for(method: &str) -> RpcWire {
+    match method {
+        calls::method::STATE => RpcWire::PacketsOrRepeat,
+        calls::method::CANCEL => RpcWire::Packets,
+        _ => RpcWire::Advertised,
+    }
 }
 
 /// A registered wait for one camera frame; unregisters itself when dropped.
@@ -1170,6 +1183,23 @@ mod tests {
             matches!(&err, Error::InvalidInput { field, .. } if field == "reconnect_timeout"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn only_calls_with_small_replies_go_as_packets() {
+        assert_eq!(wire_for(calls::method::STATE), RpcWire::PacketsOrRepeat);
+        assert_eq!(wire_for(calls::method::CANCEL), RpcWire::Packets);
+        for method in [
+            calls::method::TOOLS_LIST,
+            calls::method::TOOLS_CALL,
+            calls::method::SCENE_STATE,
+            calls::method::CAPABILITIES,
+            calls::method::CAMERAS_CAPTURE,
+            calls::method::FORWARD_ENVELOPE,
+            "runtime.battery",
+        ] {
+            assert_eq!(wire_for(method), RpcWire::Advertised, "{method}");
+        }
     }
 
     #[test]

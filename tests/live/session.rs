@@ -546,6 +546,46 @@ fn a_call_waits_for_a_runtime_that_joins_late() {
     session.disconnect().unwrap();
 }
 
+/// A host whose token grants `canUpdateOwnMetadata` sets `menlo.runtime_host` on itself
+/// once it answers `runtime.tools_list` (so livekit-server announces it at once rather than
+/// in its next 3 s batch); a host without the grant joins and serves all the same, without.
+#[test]
+fn a_runtime_host_announces_itself_when_its_token_allows() {
+    let p = Platform::start();
+    let session = connect(&p.client, &p.robot_id, simplesim()).unwrap();
+    let attribute_of = |identity: &str| {
+        let participant = session
+            .participants()
+            .into_iter()
+            .find(|participant| participant.identity == identity)?;
+        Some(participant.attributes.get("menlo.runtime_host").cloned())
+    };
+
+    let token = p.livekit.token_updating_own_metadata(&p.robot_id, "announced");
+    let announced = RuntimeHost::connect(&p.livekit.url, &token, Duration::from_secs(15)).unwrap();
+    announced.handle("runtime.state", |_| Ok(robot_status()));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        attribute_of("announced").flatten(),
+        None,
+        "not before it answers tools_list"
+    );
+    announced.handle("runtime.tools_list", |_| Ok(tools_list_reply()));
+    let seen = wait_until(Duration::from_secs(10), "the announced host", || {
+        attribute_of("announced").flatten()
+    });
+    assert_eq!(seen, "ready");
+
+    let quiet = p.runtime("quiet", false, &[]);
+    quiet.handle("runtime.tools_list", |_| Ok(tools_list_reply()));
+    let seen = wait_until(Duration::from_secs(10), "the quiet host", || {
+        attribute_of("quiet")
+    });
+    assert_eq!(seen, None, "no grant, no attribute");
+    assert!(quiet.is_connected() && announced.is_connected());
+    session.disconnect().unwrap();
+}
+
 #[test]
 fn without_hint_or_runtime_slot_runtime_calls_fail_at_once() {
     let p = Platform::start();
