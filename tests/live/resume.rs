@@ -542,12 +542,14 @@ fn a_tool_call_written_before_a_cut_the_server_outlives_fails_as_connection_lost
     let session = connect(&p.client, &p.robot_id, simplesim()).unwrap();
     session.state().robot_status().unwrap();
 
-    // Written to SCTP, but every datagram vanishes: never acknowledged. The cut outlasts the
-    // server's hold on the participant, so the link comes back as a new participant.
+    // Cut first (the engine takes commands in order), then call at once: the request is
+    // written to SCTP before the engine can notice the silence, and every datagram vanishes,
+    // so it is never acknowledged. The cut outlasts the server's hold on the participant, so
+    // the link comes back as a new participant.
+    session.cut_link_for_test(Duration::from_secs(25));
     let pending = session
         .start_invoke("go_to", json!({}), Some(Duration::from_secs(60)))
         .unwrap();
-    session.cut_link_for_test(Duration::from_secs(25));
     let err = pending.wait().unwrap_err();
     assert!(
         matches!(
