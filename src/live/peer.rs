@@ -35,9 +35,6 @@ pub(crate) fn add_data_channels(api: &mut str0m::change::SdpApi<'_>) -> (Channel
     let lossy = channel(LOSSY_LABEL, false, Reliability::MaxRetransmits { retransmits: 0 });
     (reliable, lossy)
 }
-/// How long ICE may stay disconnected before the connection is declared lost
-/// (str0m's `Disconnected` is transient, like the browser's `disconnected`).
-pub const ICE_DISCONNECTED_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Cap on bytes queued while the reliable channel is not open or is full.
 pub const MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
 
@@ -68,7 +65,6 @@ pub struct Peer {
     queue: VecDeque<Vec<u8>>,
     queued_bytes: usize,
     closed: bool,
-    ice_disconnected_at: Option<Instant>,
     now: Instant,
     writes_paused: bool,
     ice_state: IceConnectionState,
@@ -101,7 +97,6 @@ impl Peer {
             queue: VecDeque::new(),
             queued_bytes: 0,
             closed: false,
-            ice_disconnected_at: None,
             now,
             writes_paused: false,
             ice_state: IceConnectionState::New,
@@ -112,6 +107,7 @@ impl Peer {
         }
     }
 
+    #[cfg(test)]
     fn new_rtc(now: Instant, local: SocketAddr) -> Result<Rtc, LiveError> {
         Self::new_rtc_with(Rtc::builder(), now, local)
     }
@@ -122,18 +118,6 @@ impl Peer {
             Candidate::host(local, "udp").map_err(|e| LiveError::Rtc(format!("host candidate: {e}")))?;
         rtc.add_local_candidate(cand);
         Ok(rtc)
-    }
-
-    /// Creates a subscriber peer from the server's SDP offer; returns it with our answer.
-    pub fn new_subscriber(
-        now: Instant,
-        local: SocketAddr,
-        offer_sdp: &str,
-    ) -> Result<(Peer, String), LiveError> {
-        let rtc = Self::new_rtc(now, local)?;
-        let mut peer = Self::with_rtc(rtc, local, now);
-        let answer = peer.accept_offer(offer_sdp)?;
-        Ok((peer, answer))
     }
 
     /// Applies a (re)offer from the server; returns our SDP answer.
@@ -156,6 +140,7 @@ impl Peer {
         Ok(answer)
     }
 
+    #[cfg(test)]
     /// Creates the publisher peer (our `_reliable` / `_lossy` channels) with a host candidate
     /// on `local`, and returns it with the SDP offer.
     pub fn new(now: Instant, local: SocketAddr) -> Result<(Peer, String), LiveError> {
@@ -215,17 +200,22 @@ impl Peer {
         Ok(())
     }
 
-    /// Feeds a received datagram. Datagrams str0m does not recognise are ignored.
-    pub fn handle_receive(&mut self, now: Instant, source: SocketAddr, data: &[u8]) -> Result<(), LiveError> {
+    /// Feeds a received datagram; returns whether this connection accepted it (a sign of a
+    /// live data path). Datagrams str0m does not recognise are ignored.
+    pub fn handle_receive(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        data: &[u8],
+    ) -> Result<bool, LiveError> {
         self.now = self.now.max(now);
         let Ok(recv) = Receive::new(Protocol::Udp, source, self.local, data) else {
             log::trace!("ignoring unrecognised datagram from {source}");
-            return Ok(());
+            return Ok(false);
         };
         self.clock
             .receive(&mut self.rtc, now, recv)
-            .map_err(|e| LiveError::Rtc(e.to_string()))?;
-        Ok(())
+            .map_err(|e| LiveError::Rtc(e.to_string()))
     }
 
     /// Advances time.
@@ -303,12 +293,6 @@ impl Peer {
             if self.closed {
                 return PeerOutput::Timeout(self.now + std::time::Duration::from_secs(3600));
             }
-            if let Some(since) = self.ice_disconnected_at {
-                if self.now >= since + ICE_DISCONNECTED_TIMEOUT {
-                    self.closed = true;
-                    return PeerOutput::Closed("ICE disconnected".into());
-                }
-            }
             let out = match self.rtc.poll_output() {
                 Ok(o) => o,
                 Err(e) => {
@@ -328,10 +312,6 @@ impl Peer {
                         }
                     }
                     let t = self.clock.drained(&mut self.rtc, self.reliable, t);
-                    let t = match self.ice_disconnected_at {
-                        Some(since) => t.min(since + ICE_DISCONNECTED_TIMEOUT),
-                        None => t,
-                    };
                     return PeerOutput::Timeout(t);
                 }
                 Output::Event(ev) => match ev {
@@ -374,11 +354,6 @@ impl Peer {
                             state,
                             IceConnectionState::Connected | IceConnectionState::Completed
                         );
-                        if state == IceConnectionState::Disconnected {
-                            self.ice_disconnected_at.get_or_insert(self.now);
-                        } else {
-                            self.ice_disconnected_at = None;
-                        }
                     }
                     Event::Closed => {
                         self.closed = true;
@@ -397,7 +372,6 @@ impl Peer {
     }
 
     /// Like [`Peer::new`], with the given STUN timing.
-    #[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
     pub fn new_with_stun_timing(
         now: Instant,
         local: SocketAddr,
@@ -408,7 +382,6 @@ impl Peer {
     }
 
     /// Like [`Peer::new_subscriber`], with the given STUN timing.
-    #[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
     pub fn new_subscriber_with_stun_timing(
         now: Instant,
         local: SocketAddr,
@@ -425,7 +398,6 @@ impl Peer {
     /// kept); returns the SDP offer to send. Apply the answer with [`Peer::accept_answer`].
     /// Fails while another offer of ours awaits its answer (never two in flight). A subscriber
     /// peer restarts by accepting the server's re-offer ([`Peer::accept_offer`]) instead.
-    #[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
     pub fn ice_restart(&mut self) -> Result<String, LiveError> {
         if self.pending_offer.is_some() {
             return Err(LiveError::Rtc(
@@ -444,10 +416,22 @@ impl Peer {
         Ok(offer)
     }
 
+    /// Forgets an offer whose answer can no longer come (the websocket it went out on is
+    /// gone), so that [`Peer::ice_restart`] may offer again.
+    pub fn abandon_pending_offer(&mut self) {
+        self.pending_offer = None;
+    }
+
+    /// Takes the reliable messages not yet written into SCTP, oldest first (a full reconnect
+    /// sends them on the new connection).
+    pub fn take_unwritten(&mut self) -> Vec<Vec<u8>> {
+        self.queued_bytes = 0;
+        self.queue.drain(..).collect()
+    }
+
     /// Stops (true) or restarts (false) writing reliable messages into SCTP. While paused they
     /// wait in our queue, where they start no SCTP retransmission timer (a lost link would
     /// otherwise grow SCTP's backoff with every message written into it).
-    #[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
     pub fn pause_writes(&mut self, paused: bool) {
         self.writes_paused = paused;
         if !paused {
@@ -457,7 +441,6 @@ impl Peer {
 
     /// Whether ICE is connected (or completed). After [`Peer::ice_restart`] it turns true only
     /// once the restarted checks succeed: the path is back.
-    #[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
     pub fn ice_connected(&self) -> bool {
         !self.ice_restarting
             && matches!(
@@ -467,27 +450,23 @@ impl Peer {
     }
 
     /// Whether the connection (and so its SCTP association) is gone.
-    #[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
     pub fn is_closed(&self) -> bool {
         self.closed
     }
 
     /// (Reliable messages still in our queue, bytes SCTP has not had acknowledged on the
     /// reliable channel): what `reliable::ReplayBuffer::sync` needs.
-    #[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
     pub fn reliable_backlog(&mut self) -> (usize, usize) {
         (self.queue.len(), self.reliable_buffered())
     }
 
     /// The last offer and answer exchanged on this peer connection (whichever side made them),
     /// for `SyncState`.
-    #[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
     pub fn last_offer_answer(&self) -> (Option<String>, Option<String>) {
         (self.last_offer.clone(), self.last_answer.clone())
     }
 
     /// Our data channels as `SyncState.data_channels` entries (label, SCTP stream id, target).
-    #[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
     pub fn data_channel_infos(
         &mut self,
         target: livekit_protocol::SignalTarget,
@@ -518,7 +497,6 @@ fn ice_ufrag(sdp: &str) -> Option<&str> {
 /// re-checked every second (consent), so a healthy path is never silent for 2.5 s and the first
 /// answer after a cut marks the restore; and it is kept probing for about a minute instead of
 /// being pruned after ≈ 20 s (pruned pairs never come back without an ICE restart).
-#[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StunTiming {
     /// First retransmission timeout of a check (str0m default 250 ms).
@@ -529,15 +507,7 @@ pub struct StunTiming {
     pub max_retransmits: usize,
 }
 
-#[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
 impl StunTiming {
-    /// str0m's defaults.
-    pub const STR0M_DEFAULT: StunTiming = StunTiming {
-        initial_rto: Duration::from_millis(250),
-        max_rto: Duration::from_secs(3),
-        max_retransmits: 9,
-    };
-
     /// Consent every second, a pair kept for about a minute without answers.
     pub const RESILIENT: StunTiming = StunTiming {
         initial_rto: Duration::from_millis(250),

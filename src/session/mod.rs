@@ -53,7 +53,7 @@ use serde_json::Value;
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::live::{
-    ByteStream, CallParams, Participant, Room, RoomEvent, RoomObserver, RoomOptions, RpcErrorCode,
+    ByteStream, CallParams, Participant, Room, RoomEvent, RoomObserver, RoomOptions, RpcErrorCode, RpcWire,
 };
 use crate::models::SessionMetadata;
 use crate::room_key::check_livekit_url;
@@ -488,6 +488,32 @@ impl Session {
     /// several threads at once; [`Session::disconnect`] afterwards still deletes the session.
     pub fn leave(&self) {
         self.leave_once(&mut lock(&self.lifecycle));
+    }
+
+    /// Test hook: drops the room's signal websocket as if the network had closed it.
+    #[doc(hidden)]
+    pub fn drop_signal_for_test(&self) {
+        self.shared.room.drop_signal_for_test();
+    }
+
+    /// Test hook: asks livekit-server to simulate a scenario (e.g. `node_failure`,
+    /// `server_leave`); false for an unknown name.
+    #[doc(hidden)]
+    pub fn simulate_scenario_for_test(&self, scenario: &str) -> bool {
+        self.shared.room.simulate_for_test(scenario)
+    }
+
+    /// Test hook: the room's network is gone for `duration` (datagrams and signal frames
+    /// vanish both ways, new connections fail at once).
+    #[doc(hidden)]
+    pub fn cut_link_for_test(&self, duration: Duration) {
+        self.shared.room.cut_link_for_test(duration);
+    }
+
+    /// Test hook: every recovery of the room's link so far, as (resumed, when).
+    #[doc(hidden)]
+    pub fn reconnects_for_test(&self) -> Vec<(bool, Instant)> {
+        self.shared.room.reconnects()
     }
 
     fn leave_once(&self, lifecycle: &mut Lifecycle) {
@@ -980,6 +1006,7 @@ fn call_params(runtime: &str, request: &RpcRequest, budget: Duration) -> CallPar
     CallParams {
         ack_timeout: budget,
         response_timeout: budget.saturating_mul(2),
+        wire: wire_for(&request.method),
         ..CallParams::new(runtime, request.method.clone(), request.payload.clone())
     }
 }
@@ -1000,6 +1027,18 @@ fn method_name(request: &RpcRequest) -> &'static str {
     .into_iter()
     .find(|known| *known == request.method)
     .unwrap_or("runtime call")
+}
+
+/// How a runtime call with `method` travels: as one v1 packet each way when its reply is
+/// known to stay small (a v1 request gets a v1 reply, capped at 15 KiB), as the runtime
+/// advertises (v2 streams) otherwise. A `state` reply that grew too large is read again
+/// as advertised; a cancel is never sent twice.
+fn wire_for(method: &str) -> RpcWire {
+    match method {
+        calls::method::STATE => RpcWire::PacketsOrRepeat,
+        calls::method::CANCEL => RpcWire::Packets,
+        _ => RpcWire::Advertised,
+    }
 }
 
 /// A registered wait for one camera frame; unregisters itself when dropped.
@@ -1144,6 +1183,23 @@ mod tests {
             matches!(&err, Error::InvalidInput { field, .. } if field == "reconnect_timeout"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn only_calls_with_small_replies_go_as_packets() {
+        assert_eq!(wire_for(calls::method::STATE), RpcWire::PacketsOrRepeat);
+        assert_eq!(wire_for(calls::method::CANCEL), RpcWire::Packets);
+        for method in [
+            calls::method::TOOLS_LIST,
+            calls::method::TOOLS_CALL,
+            calls::method::SCENE_STATE,
+            calls::method::CAPABILITIES,
+            calls::method::CAMERAS_CAPTURE,
+            calls::method::FORWARD_ENVELOPE,
+            "runtime.battery",
+        ] {
+            assert_eq!(wire_for(method), RpcWire::Advertised, "{method}");
+        }
     }
 
     #[test]

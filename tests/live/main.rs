@@ -11,6 +11,7 @@ mod fallback;
 mod interop;
 mod netns;
 mod platform;
+mod resume;
 mod session;
 mod sfu;
 mod sim;

@@ -234,7 +234,9 @@ fn a_platform_dropped_mid_session_disconnects_the_session_promptly() {
         &robot_id,
         ConnectOptions::new()
             .worker_names(["sim-worker"])
-            .wait_for_ready(true),
+            .wait_for_ready(true)
+            // The engine tries to get the server back for this long, then gives up.
+            .reconnect_timeout(Duration::from_secs(2)),
     )
     .unwrap();
     let slow = session

@@ -241,6 +241,19 @@ impl LiveKit {
         )
     }
 
+    /// A token for the standard participant `identity` in `room` that may update its own
+    /// metadata and attributes (`canUpdateOwnMetadata`).
+    pub fn token_updating_own_metadata(&self, room: &str, identity: &str) -> String {
+        menlo_robot_sdk::dev::mint_livekit_token_updating_own_metadata(
+            &self.settings(),
+            room,
+            identity,
+            identity,
+            Duration::from_secs(600),
+            &TokenOptions::default(),
+        )
+    }
+
     /// Kills the server now (for "server went away" tests).
     pub fn kill(&mut self) {
         drop(self.embedded.take());
