@@ -1,9 +1,8 @@
-//! Resume and full reconnect against a real livekit-server (issue 8): the signal connection
-//! dropped with calls in flight, the server's simulate-scenario requests, a server that goes
-//! away, and a server restarted on the same ports.
-//!
-//! The embedded SFU does not answer resumes yet (branch `sfuresume`): with
-//! `MENLO_LIVE_BACKEND=embedded` these tests print why and return.
+//! Resume and full reconnect (issue 8): the signal connection dropped with calls in flight,
+//! the server's simulate-scenario requests, a server that goes away, and a server restarted
+//! on the same ports. Against livekit-server, or the embedded SFU with
+//! `MENLO_LIVE_BACKEND=embedded` (the restart test always uses a livekit-server it can stop
+//! and start).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -11,24 +10,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::live_common::{server_binary, wait_until, Backend, Platform, KEY, SECRET};
+use crate::live_common::{server_binary, wait_until, Platform, KEY, SECRET};
 use menlo_robot_sdk::dev::{mint_livekit_token, ControlPlane, LiveKitSettings, Principal, TokenOptions};
 use menlo_robot_sdk::{
     connect, Client, ConnectOptions, NewRobot, ReconnectKind, RuntimeHost, Session, SessionEvent,
 };
 use serde_json::json;
-
-/// True (after printing why) when the backend cannot run these tests yet.
-fn skipped(test: &str) -> bool {
-    init_log();
-    if Backend::from_env() == Backend::Embedded {
-        eprintln!(
-            "{test}: skipped on the embedded SFU, which does not support resume yet (branch sfuresume)"
-        );
-        return true;
-    }
-    false
-}
 
 fn robot_status() -> String {
     json!({
@@ -80,9 +67,7 @@ fn wait_disconnected(session: &Session, timeout: Duration) -> String {
 
 #[test]
 fn a_dropped_signal_connection_resumes_and_every_call_in_flight_is_answered_once() {
-    if skipped("resume with calls in flight") {
-        return;
-    }
+    init_log();
     let p = Platform::start();
     let runtime = p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]);
     let calls = serve_state(&runtime, Duration::from_millis(100));
@@ -124,9 +109,7 @@ fn a_dropped_signal_connection_resumes_and_every_call_in_flight_is_answered_once
 
 #[test]
 fn node_failure_leads_to_a_full_reconnect_and_calls_work_afterwards() {
-    if skipped("node_failure full reconnect") {
-        return;
-    }
+    init_log();
     let p = Platform::start();
     let runtime = p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]);
     let calls = serve_state(&runtime, Duration::ZERO);
@@ -161,9 +144,7 @@ fn node_failure_leads_to_a_full_reconnect_and_calls_work_afterwards() {
 
 #[test]
 fn server_leave_disconnects_without_retrying() {
-    if skipped("server_leave") {
-        return;
-    }
+    init_log();
     let p = Platform::start();
     let runtime = p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]);
     serve_state(&runtime, Duration::ZERO);
@@ -184,9 +165,7 @@ fn server_leave_disconnects_without_retrying() {
 
 #[test]
 fn disconnect_while_reconnecting_to_a_dead_server_returns_promptly() {
-    if skipped("disconnect while reconnecting") {
-        return;
-    }
+    init_log();
     let mut p = Platform::start();
     let runtime = p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]);
     serve_state(&runtime, Duration::ZERO);
@@ -293,9 +272,7 @@ fn free_port() -> u16 {
 
 #[test]
 fn a_restarted_server_is_rejoined_by_the_session_and_the_runtime() {
-    if skipped("server restart") {
-        return;
-    }
+    init_log();
     let mut server = RestartableServer::start();
     let settings = LiveKitSettings {
         url: server.url(),
@@ -378,9 +355,7 @@ fn init_log() {
 
 #[test]
 fn a_five_second_cut_resumes_and_calls_made_before_and_during_it_are_answered_once() {
-    if skipped("5 s cut") {
-        return;
-    }
+    init_log();
     let p = Platform::start();
     let runtime = p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]);
     let calls = serve_state(&runtime, Duration::from_millis(50));
@@ -418,9 +393,7 @@ fn a_five_second_cut_resumes_and_calls_made_before_and_during_it_are_answered_on
 
 #[test]
 fn a_ten_second_cut_loses_the_signal_too_and_resumes_with_an_ice_restart() {
-    if skipped("10 s cut") {
-        return;
-    }
+    init_log();
     let p = Platform::start();
     let runtime = p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]);
     let calls = serve_state(&runtime, Duration::ZERO);
@@ -450,9 +423,7 @@ fn a_ten_second_cut_loses_the_signal_too_and_resumes_with_an_ice_restart() {
 
 #[test]
 fn a_25_second_cut_outlives_the_server_and_ends_in_a_full_reconnect() {
-    if skipped("25 s cut") {
-        return;
-    }
+    init_log();
     let p = Platform::start();
     let runtime = p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]);
     let calls = serve_state(&runtime, Duration::ZERO);
@@ -484,9 +455,7 @@ fn a_25_second_cut_outlives_the_server_and_ends_in_a_full_reconnect() {
 
 #[test]
 fn a_cut_longer_than_the_reconnect_timeout_disconnects_with_the_last_error() {
-    if skipped("give up") {
-        return;
-    }
+    init_log();
     let p = Platform::start();
     let runtime = p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]);
     serve_state(&runtime, Duration::ZERO);
@@ -527,9 +496,7 @@ fn wait_event(session: &Session, timeout: Duration, pred: impl Fn(&SessionEvent)
 
 #[test]
 fn a_tool_call_written_before_a_cut_the_server_outlives_fails_as_connection_lost() {
-    if skipped("connection lost") {
-        return;
-    }
+    init_log();
     let p = Platform::start();
     let runtime = p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]);
     serve_state(&runtime, Duration::ZERO);
@@ -574,9 +541,7 @@ fn a_tool_call_written_before_a_cut_the_server_outlives_fails_as_connection_lost
 
 #[test]
 fn a_hundred_forced_resumes_fail_lose_and_duplicate_no_call() {
-    if skipped("100 resumes") {
-        return;
-    }
+    init_log();
     let p = Platform::start();
     let runtime = p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]);
     let calls = serve_state(&runtime, Duration::from_millis(5));
@@ -622,9 +587,7 @@ fn a_hundred_forced_resumes_fail_lose_and_duplicate_no_call() {
 
 #[test]
 fn over_two_peer_connections_a_dropped_signal_and_a_ten_second_cut_resume() {
-    if skipped("dual-PC resume") {
-        return;
-    }
+    init_log();
     let p = Platform::start();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -672,9 +635,7 @@ fn over_two_peer_connections_a_dropped_signal_and_a_ten_second_cut_resume() {
 
 #[test]
 fn an_acknowledged_tool_call_is_answered_across_a_full_reconnect() {
-    if skipped("acked call across a rejoin") {
-        return;
-    }
+    init_log();
     let p = Platform::start();
     let runtime = p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]);
     serve_state(&runtime, Duration::ZERO);

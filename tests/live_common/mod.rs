@@ -256,7 +256,9 @@ impl LiveKit {
 
     /// Kills the server now (for "server went away" tests).
     pub fn kill(&mut self) {
-        drop(self.embedded.take());
+        if let Some(sfu) = self.embedded.take() {
+            sfu.abort();
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
