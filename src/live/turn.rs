@@ -1184,3 +1184,242 @@ fn extract_waiters(
     *waiters = rest;
     matching
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(transport: TurnTransport, host: &str, port: u16) -> TurnUrl {
+        TurnUrl {
+            transport,
+            host: host.into(),
+            port,
+        }
+    }
+
+    #[test]
+    fn parses_livekit_urls() {
+        assert_eq!(
+            parse_turn_url("turn:10.0.0.5:3478?transport=udp"),
+            Ok(url(TurnTransport::Udp, "10.0.0.5", 3478))
+        );
+        assert_eq!(
+            parse_turn_url("turns:turn.example.com:443?transport=tcp"),
+            Ok(url(TurnTransport::Tls, "turn.example.com", 443))
+        );
+        assert_eq!(
+            parse_turn_url("turn:turn.example.com:3478?transport=tcp"),
+            Ok(url(TurnTransport::Tcp, "turn.example.com", 3478))
+        );
+    }
+
+    #[test]
+    fn defaults_transport_and_port_per_scheme() {
+        assert_eq!(
+            parse_turn_url("turn:relay.example"),
+            Ok(url(TurnTransport::Udp, "relay.example", 3478))
+        );
+        assert_eq!(
+            parse_turn_url("turns:relay.example"),
+            Ok(url(TurnTransport::Tls, "relay.example", 5349))
+        );
+        assert_eq!(
+            parse_turn_url(" TURN:relay.example?TRANSPORT=TCP "),
+            Ok(url(TurnTransport::Tcp, "relay.example", 3478))
+        );
+    }
+
+    #[test]
+    fn parses_ipv6_literals() {
+        assert_eq!(
+            parse_turn_url("turn:[2001:db8::1]:3479"),
+            Ok(url(TurnTransport::Udp, "2001:db8::1", 3479))
+        );
+        assert_eq!(
+            parse_turn_url("turns:[::1]"),
+            Ok(url(TurnTransport::Tls, "::1", 5349))
+        );
+        assert_eq!(parse_turn_url("turn:[::1]x"), Err(IceUrlError::BadHost));
+        assert_eq!(parse_turn_url("turn:[nope]:1"), Err(IceUrlError::BadHost));
+        assert_eq!(parse_turn_url("turn:[::1"), Err(IceUrlError::BadHost));
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_turn_server() {
+        assert_eq!(
+            parse_turn_url("stun:stun.example:3478"),
+            Err(IceUrlError::NotTurn)
+        );
+        assert_eq!(
+            parse_turn_url("https://relay.example"),
+            Err(IceUrlError::UnknownScheme)
+        );
+        assert_eq!(parse_turn_url("relay.example"), Err(IceUrlError::UnknownScheme));
+        assert_eq!(parse_turn_url(""), Err(IceUrlError::UnknownScheme));
+        assert_eq!(parse_turn_url("turn:"), Err(IceUrlError::MissingHost));
+        assert_eq!(parse_turn_url("turn::3478"), Err(IceUrlError::MissingHost));
+        assert_eq!(parse_turn_url("turn:host:0"), Err(IceUrlError::BadPort));
+        assert_eq!(parse_turn_url("turn:host:65536"), Err(IceUrlError::BadPort));
+        assert_eq!(parse_turn_url("turn:host:+1"), Err(IceUrlError::BadPort));
+        assert_eq!(parse_turn_url("turn:host:"), Err(IceUrlError::BadPort));
+        assert_eq!(
+            parse_turn_url("turn:host?transport=sctp"),
+            Err(IceUrlError::UnsupportedTransport)
+        );
+        assert_eq!(
+            parse_turn_url("turns:host?transport=udp"),
+            Err(IceUrlError::UnsupportedTransport)
+        );
+        assert_eq!(
+            parse_turn_url("turn:host?ttl=5"),
+            Err(IceUrlError::UnknownParameter)
+        );
+        assert_eq!(
+            parse_turn_url("turn:host?transport"),
+            Err(IceUrlError::UnknownParameter)
+        );
+    }
+
+    #[test]
+    fn never_echoes_userinfo_in_errors() {
+        let error = parse_turn_url("turn:alice:hunter2@relay.example:3478").unwrap_err();
+        assert_eq!(error, IceUrlError::BadPort);
+        let error = parse_turn_url("turn:alice@relay.example").unwrap_err();
+        assert_eq!(error, IceUrlError::BadHost);
+        assert!(!error.to_string().contains("alice"));
+    }
+
+    #[test]
+    fn collects_servers_with_their_credentials_and_skips_the_rest() {
+        let ice_servers = vec![
+            livekit_protocol::IceServer {
+                urls: vec![
+                    "turn:10.0.0.5:3478?transport=udp".into(),
+                    "stun:10.0.0.5:3478".into(),
+                ],
+                username: "user-one".into(),
+                credential: "secret-one".into(),
+            },
+            livekit_protocol::IceServer {
+                urls: vec!["turns:turn.example.com:443?transport=tcp".into(), "bogus".into()],
+                username: "user-two".into(),
+                credential: "secret-two".into(),
+            },
+        ];
+        let (servers, skipped) = turn_servers(&ice_servers);
+        assert_eq!(
+            servers,
+            vec![
+                TurnServer::new(
+                    url(TurnTransport::Udp, "10.0.0.5", 3478),
+                    "user-one",
+                    "secret-one"
+                ),
+                TurnServer::new(
+                    url(TurnTransport::Tls, "turn.example.com", 443),
+                    "user-two",
+                    "secret-two"
+                ),
+            ]
+        );
+        assert_eq!(skipped, vec![IceUrlError::NotTurn, IceUrlError::UnknownScheme]);
+        assert_eq!(servers[1].clone().with_port(5349).url.port, 5349);
+    }
+
+    #[test]
+    fn debug_never_shows_credentials() {
+        let server = TurnServer::new(
+            url(TurnTransport::Udp, "10.0.0.5", 3478),
+            "APIkey-user",
+            "s3cr3t-cred",
+        );
+        let shown = format!("{server:?} {:#?}", server.clone().with_credential("other-s3cr3t"));
+        assert!(shown.contains("10.0.0.5"));
+        for secret in ["APIkey-user", "s3cr3t-cred", "other-s3cr3t"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut rng = fastrand::Rng::with_seed(10);
+        let alphabet = b"turns:[]?&=:/@.0123456789abcdefTCPUDP \x7f";
+        for _ in 0..20_000 {
+            let len = rng.usize(..40);
+            let text: String = (0..len)
+                .map(|_| alphabet[rng.usize(..alphabet.len())] as char)
+                .collect();
+            let _ = parse_turn_url(&text);
+        }
+    }
+
+    fn allocate_error(code: u16) -> Vec<u8> {
+        use turn_client_proto::types::stun::message::MessageWriteVec;
+        use turn_client_proto::types::stun::prelude::*;
+        let request = Message::builder_request(
+            turn_client_proto::types::message::ALLOCATE,
+            MessageWriteVec::new(),
+        );
+        let mut error = Message::builder_error(
+            &Message::from_bytes(&request.finish()).unwrap(),
+            MessageWriteVec::new(),
+        );
+        error
+            .add_attribute(&ErrorCode::builder(code).build().unwrap())
+            .unwrap();
+        error.finish()
+    }
+
+    #[test]
+    fn a_second_401_or_a_400_after_the_challenge_is_an_auth_failure() {
+        let mut answers = AllocateAnswers::default();
+        answers.feed(&allocate_error(401), false);
+        assert_eq!(answers.auth_failed, None, "the first 401 is the challenge");
+        answers.feed(&allocate_error(401), false);
+        assert_eq!(answers.auth_failed, Some(401));
+
+        let mut answers = AllocateAnswers::default();
+        answers.feed(&allocate_error(400), false);
+        assert_eq!(
+            answers.auth_failed, None,
+            "400 before any challenge is not about credentials"
+        );
+        assert_eq!(answers.last_error, Some(400));
+        answers.feed(&allocate_error(401), false);
+        answers.feed(&allocate_error(400), false);
+        assert_eq!(answers.auth_failed, Some(400));
+    }
+
+    #[test]
+    fn stream_answers_are_reassembled_across_reads() {
+        let mut stream = allocate_error(401);
+        stream.extend(allocate_error(401));
+        let mut answers = AllocateAnswers::default();
+        for piece in stream.chunks(7) {
+            answers.feed(piece, true);
+        }
+        assert_eq!(answers.auth_failed, Some(401));
+        assert!(answers.stream.is_empty());
+    }
+
+    #[test]
+    fn an_unanswered_allocation_times_out() {
+        let start = Instant::now();
+        let server: SocketAddr = "127.0.0.1:3478".parse().unwrap();
+        let local: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let mut core = TurnCore::new(false, local, server, ("u", "p"), start, Duration::from_secs(2));
+        core.poll(start);
+        assert!(
+            core.poll_transmit(start).is_some(),
+            "the first Allocate goes out at once"
+        );
+        let mut now = start;
+        while let Some(next) = core.poll(now) {
+            assert!(next <= start + Duration::from_secs(2));
+            while core.poll_transmit(next).is_some() {}
+            now = next.max(now + Duration::from_millis(1));
+        }
+        assert_eq!(core.poll_event(), Some(CoreEvent::Failed(CoreFailure::TimedOut)));
+        assert_eq!(core.send_to(server, vec![1], now), None);
+    }
+}
