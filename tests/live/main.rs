@@ -15,3 +15,4 @@ mod session;
 mod sfu;
 mod sim;
 mod tls;
+mod turn;
