@@ -1,8 +1,9 @@
 //! The TURN client against livekit-server's embedded TURN: the credentials of a real join
 //! response allocate a relayed address over UDP and over TLS (a test certificate trusted as an
 //! extra root), and a datagram goes to a loopback echo peer and back through it, by Send
-//! indication and then through a bound channel. A wrong credential fails as an
-//! authentication failure, not a timeout.
+//! indication and then through a bound channel (odd sizes: TCP pads ChannelData). A wrong
+//! credential fails as an authentication failure, not a timeout; an untrusted certificate as
+//! a TLS failure.
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -103,8 +104,9 @@ async fn relay_through(server: &TurnServer, options: &TurnOptions) {
     );
 
     allocation.bind_channel(peer);
+    // Odd sizes too: ChannelData over TCP/TLS is padded to 4 bytes.
     for i in 0..20u8 {
-        round_trip(&mut allocation, peer, &[i; 100]).await;
+        round_trip(&mut allocation, peer, &vec![i; 97 + usize::from(i)]).await;
     }
 }
 
