@@ -4,12 +4,12 @@
 
 use std::time::{Duration, Instant};
 
+/// The TURN client: ICE server URL parsing and the sans-IO allocation core (private otherwise).
+pub use crate::live::turn;
 /// The runtime plane's request builders and reply interpreters (private otherwise).
 pub use crate::runtime::calls;
 /// Slot readiness and runtime-worker resolution (private otherwise).
 pub use crate::runtime::resolve;
-/// The TURN client: ICE server URL parsing and the sans-IO allocation core (private otherwise).
-pub use crate::live::turn;
 
 use livekit_protocol as proto;
 use prost::Message as _;
@@ -85,7 +85,14 @@ pub fn turn_server_answer(bytes: &[u8]) {
     let feeds: [&[&[u8]]; 3] = [&[bytes], &[bytes], &[&bytes[..split], &bytes[split..]]];
     for (index, pieces) in feeds.iter().enumerate() {
         let now = Instant::now();
-        let mut core = turn::TurnCore::new(index > 0, local, server, ("user", "pass"), now, Duration::from_secs(1));
+        let mut core = turn::TurnCore::new(
+            index > 0,
+            local,
+            server,
+            ("user", "pass"),
+            now,
+            Duration::from_secs(1),
+        );
         core.poll(now);
         while core.poll_transmit(now).is_some() {}
         for piece in pieces.iter() {

@@ -34,7 +34,7 @@ use turn_client_proto::client::TurnClient;
 use turn_client_proto::prelude::*;
 use turn_client_proto::tcp::TurnClientTcp;
 use turn_client_proto::types::stun::attribute::ErrorCode;
-use turn_client_proto::types::stun::message::{Message, MessageClass, MessageHeader};
+use turn_client_proto::types::stun::message::{IntegrityAlgorithm, Message, MessageClass, MessageHeader};
 use turn_client_proto::types::{TransportType, TurnCredentials};
 use turn_client_proto::udp::TurnClientUdp;
 
@@ -514,6 +514,8 @@ impl TurnCore {
     ) -> TurnCore {
         let mut config = TurnConfig::new(TurnCredentials::new(credentials.0, credentials.1));
         config.set_allocation_transport(TransportType::Udp);
+        // RFC 8489 servers (PASSWORD-ALGORITHMS) get SHA-256; RFC 5389 ones (pion) stay on SHA-1.
+        config.add_supported_integrity(IntegrityAlgorithm::Sha256);
         // RFC 8489's 500 ms RTO, but fewer retransmissions: the allocate deadline is ours.
         config.set_request_retransmits(
             Duration::from_millis(500),
@@ -1421,5 +1423,243 @@ mod tests {
         }
         assert_eq!(core.poll_event(), Some(CoreEvent::Failed(CoreFailure::TimedOut)));
         assert_eq!(core.send_to(server, vec![1], now), None);
+    }
+}
+
+/// `TurnCore` against `turn-server-proto`'s sans-IO server, on fake time: allocation, held
+/// sends released by their permission, relaying both ways, refreshes that keep the allocation
+/// (and permission) alive for half an hour, and refused credentials.
+#[cfg(test)]
+mod against_a_server {
+    use super::*;
+    use turn_server_proto::api::{TurnServerApi, TurnServerPollRet};
+    use turn_server_proto::server::TurnServer as ProtoServer;
+
+    const CLIENT: SocketAddr = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1)), 40_000);
+    const SERVER: SocketAddr = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2)), 3478);
+    const RELAYED: SocketAddr = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2)), 50_000);
+    const PEER: SocketAddr = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 3)), 9);
+
+    /// Client core, server and peer wired by hand; time only moves when the test moves it.
+    struct Net {
+        core: TurnCore,
+        server: ProtoServer,
+        start: Instant,
+        now: Instant,
+        at_peer: Vec<(SocketAddr, Vec<u8>)>,
+        events: Vec<CoreEvent>,
+    }
+
+    impl Net {
+        fn new(server_password: &str) -> Net {
+            let start = Instant::now();
+            let mut server = ProtoServer::new(TransportType::Udp, SERVER, "realm".into());
+            server.add_user("user".into(), server_password.into());
+            let core = TurnCore::new(
+                false,
+                CLIENT,
+                SERVER,
+                ("user", "pass"),
+                start,
+                Duration::from_secs(10),
+            );
+            Net {
+                core,
+                server,
+                start,
+                now: start,
+                at_peer: Vec::new(),
+                events: Vec::new(),
+            }
+        }
+
+        fn server_now(&self) -> turn_client_proto::types::Instant {
+            let nanos = self.now.duration_since(self.start).as_nanos();
+            turn_client_proto::types::Instant::from_nanos(i64::try_from(nanos).unwrap())
+        }
+
+        fn route(&mut self, transmit: Transmit<Vec<u8>>) {
+            if transmit.to == CLIENT {
+                self.core.receive(&transmit.data, self.now);
+            } else {
+                self.at_peer.push((transmit.from, transmit.data));
+            }
+        }
+
+        fn to_server(&mut self, from: SocketAddr, to: SocketAddr, bytes: &[u8]) {
+            let at = self.server_now();
+            if let Some(reply) = self
+                .server
+                .recv(Transmit::new(bytes, TransportType::Udp, from, to), at)
+            {
+                self.route(reply.build());
+            }
+        }
+
+        /// Exchanges everything pending until nobody has anything to say.
+        fn pump(&mut self) {
+            for _ in 0..100 {
+                let mut busy = false;
+                self.core.poll(self.now);
+                while let Some(bytes) = self.core.poll_transmit(self.now) {
+                    busy = true;
+                    self.to_server(CLIENT, SERVER, &bytes);
+                }
+                let at = self.server_now();
+                while let TurnServerPollRet::AllocateSocket {
+                    transport,
+                    listen_addr,
+                    client_addr,
+                    allocation_transport,
+                    family,
+                } = self.server.poll(at)
+                {
+                    busy = true;
+                    self.server.allocated_socket(
+                        transport,
+                        listen_addr,
+                        client_addr,
+                        allocation_transport,
+                        family,
+                        Ok(RELAYED),
+                        at,
+                    );
+                }
+                while let Some(transmit) = self.server.poll_transmit(at) {
+                    busy = true;
+                    self.route(transmit);
+                }
+                while let Some(event) = self.core.poll_event() {
+                    busy = true;
+                    self.events.push(event);
+                }
+                if !busy {
+                    return;
+                }
+            }
+            panic!("the exchange never settles");
+        }
+
+        /// Lets `span` pass: time jumps to each wake-up the core asks for (its requests are
+        /// paced, its refreshes timed), exchanging at each; stops early once the core has failed.
+        fn run_for(&mut self, span: Duration) {
+            let until = self.now + span;
+            loop {
+                self.pump();
+                match self.core.poll(self.now) {
+                    None => return,
+                    Some(next) if next >= until => {
+                        self.now = until;
+                        self.pump();
+                        return;
+                    }
+                    Some(next) => self.now = next.max(self.now + Duration::from_millis(1)),
+                }
+            }
+        }
+
+        fn failed(&self) -> Option<CoreFailure> {
+            self.events.iter().find_map(|event| match event {
+                CoreEvent::Failed(failure) => Some(*failure),
+                _ => None,
+            })
+        }
+    }
+
+    #[test]
+    fn allocates_relays_both_ways_and_stays_alive_past_every_lifetime() {
+        let mut net = Net::new("pass");
+        net.run_for(Duration::from_millis(200));
+        assert_eq!(net.events.first(), Some(&CoreEvent::Allocated(RELAYED)));
+        assert_eq!(net.core.relayed_addr(), Some(RELAYED));
+
+        // Before the permission exists the datagram is held, then released by it.
+        assert_eq!(net.core.send_to(PEER, b"first".to_vec(), net.now), None);
+        net.run_for(Duration::from_millis(200));
+        assert!(net.events.contains(&CoreEvent::Permission(PEER.ip(), true)));
+        assert_eq!(net.at_peer, vec![(RELAYED, b"first".to_vec())]);
+
+        net.to_server(PEER, RELAYED, b"reply");
+        net.pump();
+        assert!(net.events.contains(&CoreEvent::PeerData(PeerDatagram {
+            peer: PEER,
+            data: b"reply".to_vec()
+        })));
+
+        net.core.bind_channel(PEER, net.now);
+        net.run_for(Duration::from_millis(200));
+
+        // Half an hour: several allocation (600 s), permission (300 s) and channel lifetimes.
+        net.run_for(Duration::from_secs(30 * 60));
+        assert_eq!(net.failed(), None);
+        net.at_peer.clear();
+        if let Some(bytes) = net.core.send_to(PEER, b"still here".to_vec(), net.now) {
+            net.to_server(CLIENT, SERVER, &bytes);
+        }
+        net.pump();
+        assert_eq!(net.at_peer, vec![(RELAYED, b"still here".to_vec())]);
+        net.events.clear();
+        net.to_server(PEER, RELAYED, b"and back");
+        net.pump();
+        assert_eq!(
+            net.events,
+            vec![CoreEvent::PeerData(PeerDatagram {
+                peer: PEER,
+                data: b"and back".to_vec()
+            })]
+        );
+    }
+
+    #[test]
+    fn refused_credentials_fail_as_auth_at_once() {
+        let mut net = Net::new("another password");
+        // Less than the first retransmission timeout (500 ms): answered, not waited out.
+        net.run_for(Duration::from_millis(300));
+        assert_eq!(
+            net.failed(),
+            Some(CoreFailure::AuthFailed(ErrorCode::UNAUTHORIZED))
+        );
+    }
+}
+
+#[cfg(test)]
+mod garbage {
+    use super::*;
+
+    /// What the fuzz target `turn` does, on a fixed budget of random server answers.
+    #[test]
+    fn random_server_answers_never_panic_the_core() {
+        let mut rng = fastrand::Rng::with_seed(5766);
+        let server: SocketAddr = "127.0.0.1:3478".parse().unwrap();
+        let local: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        for round in 0..2_000 {
+            let now = Instant::now();
+            let mut core = TurnCore::new(
+                round % 2 == 1,
+                local,
+                server,
+                ("u", "p"),
+                now,
+                Duration::from_secs(1),
+            );
+            core.poll(now);
+            let mut answer = core.poll_transmit(now).unwrap_or_default();
+            // Mostly the client's own Allocate with bytes flipped, so headers and
+            // transaction ids often still match.
+            for _ in 0..rng.usize(1..8) {
+                if answer.is_empty() {
+                    break;
+                }
+                let at = rng.usize(..answer.len());
+                answer[at] = rng.u8(..);
+            }
+            answer.truncate(rng.usize(..=answer.len()));
+            core.receive(&answer, now);
+            core.receive(&answer, now);
+            drop(core.send_to(server, answer, now));
+            core.poll(now + Duration::from_secs(2));
+            while core.poll_transmit(now).is_some() {}
+            while core.poll_event().is_some() {}
+        }
     }
 }
