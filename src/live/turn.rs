@@ -832,7 +832,11 @@ impl Link {
                 let _ = socket.send(bytes).await;
                 Ok(())
             }
-            Link::Stream(stream) => stream.write_all(bytes).await,
+            Link::Stream(stream) => {
+                stream.write_all(bytes).await?;
+                // TLS may hold records back until flushed.
+                stream.flush().await
+            }
         }
     }
 }
@@ -1486,7 +1490,7 @@ mod against_a_server {
             }
         }
 
-        fn to_server(&mut self, from: SocketAddr, to: SocketAddr, bytes: &[u8]) {
+        fn deliver_to_server(&mut self, from: SocketAddr, to: SocketAddr, bytes: &[u8]) {
             let at = self.server_now();
             if let Some(reply) = self
                 .server
@@ -1503,7 +1507,7 @@ mod against_a_server {
                 self.core.poll(self.now);
                 while let Some(bytes) = self.core.poll_transmit(self.now) {
                     busy = true;
-                    self.to_server(CLIENT, SERVER, &bytes);
+                    self.deliver_to_server(CLIENT, SERVER, &bytes);
                 }
                 let at = self.server_now();
                 while let TurnServerPollRet::AllocateSocket {
@@ -1579,7 +1583,7 @@ mod against_a_server {
         assert!(net.events.contains(&CoreEvent::Permission(PEER.ip(), true)));
         assert_eq!(net.at_peer, vec![(RELAYED, b"first".to_vec())]);
 
-        net.to_server(PEER, RELAYED, b"reply");
+        net.deliver_to_server(PEER, RELAYED, b"reply");
         net.pump();
         assert!(net.events.contains(&CoreEvent::PeerData(PeerDatagram {
             peer: PEER,
@@ -1594,12 +1598,12 @@ mod against_a_server {
         assert_eq!(net.failed(), None);
         net.at_peer.clear();
         if let Some(bytes) = net.core.send_to(PEER, b"still here".to_vec(), net.now) {
-            net.to_server(CLIENT, SERVER, &bytes);
+            net.deliver_to_server(CLIENT, SERVER, &bytes);
         }
         net.pump();
         assert_eq!(net.at_peer, vec![(RELAYED, b"still here".to_vec())]);
         net.events.clear();
-        net.to_server(PEER, RELAYED, b"and back");
+        net.deliver_to_server(PEER, RELAYED, b"and back");
         net.pump();
         assert_eq!(
             net.events,
