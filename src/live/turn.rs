@@ -1346,17 +1346,44 @@ mod tests {
         }
     }
 
+    fn canonical(url: &TurnUrl) -> String {
+        let host = if url.host.contains(':') {
+            format!("[{}]", url.host)
+        } else {
+            url.host.clone()
+        };
+        let scheme = if url.transport == TurnTransport::Tls {
+            "turns"
+        } else {
+            "turn"
+        };
+        let transport = if url.transport == TurnTransport::Udp {
+            "udp"
+        } else {
+            "tcp"
+        };
+        format!("{scheme}:{host}:{}?transport={transport}", url.port)
+    }
+
     #[test]
-    fn garbage_never_panics() {
+    fn garbage_never_panics_and_what_parses_round_trips() {
         let mut rng = fastrand::Rng::with_seed(10);
+        let schemes = ["turn:", "turns:", "TURN:", "stun:", "", "turn:["];
         let alphabet = b"turns:[]?&=:/@.0123456789abcdefTCPUDP \x7f";
+        let mut accepted = 0;
         for _ in 0..20_000 {
             let len = rng.usize(..40);
-            let text: String = (0..len)
+            let tail: String = (0..len)
                 .map(|_| alphabet[rng.usize(..alphabet.len())] as char)
                 .collect();
-            let _ = parse_turn_url(&text);
+            let text = format!("{}{tail}", schemes[rng.usize(..schemes.len())]);
+            if let Ok(url) = parse_turn_url(&text) {
+                accepted += 1;
+                assert!(!url.host.is_empty() && url.port != 0, "{text:?}");
+                assert_eq!(parse_turn_url(&canonical(&url)), Ok(url), "{text:?}");
+            }
         }
+        assert!(accepted > 100, "the generator reaches accepted URLs ({accepted})");
     }
 
     fn allocate_error(code: u16) -> Vec<u8> {
@@ -1446,6 +1473,8 @@ mod against_a_server {
 
     /// Client core, server and peer wired by hand; time only moves when the test moves it.
     struct Net {
+        /// The client reaches the server over TCP (else UDP).
+        stream: bool,
         core: TurnCore,
         server: ProtoServer,
         start: Instant,
@@ -1455,12 +1484,17 @@ mod against_a_server {
     }
 
     impl Net {
-        fn new(server_password: &str) -> Net {
+        fn new(stream: bool, server_password: &str) -> Net {
             let start = Instant::now();
-            let mut server = ProtoServer::new(TransportType::Udp, SERVER, "realm".into());
+            let transport = if stream {
+                TransportType::Tcp
+            } else {
+                TransportType::Udp
+            };
+            let mut server = ProtoServer::new(transport, SERVER, "realm".into());
             server.add_user("user".into(), server_password.into());
             let core = TurnCore::new(
-                false,
+                stream,
                 CLIENT,
                 SERVER,
                 ("user", "pass"),
@@ -1468,6 +1502,7 @@ mod against_a_server {
                 Duration::from_secs(10),
             );
             Net {
+                stream,
                 core,
                 server,
                 start,
@@ -1492,10 +1527,12 @@ mod against_a_server {
 
         fn deliver_to_server(&mut self, from: SocketAddr, to: SocketAddr, bytes: &[u8]) {
             let at = self.server_now();
-            if let Some(reply) = self
-                .server
-                .recv(Transmit::new(bytes, TransportType::Udp, from, to), at)
-            {
+            let transport = if self.stream && from == CLIENT {
+                TransportType::Tcp
+            } else {
+                TransportType::Udp
+            };
+            if let Some(reply) = self.server.recv(Transmit::new(bytes, transport, from, to), at) {
                 self.route(reply.build());
             }
         }
@@ -1571,8 +1608,17 @@ mod against_a_server {
     }
 
     #[test]
-    fn allocates_relays_both_ways_and_stays_alive_past_every_lifetime() {
-        let mut net = Net::new("pass");
+    fn allocates_relays_both_ways_and_stays_alive_past_every_lifetime_over_udp() {
+        relays_both_ways_and_stays_alive(false);
+    }
+
+    #[test]
+    fn allocates_relays_both_ways_and_stays_alive_past_every_lifetime_over_tcp() {
+        relays_both_ways_and_stays_alive(true);
+    }
+
+    fn relays_both_ways_and_stays_alive(stream: bool) {
+        let mut net = Net::new(stream, "pass");
         net.run_for(Duration::from_millis(200));
         assert_eq!(net.events.first(), Some(&CoreEvent::Allocated(RELAYED)));
         assert_eq!(net.core.relayed_addr(), Some(RELAYED));
@@ -1603,26 +1649,30 @@ mod against_a_server {
         net.pump();
         assert_eq!(net.at_peer, vec![(RELAYED, b"still here".to_vec())]);
         net.events.clear();
-        net.deliver_to_server(PEER, RELAYED, b"and back");
+        // 9 bytes: over TCP the ChannelData frame is padded to 12.
+        net.deliver_to_server(PEER, RELAYED, b"and back!");
         net.pump();
         assert_eq!(
             net.events,
             vec![CoreEvent::PeerData(PeerDatagram {
                 peer: PEER,
-                data: b"and back".to_vec()
+                data: b"and back!".to_vec()
             })]
         );
     }
 
     #[test]
     fn refused_credentials_fail_as_auth_at_once() {
-        let mut net = Net::new("another password");
-        // Less than the first retransmission timeout (500 ms): answered, not waited out.
-        net.run_for(Duration::from_millis(300));
-        assert_eq!(
-            net.failed(),
-            Some(CoreFailure::AuthFailed(ErrorCode::UNAUTHORIZED))
-        );
+        for stream in [false, true] {
+            let mut net = Net::new(stream, "another password");
+            // Less than the first retransmission timeout (500 ms): answered, not waited out.
+            net.run_for(Duration::from_millis(300));
+            assert_eq!(
+                net.failed(),
+                Some(CoreFailure::AuthFailed(ErrorCode::UNAUTHORIZED)),
+                "stream: {stream}"
+            );
+        }
     }
 }
 
