@@ -91,6 +91,10 @@ mod live;
 #[cfg(all(fuzzing, feature = "livekit"))]
 #[doc(hidden)]
 pub use live::fuzzing as __fuzzing;
+/// The TURN client, for the loopback tests against livekit-server's embedded TURN (not API).
+#[cfg(feature = "dev")]
+#[doc(hidden)]
+pub use live::turn as __turn;
 #[cfg(feature = "livekit")]
 mod runtime;
 #[cfg(feature = "livekit")]

@@ -22,6 +22,9 @@ pub(crate) mod rpc;
 pub(crate) mod sctp_clock;
 pub(crate) mod signal;
 pub(crate) mod streams;
+// TURN relay client (issue 10); the ICE paths (`net/`) plug it in as relayed candidates.
+#[allow(dead_code)]
+pub mod turn;
 pub(crate) mod ws;
 // Sans-IO building blocks of resume / reconnect (issue 8, design Part 4 steps 2-5).
 pub(crate) mod liveness;

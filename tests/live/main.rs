@@ -16,3 +16,4 @@ mod session;
 mod sfu;
 mod sim;
 mod tls;
+mod turn;

@@ -116,6 +116,23 @@ impl LiveKit {
         Self::start_with(Backend::from_env(), Some((key, secret)))
     }
 
+    /// A livekit-server child process with its embedded TURN on (UDP and TLS listeners on
+    /// free ports, relaying to loopback peers), the TLS certificate `cert_pem`/`key_pem` for
+    /// `domain` (an IPv4 literal passes LiveKit's domain check, `localhost` does not).
+    pub fn start_with_turn(domain: &str, cert_pem: &str, key_pem: &str) -> (LiveKit, TurnPorts) {
+        let ports = TurnPorts {
+            udp: server_port(),
+            tls: server_port(),
+        };
+        let turn = TurnYaml {
+            domain,
+            cert_pem,
+            key_pem,
+            ports: &ports,
+        };
+        (Self::start_process(None, Some(turn)), ports)
+    }
+
     fn start_with(backend: Backend, keys: Option<(&str, &str)>) -> LiveKit {
         if backend == Backend::Embedded {
             return Self::start_embedded(keys);
@@ -130,18 +147,22 @@ impl LiveKit {
                 dir: None,
             };
         }
+        Self::start_process(keys, None)
+    }
+
+    fn start_process(keys: Option<(&str, &str)>, turn: Option<TurnYaml<'_>>) -> LiveKit {
         let port = server_port();
         let udp = server_port();
         let dir = std::env::temp_dir().join(format!("menlo-lk-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("livekit.yaml");
-        std::fs::write(
-            &config,
-            format!(
-                "rtc:\n  udp_port: {udp}\n  node_ip: 127.0.0.1\n  use_external_ip: false\n  tcp_port: 0\n"
-            ),
-        )
-        .unwrap();
+        let mut yaml = format!(
+            "rtc:\n  udp_port: {udp}\n  node_ip: 127.0.0.1\n  use_external_ip: false\n  tcp_port: 0\n"
+        );
+        if let Some(turn) = turn {
+            yaml.push_str(&turn.write(&dir));
+        }
+        std::fs::write(&config, yaml).unwrap();
         let log = std::fs::File::create(dir.join("server.log")).unwrap();
         let binary = server_binary();
         let mut command = Command::new(&binary);
@@ -263,6 +284,37 @@ impl LiveKit {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// The ports of a livekit-server's embedded TURN ([`LiveKit::start_with_turn`]).
+#[derive(Clone, Copy, Debug)]
+pub struct TurnPorts {
+    pub udp: u16,
+    pub tls: u16,
+}
+
+struct TurnYaml<'a> {
+    domain: &'a str,
+    cert_pem: &'a str,
+    key_pem: &'a str,
+    ports: &'a TurnPorts,
+}
+
+impl TurnYaml<'_> {
+    /// The `turn:` section; the certificate and key go to files in `dir`.
+    fn write(&self, dir: &std::path::Path) -> String {
+        let (cert, key) = (dir.join("turn-cert.pem"), dir.join("turn-key.pem"));
+        std::fs::write(&cert, self.cert_pem).unwrap();
+        std::fs::write(&key, self.key_pem).unwrap();
+        format!(
+            "turn:\n  enabled: true\n  domain: {}\n  udp_port: {}\n  tls_port: {}\n  cert_file: {}\n  key_file: {}\n  allow_restricted_peer_cidrs: [\"127.0.0.0/8\"]\n",
+            self.domain,
+            self.ports.udp,
+            self.ports.tls,
+            cert.display(),
+            key.display()
+        )
     }
 }
 
