@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Network-namespace measurements (issue 9): the harness tests, then the link-cut table of
 # examples/bench_linkcut.rs (the official Python client next to this SDK's Session).
-# Needs root and iproute2; not part of .ci/run. Arguments go to bench_linkcut, e.g.
+# Needs root and iproute2; .ci/run calls it last (it skips without root). Arguments go to bench_linkcut, e.g.
 #   bash .ci/netns.sh --cuts 2,20 --modes blackhole
 set -euo pipefail
 cd "$(dirname "$0")/.."
