@@ -9,6 +9,12 @@ if [ "$(id -u)" != 0 ]; then
   echo "netns.sh: needs root (ip netns); skipped" >&2
   exit 0
 fi
+probe="mlcprobe$$"
+if ! ip netns add "$probe" 2>/dev/null; then
+  echo "netns.sh: this machine does not allow network namespaces (ip netns add failed); skipped" >&2
+  exit 0
+fi
+ip netns del "$probe"
 export LIVEKIT_SERVER_BIN="${LIVEKIT_SERVER_BIN:-${MENLO_TOOLS_DIR:-$HOME/.local/share/menlo-robot-sdk/bin}/livekit-server}"
 MENLO_NETNS=1 cargo test --all-features --test live netns::
 cargo run --quiet --release --example bench_linkcut --features livekit,dev -- "$@"
