@@ -1,11 +1,12 @@
 //! The async core of a room: one task on the executor (the SDK's private tokio pool) that owns the websocket, the
-//! UDP socket and the str0m peer, and drives the sans-IO state machines (participants, the
+//! network paths (UDP socket, ICE-TCP connections: [`crate::live::net`]) and the str0m peer, and drives the sans-IO state machines (participants, the
 //! stream gate). RPC and data streams run in LiveKit's `livekit-rpc` / `livekit-data-stream`
 //! managers on tasks of their own, which send through the engine's command channel (see
 //! [`crate::live::rpc`], [`crate::live::streams`]). It talks to the synchronous
 //! [`crate::live::Room`] handle only through channels.
 
 use crate::live::error::{LiveError, RpcError, RpcErrorCode};
+use crate::live::net::{PathOptions, Paths};
 use crate::live::participants::{Participant, ParticipantChange, ParticipantTracker};
 use crate::live::peer::{Peer, PeerOutput};
 use crate::live::room::OutgoingStream;
@@ -23,11 +24,9 @@ use prost::Message as _;
 use proto::data_packet::Value;
 use proto::signal_response::Message as Resp;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::net::UdpSocket;
 use tokio_tungstenite::tungstenite::Message;
 
 /// What a room's owner is told, on the executor, as it happens. Implementations must not
@@ -136,6 +135,8 @@ pub(crate) struct ConnectionConfig {
     /// How long an interrupted link may take to come back before the room is disconnected.
     #[allow(dead_code)] // read once the reconnect engine (issue 8) is wired
     pub reconnect_timeout: Duration,
+    /// Which transports ICE may use (both by default; tests switch UDP off).
+    pub paths: PathOptions,
 }
 
 pub(crate) struct ConnectionIo {
@@ -264,39 +265,16 @@ fn variant_name(m: &Resp) -> &'static str {
     }
 }
 
-/// Picks the local address used to reach `host:port` (the server), bound to port 0.
-async fn bind_udp_towards(url: &str) -> Result<UdpSocket, LiveError> {
-    let u = url::Url::parse(url).map_err(|e| LiveError::InvalidUrl(e.to_string()))?;
-    let host = u
-        .host_str()
-        .ok_or_else(|| LiveError::InvalidUrl("missing host".into()))?
-        .to_string();
-    let port = u.port_or_known_default().unwrap_or(443);
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
-    let target = tokio::net::lookup_host((host.as_str(), port))
-        .await?
-        .next()
-        .ok_or_else(|| LiveError::InvalidUrl("host does not resolve".into()))?;
-    let any: SocketAddr = if target.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
-        .parse()
-        .map_err(|_| LiveError::InvalidUrl("addr".into()))?;
-    let probe = UdpSocket::bind(any).await?;
-    probe.connect(target).await?;
-    let local_ip = probe.local_addr()?.ip();
-    drop(probe);
-    Ok(UdpSocket::bind(SocketAddr::new(local_ip, 0)).await?)
-}
-
 struct Connection {
     io: ConnectionIo,
     ws: Ws,
-    socket: UdpSocket,
+    paths: Paths,
     /// Publisher peer: our channels; in single-PC mode also the receive path.
     peer: Peer,
-    /// Dual-PC mode: the subscriber peer (created on the server's offer) and its socket.
+    /// Dual-PC mode: the subscriber peer (created on the server's offer) and its paths.
     dual: bool,
     sub: Option<Peer>,
-    sub_socket: Option<UdpSocket>,
+    sub_paths: Option<Paths>,
     /// Subscriber candidates trickled before the subscriber offer.
     early_sub_candidates: Vec<String>,
     pub_open: bool,
@@ -347,24 +325,20 @@ impl Connection {
             join.ping_interval,
             join.ping_timeout
         );
-        let socket = match bind_udp_towards(&cfg.url).await {
-            Ok(s) => s,
+        let paths = match Paths::open(&cfg.url, cfg.paths).await {
+            Ok(p) => p,
             Err(e) => return Err((io, e)),
         };
-        let local_addr = match socket.local_addr() {
-            Ok(a) => a,
-            Err(e) => return Err((io, e.into())),
-        };
-        let sub_socket = if dual {
-            match bind_udp_towards(&cfg.url).await {
-                Ok(s) => Some(s),
+        let sub_paths = if dual {
+            match Paths::open(&cfg.url, cfg.paths).await {
+                Ok(p) => Some(p),
                 Err(e) => return Err((io, e)),
             }
         } else {
             None
         };
         let now = Instant::now();
-        let (peer, offer) = match Peer::new(now, local_addr) {
+        let (peer, offer) = match Peer::new_on(now, paths.local_candidates()) {
             Ok(v) => v,
             Err(e) => return Err((io, e)),
         };
@@ -403,11 +377,11 @@ impl Connection {
         let mut s = Connection {
             io,
             ws,
-            socket,
+            paths,
             peer,
             dual,
             sub: None,
-            sub_socket,
+            sub_paths,
             early_sub_candidates: Vec::new(),
             pub_open: false,
             sub_open: false,
@@ -490,9 +464,6 @@ impl Connection {
 
     /// Main loop; returns the disconnect reason.
     async fn run_loop(&mut self, connect_deadline: Instant) -> String {
-        // Datagrams are MTU-sized; a larger buffer only guards against truncation.
-        let mut buf = vec![0u8; 65_536];
-        let mut sub_buf = vec![0u8; if self.dual { 65_536 } else { 0 }];
         loop {
             for frame in std::mem::take(&mut self.pending_signal) {
                 if let Err(e) = self.ws.send(Message::Binary(frame.into())).await {
@@ -529,25 +500,19 @@ impl Connection {
                         Some(Err(e)) => return format!("signal connection failed: {e}"),
                     }
                 }
-                r = self.socket.recv_from(&mut buf) => {
-                    match r {
-                        Ok((n, from)) => {
-                            if let Err(e) = self.peer.handle_receive(Instant::now(), from, &buf[..n]) {
-                                log::debug!("webrtc input error: {e}");
-                            }
-                        }
-                        Err(e) => log::debug!("udp recv error: {e}"),
+                packet = self.paths.recv() => {
+                    if let Err(e) = self.peer.handle_datagram(Instant::now(), &packet) {
+                        log::debug!("webrtc input error: {e}");
                     }
                 }
-                r = recv_opt(self.sub_socket.as_ref(), &mut sub_buf) => {
-                    match (r, self.sub.as_mut()) {
-                        (Ok((n, from)), Some(sub)) => {
-                            if let Err(e) = sub.handle_receive(Instant::now(), from, &sub_buf[..n]) {
+                packet = recv_opt(self.sub_paths.as_mut()) => {
+                    match self.sub.as_mut() {
+                        Some(sub) => {
+                            if let Err(e) = sub.handle_datagram(Instant::now(), &packet) {
                                 log::debug!("webrtc input error (subscriber): {e}");
                             }
                         }
-                        (Ok(_), None) => log::trace!("datagram before the subscriber offer"),
-                        (Err(e), _) => log::debug!("udp recv error: {e}"),
+                        None => log::trace!("packet before the subscriber offer"),
                     }
                 }
                 _ = self.io.wake.notified() => {}
@@ -576,7 +541,7 @@ impl Connection {
                 );
             }
             if !self.ready_sent && now >= connect_deadline {
-                let _ = self.io.ready.send(Err(LiveError::Timeout("WebRTC data channel")));
+                let _ = self.io.ready.send(Err(self.connect_failure()));
                 return "connect timeout".into();
             }
             if now >= self.last_signal + self.ping_timeout {
@@ -596,16 +561,32 @@ impl Connection {
         }
     }
 
+    /// Why connecting failed at the deadline: while no path has been answered, every path
+    /// tried and its outcome; once one was, the data channel simply did not open in time.
+    fn connect_failure(&self) -> LiveError {
+        let answered = |paths: &Paths| {
+            paths
+                .attempts()
+                .iter()
+                .any(|a| a.outcome == crate::live::net::PathOutcome::Answered)
+        };
+        if answered(&self.paths) || self.sub_paths.as_ref().is_some_and(answered) {
+            return LiveError::Timeout("WebRTC data channel");
+        }
+        LiveError::NoPath {
+            attempts: self.paths.attempts(),
+        }
+    }
+
     /// Sends everything the peers want to send; handles their events. Returns the earliest
     /// peer timeout.
     async fn drive_peer(&mut self) -> Result<Instant, String> {
         let pub_timeout = loop {
             let out = self.peer.poll();
             match out {
-                PeerOutput::Transmit(dest, data) => {
-                    if let Err(e) = self.socket.send_to(&data, dest).await {
-                        log::debug!("udp send to {dest} failed: {e}");
-                    }
+                PeerOutput::Transmit(packet) => {
+                    let generation = self.peer.ice_generation();
+                    self.paths.send(&packet, generation).await;
                 }
                 PeerOutput::Timeout(t) => break t,
                 other => self.on_peer_output(false, other)?,
@@ -614,11 +595,10 @@ impl Connection {
         let mut timeout = pub_timeout;
         while let Some(sub) = self.sub.as_mut() {
             match sub.poll() {
-                PeerOutput::Transmit(dest, data) => {
-                    if let Some(sock) = &self.sub_socket {
-                        if let Err(e) = sock.send_to(&data, dest).await {
-                            log::debug!("udp send to {dest} failed: {e}");
-                        }
+                PeerOutput::Transmit(packet) => {
+                    let generation = sub.ice_generation();
+                    if let Some(paths) = self.sub_paths.as_mut() {
+                        paths.send(&packet, generation).await;
                     }
                 }
                 PeerOutput::Timeout(t) => {
@@ -708,11 +688,10 @@ impl Connection {
                 let answer = match self.sub.as_mut() {
                     Some(sub) => sub.accept_offer(&o.sdp),
                     None => {
-                        let local = match self.sub_socket.as_ref().map(|s| s.local_addr()) {
-                            Some(Ok(a)) => a,
-                            _ => return Some("subscriber socket unavailable".into()),
+                        let Some(locals) = self.sub_paths.as_ref().map(Paths::local_candidates) else {
+                            return Some("subscriber paths unavailable".into());
                         };
-                        Peer::new_subscriber(now, local, &o.sdp).map(|(mut sub, answer)| {
+                        Peer::new_subscriber_on(now, locals, &o.sdp).map(|(mut sub, answer)| {
                             for c in self.early_sub_candidates.drain(..) {
                                 if let Err(e) = sub.add_remote_candidate(&c) {
                                     log::warn!("ignoring remote candidate: {e}");
@@ -876,8 +855,9 @@ impl Connection {
             sub.close();
         }
         // Let str0m flush its close packets (best effort, non-blocking sends).
-        while let PeerOutput::Transmit(dest, data) = self.peer.poll() {
-            let _ = self.socket.try_send_to(&data, dest);
+        let generation = self.peer.ice_generation();
+        while let PeerOutput::Transmit(packet) = self.peer.poll() {
+            self.paths.try_send(&packet, generation);
         }
         self.rpc.client.fail_all_pending();
         let _ = self.streams_in.send(ds::incoming::InputEvent::Shutdown);
@@ -986,10 +966,10 @@ fn spawn_incoming_streams(
     input
 }
 
-/// Receives on an optional socket; pends forever without one.
-async fn recv_opt(sock: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
-    match sock {
-        Some(s) => s.recv_from(buf).await,
+/// Receives on optional paths; pends forever without them.
+async fn recv_opt(paths: Option<&mut Paths>) -> crate::live::net::Datagram {
+    match paths {
+        Some(p) => p.recv().await,
         None => std::future::pending().await,
     }
 }

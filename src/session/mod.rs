@@ -79,6 +79,10 @@ pub fn connect(client: &Client, robot_id: &str, options: ConnectOptions) -> Resu
             connect_timeout: options.connect_timeout,
             extra_root_certs_der: options.root_certificates.clone(),
             stream_topics: vec![calls::CAMERA_CAPTURE_TOPIC.to_owned()],
+            paths: crate::live::net::PathOptions {
+                udp: options.ice_udp,
+                ..Default::default()
+            },
             ..RoomOptions::default()
         };
         let observer: Arc<dyn RoomObserver> = inbox.clone();

@@ -150,6 +150,7 @@ pub struct ConnectOptions {
     pub(crate) connect_timeout: Duration,
     pub(crate) root_certificates: Vec<Vec<u8>>,
     pub(crate) callbacks: ConnectCallbacks,
+    pub(crate) ice_udp: bool,
 }
 
 impl Default for ConnectOptions {
@@ -165,6 +166,7 @@ impl Default for ConnectOptions {
             connect_timeout: timeouts::CONNECT,
             root_certificates: Vec::new(),
             callbacks: ConnectCallbacks::new(),
+            ice_udp: true,
         }
     }
 }
@@ -246,6 +248,14 @@ impl ConnectOptions {
     /// Lifecycle callbacks.
     pub fn callbacks(mut self, callbacks: ConnectCallbacks) -> Self {
         self.callbacks = callbacks;
+        self
+    }
+
+    /// Test knob: `false` offers no UDP candidate, so the room must connect over ICE-TCP
+    /// (as on a network that drops UDP). Not for production use.
+    #[doc(hidden)]
+    pub fn ice_udp_for_tests(mut self, enabled: bool) -> Self {
+        self.ice_udp = enabled;
         self
     }
 }

@@ -116,7 +116,25 @@ impl LiveKit {
         Self::start_with(Backend::from_env(), Some((key, secret)))
     }
 
+    /// A livekit-server whose ICE candidates carry this machine's primary IPv4 address
+    /// (`node_ip`) instead of 127.0.0.1, or `None` without one. ICE over TCP needs it on
+    /// loopback: the server's TCP mux files a connection under the local address it arrived
+    /// on, and with `node_ip: 127.0.0.1` its ICE agents read the interface's address instead.
+    pub fn start_for_ice_tcp() -> Option<LiveKit> {
+        let probe = UdpSocket::bind("0.0.0.0:0").ok()?;
+        probe.connect("192.0.2.1:9").ok()?;
+        let ip = probe.local_addr().ok()?.ip();
+        if ip.is_loopback() || ip.is_unspecified() {
+            return None;
+        }
+        Some(Self::start_full(Backend::LiveKitServer, None, &ip.to_string()))
+    }
+
     fn start_with(backend: Backend, keys: Option<(&str, &str)>) -> LiveKit {
+        Self::start_full(backend, keys, "127.0.0.1")
+    }
+
+    fn start_full(backend: Backend, keys: Option<(&str, &str)>, node_ip: &str) -> LiveKit {
         if backend == Backend::Embedded {
             return Self::start_embedded(keys);
         }
@@ -132,13 +150,15 @@ impl LiveKit {
         }
         let port = server_port();
         let udp = server_port();
+        // ICE over TCP on a port of its own (see `start_for_ice_tcp` for using it).
+        let tcp = server_port();
         let dir = std::env::temp_dir().join(format!("menlo-lk-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("livekit.yaml");
         std::fs::write(
             &config,
             format!(
-                "rtc:\n  udp_port: {udp}\n  node_ip: 127.0.0.1\n  use_external_ip: false\n  tcp_port: 0\n"
+                "rtc:\n  udp_port: {udp}\n  node_ip: {node_ip}\n  use_external_ip: false\n  tcp_port: {tcp}\n"
             ),
         )
         .unwrap();
@@ -241,6 +261,14 @@ impl LiveKit {
         )
     }
 
+    /// The livekit-server child's log so far (empty for other backends).
+    pub fn server_log(&self) -> String {
+        self.dir
+            .as_ref()
+            .and_then(|d| std::fs::read_to_string(d.join("server.log")).ok())
+            .unwrap_or_default()
+    }
+
     /// Kills the server now (for "server went away" tests).
     pub fn kill(&mut self) {
         drop(self.embedded.take());
@@ -283,6 +311,11 @@ impl Platform {
     /// A platform on a LiveKit server with its own key pair.
     pub fn start_with_livekit_keys(key: &str, secret: &str) -> Platform {
         Self::on(LiveKit::start_with_keys(key, secret))
+    }
+
+    /// A platform on a server started by the caller.
+    pub fn on_livekit(livekit: LiveKit) -> Platform {
+        Self::on(livekit)
     }
 
     fn on(livekit: LiveKit) -> Platform {

@@ -442,6 +442,7 @@ impl Paths {
     }
 
     /// Packets (sent, received) per transport, for tests and diagnostics.
+    #[cfg(test)]
     pub fn counters(&self, kind: PathKind) -> (u64, u64) {
         let records = match kind {
             PathKind::Udp => &self.udp_paths,

@@ -12,6 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 /// Largest packet a frame can carry (the length prefix is 16 bits).
+#[cfg_attr(not(any(test, fuzzing)), allow(dead_code))]
 pub const MAX_FRAME_LEN: usize = u16::MAX as usize;
 /// Bytes of the length prefix.
 const PREFIX_LEN: usize = 2;
@@ -94,6 +95,7 @@ impl Deframer {
     }
 
     /// Bytes received but not yet returned as packets.
+    #[cfg_attr(not(any(test, fuzzing)), allow(dead_code))]
     pub fn buffered(&self) -> usize {
         self.buf.len() - self.read
     }
