@@ -134,17 +134,8 @@ impl Peer {
         Ok(rtc)
     }
 
-    /// Creates a subscriber peer from the server's SDP offer; returns it with our answer.
-    #[cfg(test)]
-    pub fn new_subscriber(
-        now: Instant,
-        local: SocketAddr,
-        offer_sdp: &str,
-    ) -> Result<(Peer, String), LiveError> {
-        Self::new_subscriber_on(now, udp_only(local), offer_sdp)
-    }
-
-    /// Like [`Peer::new_subscriber`], offering the given host candidates (UDP and/or TCP).
+    /// Creates a subscriber peer from the server's SDP offer, offering the given host
+    /// candidates (UDP and/or TCP); returns it with our answer.
     pub fn new_subscriber_on(
         now: Instant,
         locals: LocalCandidates,
@@ -470,7 +461,7 @@ impl Peer {
         Self::new_publisher(rtc, now, udp_only(local))
     }
 
-    /// Like [`Peer::new_subscriber`], with the given STUN timing.
+    /// Like [`Peer::new_subscriber_on`] (UDP only), with the given STUN timing.
     #[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
     pub fn new_subscriber_with_stun_timing(
         now: Instant,
