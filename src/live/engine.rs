@@ -561,16 +561,10 @@ impl Connection {
         }
     }
 
-    /// Why connecting failed at the deadline: while no path has been answered, every path
-    /// tried and its outcome; once one was, the data channel simply did not open in time.
+    /// Why connecting failed at the deadline: while ICE has found no working path, every path
+    /// tried and its outcome; once it had one, the data channel simply did not open in time.
     fn connect_failure(&self) -> LiveError {
-        let answered = |paths: &Paths| {
-            paths
-                .attempts()
-                .iter()
-                .any(|a| a.outcome == crate::live::net::PathOutcome::Answered)
-        };
-        if answered(&self.paths) || self.sub_paths.as_ref().is_some_and(answered) {
+        if self.peer.ice_connected() || self.sub.as_ref().is_some_and(Peer::ice_connected) {
             return LiveError::Timeout("WebRTC data channel");
         }
         LiveError::NoPath {

@@ -107,3 +107,272 @@ fn without_udp_the_session_connects_over_ice_tcp_and_rpc_and_a_720p_frame_work()
     session.disconnect().unwrap();
     assert!(started.elapsed() < Duration::from_secs(120));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Network namespaces (root, `MENLO_NETNS=1`): the client in its own namespace, livekit-server
+// (ICE-TCP on 7881) and the official Python runtime in the server's, blackhole rules in the
+// router between them.
+// ---------------------------------------------------------------------------------------------
+
+use crate::live_common::netns::{LineProcess, Side, Topology, ICE_TCP_PORT, ICE_UDP_PORT};
+use menlo_robot_sdk::dev::{ControlPlane, Principal};
+use menlo_robot_sdk::{Client, NewRobot};
+use std::io::{BufRead as _, Write as _};
+use std::path::PathBuf;
+
+/// Set (to the JSON [`ClientSpec`]) only in the child process that plays the SDK side.
+const CHILD_ENV: &str = "MENLO_ICETCP_CLIENT";
+const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Rule preferences of the blocks (the cut of `Mode::Blackhole` uses 90/91).
+const BLOCK_UDP: u32 = 80;
+const BLOCK_ICE_TCP: u32 = 81;
+
+fn netns_enabled() -> bool {
+    if std::env::var("MENLO_NETNS").as_deref() == Ok("1") {
+        return true;
+    }
+    eprintln!("skipped: set MENLO_NETNS=1 (root, iproute2) to run the network-namespace tests");
+    false
+}
+
+fn emit(value: Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{value}");
+    let _ = out.flush();
+}
+
+fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)].as_secs_f64() * 1000.0
+}
+
+/// The SDK side, run in the client namespace by [`start_client`] (a no-op in a normal test
+/// run): hosts a control-plane emulator on the namespace's loopback, creates a robot, prints
+/// its id, waits for `go` (the runtime is up), connects, then reports as JSON lines: connect
+/// time or the error, 50 sequential `state` reads (p50/p99), a 1280×720 capture, and, after
+/// `restored` on stdin, how long until a read succeeds again.
+#[test]
+fn netns_client() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let spec: Value = serde_json::from_str(&spec).expect("client spec");
+    let text = |k: &str| spec[k].as_str().unwrap_or_default().to_owned();
+    let rcs = ControlPlane::builder()
+        .livekit(text("url"), text("key"), text("secret"))
+        .start()
+        .expect("control-plane emulator");
+    let api_key = rcs.create_api_key(&Principal::new("icetcp", "org_icetcp", "team_icetcp"));
+    let client = Client::builder()
+        .rcs_url(rcs.url())
+        .api_key(api_key)
+        .build()
+        .unwrap();
+    let robot_id = client
+        .robots()
+        .create(&NewRobot::new("icetcp", "asimov-v0"))
+        .unwrap()
+        .robot
+        .id;
+    emit(json!({"event": "robot", "robot_id": robot_id}));
+    let mut stdin = std::io::stdin().lock().lines();
+    let _go = stdin.next();
+    let options = simplesim_over_tcp()
+        .ice_udp_for_tests(spec["udp"].as_bool().unwrap_or(true))
+        .connect_timeout(Duration::from_secs(
+            spec["connect_timeout_s"].as_u64().unwrap_or(15),
+        ))
+        .runtime_call_timeout(Duration::from_secs(10));
+    let started = Instant::now();
+    let session = match connect(&client, &robot_id, options) {
+        Ok(session) => session,
+        Err(err) => {
+            let deleted = client
+                .sessions()
+                .get(&robot_id)
+                .map(|s| s.is_none())
+                .unwrap_or(false);
+            emit(json!({"event": "error", "message": err.to_string(),
+                        "ms": started.elapsed().as_millis() as u64, "session_deleted": deleted}));
+            return;
+        }
+    };
+    emit(json!({"event": "connected", "ms": started.elapsed().as_secs_f64() * 1000.0}));
+    let mut reads = Vec::new();
+    for _ in 0..50 {
+        let t = Instant::now();
+        session.state().get("robot_status").expect("state read");
+        reads.push(t.elapsed());
+    }
+    reads.sort();
+    emit(json!({"event": "reads", "n": reads.len(),
+                "p50_ms": percentile_ms(&reads, 0.5), "p99_ms": percentile_ms(&reads, 0.99)}));
+    let t = Instant::now();
+    let jpeg = session
+        .get_vision("pov", &CaptureOptions::new())
+        .expect("a 1280x720 capture");
+    emit(
+        json!({"event": "frame", "bytes": jpeg.len(), "ms": t.elapsed().as_millis() as u64,
+                "jpeg": jpeg.starts_with(&[0xFF, 0xD8, 0xFF])}),
+    );
+    emit(json!({"event": "await_cut"}));
+    let _restored = stdin.next();
+    let restored = Instant::now();
+    let mut last_error = String::new();
+    while restored.elapsed() < Duration::from_secs(30) {
+        match session.state().get("robot_status") {
+            Ok(_) => {
+                emit(json!({"event": "recovered", "ms": restored.elapsed().as_millis() as u64}));
+                let _ = session.disconnect();
+                return;
+            }
+            Err(e) => last_error = e.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    emit(json!({"event": "not_recovered", "error": last_error}));
+}
+
+/// The SDK side in the client namespace, and (once it made its robot) the official Python
+/// runtime (tests/peers/runtime.py) in the server namespace, joined to that robot's room.
+struct NetnsRun {
+    client: LineProcess,
+    _runtime: LineProcess,
+}
+
+fn wait_for(process: &LineProcess, events: &[&str]) -> Value {
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = process
+            .next_line(left)
+            .unwrap_or_else(|| panic!("no {events:?} line within {STEP_TIMEOUT:?}"));
+        // The test harness prints `test … ` before the child's first line.
+        let json = line.find('{').map_or("", |at| &line[at..]);
+        if let Ok(value) = serde_json::from_str::<Value>(json) {
+            if events.iter().any(|e| value["event"] == *e) {
+                return value;
+            }
+        }
+    }
+}
+
+fn start_client(topology: &Topology, server: &LiveKit, udp: bool, connect_timeout_s: u64) -> NetnsRun {
+    let spec = json!({"url": server.url, "key": server.key, "secret": server.secret,
+                      "udp": udp, "connect_timeout_s": connect_timeout_s});
+    let mut command = topology.command(Side::Client, std::env::current_exe().unwrap());
+    command
+        .args([
+            "icetcp::netns_client",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, spec.to_string());
+    let mut client = LineProcess::spawn(command).expect("the SDK side in the client namespace");
+    let robot = wait_for(&client, &["robot"]);
+    let robot_id = robot["robot_id"].as_str().unwrap().to_owned();
+    let token = server.token(&robot_id, &format!("simplesim:{robot_id}"), false, &[]);
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/runtime.py");
+    let mut command = topology.command(
+        Side::Server,
+        std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()),
+    );
+    command.arg(script).arg(&server.url).arg(token);
+    let runtime = LineProcess::spawn(command).expect("the Python runtime in the server namespace");
+    wait_for(&runtime, &["ready"]);
+    client.send_line("go").unwrap();
+    NetnsRun {
+        client,
+        _runtime: runtime,
+    }
+}
+
+/// One client run through its RPC reads, capture and a 2 s cut; returns its figures.
+fn connect_read_capture_and_cut(topology: &Topology, server: &LiveKit, udp: bool, label: &str) -> Value {
+    let mut run = start_client(topology, server, udp, 15);
+    let connected = wait_for(&run.client, &["connected", "error"]);
+    assert_eq!(connected["event"], "connected", "{label}: {connected}");
+    let reads = wait_for(&run.client, &["reads"]);
+    let frame = wait_for(&run.client, &["frame"]);
+    assert_eq!(frame["bytes"], 1280 * 720 / 4, "{label}: {frame}");
+    assert_eq!(frame["jpeg"], true);
+    wait_for(&run.client, &["await_cut"]);
+    topology
+        .cut(Duration::from_secs(2), crate::live_common::netns::Mode::Blackhole)
+        .unwrap();
+    run.client.send_line("restored").unwrap();
+    let recovered = wait_for(&run.client, &["recovered", "not_recovered"]);
+    let row = json!({"path": label, "connect_ms": connected["ms"], "p50_ms": reads["p50_ms"],
+                     "p99_ms": reads["p99_ms"], "frame_ms": frame["ms"], "after_2s_cut": recovered});
+    eprintln!("icetcp netns row: {row}");
+    assert_eq!(recovered["event"], "recovered", "{label}: {recovered}");
+    row
+}
+
+#[test]
+fn netns_udp_blocked_connects_over_tcp_with_rpc_a_frame_and_a_2s_cut() {
+    if !netns_enabled() {
+        return;
+    }
+    let topology = Topology::create().expect("create the topology");
+    let server = topology
+        .start_livekit()
+        .expect("livekit-server in the server namespace");
+    let udp = connect_read_capture_and_cut(&topology, &server, true, "UDP");
+    topology
+        .block_from_client(BLOCK_UDP, &["ipproto", "udp"])
+        .unwrap();
+    let tcp = connect_read_capture_and_cut(&topology, &server, true, "TCP (UDP blocked)");
+    topology.unblock(BLOCK_UDP).unwrap();
+    eprintln!("| path | connect | state p50 | state p99 | 1280×720 frame |");
+    eprintln!("|---|---|---|---|---|");
+    for row in [udp, tcp] {
+        eprintln!(
+            "| {} | {:.0} ms | {:.1} ms | {:.1} ms | {} ms |",
+            row["path"].as_str().unwrap_or_default(),
+            row["connect_ms"].as_f64().unwrap_or_default(),
+            row["p50_ms"].as_f64().unwrap_or_default(),
+            row["p99_ms"].as_f64().unwrap_or_default(),
+            row["frame_ms"]
+        );
+    }
+}
+
+#[test]
+fn netns_everything_blocked_fails_in_time_naming_each_path() {
+    if !netns_enabled() {
+        return;
+    }
+    let topology = Topology::create().expect("create the topology");
+    let server = topology
+        .start_livekit()
+        .expect("livekit-server in the server namespace");
+    topology
+        .block_from_client(BLOCK_UDP, &["ipproto", "udp"])
+        .unwrap();
+    let port = ICE_TCP_PORT.to_string();
+    topology
+        .block_from_client(BLOCK_ICE_TCP, &["ipproto", "tcp", "dport", &port])
+        .unwrap();
+    let connect_timeout_s = 6;
+    let run = start_client(&topology, &server, true, connect_timeout_s);
+    let failed = wait_for(&run.client, &["connected", "error"]);
+    eprintln!("everything blocked: {failed}");
+    assert_eq!(failed["event"], "error", "{failed}");
+    let message = failed["message"].as_str().unwrap_or_default();
+    let server_ip = topology.server_addr();
+    for part in [
+        format!("UDP {server_ip}:{ICE_UDP_PORT}: no answer (timed out)"),
+        format!("TCP {server_ip}:{ICE_TCP_PORT}: connect timed out"),
+    ] {
+        assert!(message.contains(&part), "{part:?} missing in {message}");
+    }
+    assert!(!message.contains(server.secret.as_str()));
+    let took = failed["ms"].as_u64().unwrap_or(u64::MAX);
+    assert!(
+        took < (connect_timeout_s + 5) * 1000,
+        "failed after {took} ms, the connect timeout is {connect_timeout_s} s"
+    );
+    assert_eq!(failed["session_deleted"], true, "rolled back");
+}

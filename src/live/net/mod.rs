@@ -162,7 +162,29 @@ pub fn describe_attempts(attempts: &[PathAttempt]) -> String {
 struct PathRecord {
     sent: u64,
     received: u64,
+    /// Packets that prove our packets got through: STUN success responses, DTLS. (The
+    /// server's own checks arriving prove only the way back.)
+    answers: u64,
     tcp_failure: Option<TcpFailure>,
+}
+
+impl PathRecord {
+    fn record_received(&mut self, data: &[u8]) {
+        self.received += 1;
+        if is_answer(data) {
+            self.answers += 1;
+        }
+    }
+}
+
+/// Whether a received packet answers something we sent: a STUN binding success response
+/// (type 0x0101), or anything that is not STUN (DTLS only flows once ICE succeeded).
+fn is_answer(data: &[u8]) -> bool {
+    match data {
+        [0x01, 0x01, ..] => true,
+        [first, ..] => *first > 3,
+        [] => false,
+    }
 }
 
 enum TcpSlot {
@@ -353,7 +375,10 @@ impl Paths {
             tokio::select! {
                 received = recv_udp(self.udp.as_ref(), &mut self.buf) => match received {
                     Ok((n, source)) => {
-                        self.udp_paths.entry(source).or_default().received += 1;
+                        self.udp_paths
+                            .entry(source)
+                            .or_default()
+                            .record_received(&self.buf[..n]);
                         if let Some(destination) = self.locals.udp {
                             return Datagram {
                                 proto: Protocol::Udp,
@@ -384,7 +409,7 @@ impl Paths {
             }
             TcpEvent::Packet { id, data } => {
                 let (source, _) = *self.tcp_ids.get(&id)?;
-                self.tcp_paths.entry(source).or_default().received += 1;
+                self.tcp_paths.entry(source).or_default().record_received(&data);
                 Some(Datagram {
                     proto: Protocol::Tcp,
                     source,
@@ -455,7 +480,7 @@ impl Paths {
 }
 
 fn outcome_of(record: &PathRecord) -> PathOutcome {
-    if record.received > 0 {
+    if record.answers > 0 {
         return PathOutcome::Answered;
     }
     match &record.tcp_failure {
@@ -540,6 +565,10 @@ mod tests {
             let mut buf = [0u8; 64];
             let (n, from) = server.recv_from(&mut buf).await.unwrap();
             assert_eq!((&buf[..n], from), (&stun(1)[..], udp_local));
+            // A check from the server (binding request) proves only the way back.
+            server.send_to(&stun(2), udp_local).await.unwrap();
+            recv_within(&mut paths).await;
+            assert_eq!(paths.attempts()[0].outcome, PathOutcome::NoAnswer);
             server.send_to(&stun(2), udp_local).await.unwrap();
             let back = recv_within(&mut paths).await;
             assert_eq!(
@@ -551,7 +580,9 @@ mod tests {
                     data: stun(2)
                 }
             );
-            assert_eq!(paths.counters(PathKind::Udp), (1, 1));
+            assert_eq!(paths.counters(PathKind::Udp), (1, 2));
+            server.send_to(&[0x01, 0x01, 0, 0], udp_local).await.unwrap();
+            recv_within(&mut paths).await;
             assert_eq!(paths.attempts()[0].outcome, PathOutcome::Answered);
         });
     }
