@@ -288,6 +288,20 @@ fn start_client(topology: &Topology, server: &LiveKit, udp: bool, connect_timeou
     }
 }
 
+/// The transport of the candidate pair livekit-server selected for the participant whose
+/// identity starts with `identity_prefix` (`udp4`, `tcp4`…), from its "participant active"
+/// log line; the last one logged wins.
+fn selected_transport(server: &LiveKit, identity_prefix: &str) -> Option<String> {
+    let log = server.server_log();
+    log.lines()
+        .filter(|l| l.contains("participant active") && l.contains(identity_prefix))
+        .filter_map(|l| {
+            let at = l.find("[selected:1]")?;
+            l[at..].split_whitespace().nth(1).map(str::to_owned)
+        })
+        .next_back()
+}
+
 /// One client run through its RPC reads, capture and a 2 s cut; returns its figures.
 fn connect_read_capture_and_cut(topology: &Topology, server: &LiveKit, udp: bool, label: &str) -> Value {
     let mut run = start_client(topology, server, udp, 15);
@@ -303,8 +317,10 @@ fn connect_read_capture_and_cut(topology: &Topology, server: &LiveKit, udp: bool
         .unwrap();
     run.client.send_line("restored").unwrap();
     let recovered = wait_for(&run.client, &["recovered", "not_recovered"]);
-    let row = json!({"path": label, "connect_ms": connected["ms"], "p50_ms": reads["p50_ms"],
-                     "p99_ms": reads["p99_ms"], "frame_ms": frame["ms"], "after_2s_cut": recovered});
+    let transport = selected_transport(server, "controller-");
+    let row = json!({"client": "Rust", "path": label, "connect_ms": connected["ms"],
+                     "p50_ms": reads["p50_ms"], "p99_ms": reads["p99_ms"], "frame_ms": frame["ms"],
+                     "after_2s_cut": recovered, "server_selected": transport});
     eprintln!("icetcp netns row: {row}");
     assert_eq!(recovered["event"], "recovered", "{label}: {recovered}");
     row
@@ -320,23 +336,77 @@ fn netns_udp_blocked_connects_over_tcp_with_rpc_a_frame_and_a_2s_cut() {
         .start_livekit()
         .expect("livekit-server in the server namespace");
     let udp = connect_read_capture_and_cut(&topology, &server, true, "UDP");
+    assert_eq!(
+        udp["server_selected"], "udp4",
+        "with both paths open UDP wins: {udp}"
+    );
+    let python_udp = python_row(&topology, &server, "UDP", 0);
     topology
         .block_from_client(BLOCK_UDP, &["ipproto", "udp"])
         .unwrap();
     let tcp = connect_read_capture_and_cut(&topology, &server, true, "TCP (UDP blocked)");
+    assert_eq!(tcp["server_selected"], "tcp4", "{tcp}");
+    let python_tcp = python_row(&topology, &server, "TCP (UDP blocked)", 1);
     topology.unblock(BLOCK_UDP).unwrap();
-    eprintln!("| path | connect | state p50 | state p99 | 1280×720 frame |");
-    eprintln!("|---|---|---|---|---|");
-    for row in [udp, tcp] {
+    eprintln!(
+        "| client | path | connect | state p50 | state p99 | 1280×720 frame | 2 s cut: first read after |"
+    );
+    eprintln!("|---|---|---|---|---|---|---|");
+    for row in [udp, python_udp, tcp, python_tcp] {
+        let ms = |k: &str| row[k].as_f64().map_or("–".to_owned(), |v| format!("{v:.1} ms"));
+        let cut = row["after_2s_cut"]["ms"].as_f64();
         eprintln!(
-            "| {} | {:.0} ms | {:.1} ms | {:.1} ms | {} ms |",
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            row["client"].as_str().unwrap_or_default(),
             row["path"].as_str().unwrap_or_default(),
-            row["connect_ms"].as_f64().unwrap_or_default(),
-            row["p50_ms"].as_f64().unwrap_or_default(),
-            row["p99_ms"].as_f64().unwrap_or_default(),
-            row["frame_ms"]
+            ms("connect_ms"),
+            ms("p50_ms"),
+            ms("p99_ms"),
+            ms("frame_ms"),
+            cut.map_or("–".to_owned(), |v| format!("{v:.0} ms")),
         );
     }
+}
+
+/// The official Python client (tests/peers/linkcut_reader.py, 10 Hz `state` reads) on the
+/// same path: time from its start to its first ready line (includes the interpreter's start),
+/// and p50/p99 of 30 reads. Figures only; asserts that the reads succeed.
+fn python_row(topology: &Topology, server: &LiveKit, label: &str, index: usize) -> Value {
+    let room = format!("icetcp-py-{index}-{}", std::process::id());
+    let runtime_identity = format!("simplesim:{room}");
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let peers = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers");
+    let token = server.token(&room, &runtime_identity, false, &[]);
+    let mut command = topology.command(Side::Server, &python);
+    command.arg(peers.join("runtime.py")).arg(&server.url).arg(token);
+    let runtime = LineProcess::spawn(command).expect("the Python runtime");
+    wait_for(&runtime, &["ready"]);
+    let token = server.token(&room, "icetcp-py-reader", false, &[]);
+    let mut command = topology.command(Side::Client, &python);
+    command
+        .arg(peers.join("linkcut_reader.py"))
+        .arg(&server.url)
+        .arg(&runtime_identity)
+        .env("LINKCUT_TOKEN", token);
+    let started = Instant::now();
+    let mut reader = LineProcess::spawn(command).expect("the Python reader");
+    wait_for(&reader, &["ready"]);
+    let ready_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let mut reads = Vec::new();
+    while reads.len() < 30 {
+        let read = wait_for(&reader, &["read"]);
+        assert_eq!(read["ok"], true, "python {label}: {read}");
+        let secs = read["end"].as_f64().unwrap_or_default() - read["start"].as_f64().unwrap_or_default();
+        reads.push(Duration::from_secs_f64(secs.max(0.0)));
+    }
+    reader.close_stdin();
+    reader.finish(Duration::from_secs(5));
+    reads.sort();
+    let row = json!({"client": "Python livekit 1.2.0", "path": label, "connect_ms": ready_ms,
+                     "p50_ms": percentile_ms(&reads, 0.5), "p99_ms": percentile_ms(&reads, 0.99),
+                     "server_selected": selected_transport(server, "icetcp-py-reader")});
+    eprintln!("icetcp netns row: {row}");
+    row
 }
 
 #[test]
