@@ -96,6 +96,11 @@ fn without_udp_the_session_connects_over_ice_tcp_and_rpc_and_a_720p_frame_work()
         )
     });
     eprintln!("connected over ICE-TCP in {:?}", started.elapsed());
+    let transport =
+        crate::live_common::wait_until(Duration::from_secs(10), "the server's selected pair", || {
+            selected_transport(&p.livekit, "controller-")
+        });
+    assert_eq!(transport, "tcp4", "the server selected a TCP pair");
     for _ in 0..5 {
         match session.state().get("robot_status").unwrap() {
             StateReply::RobotStatus(state) => assert_eq!(state.robot.entity_id, "robot_1"),
