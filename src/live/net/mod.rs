@@ -17,6 +17,8 @@
 //! that connection dropped (a later check opens a new one), never fatal to the room.
 
 pub(crate) mod tcp;
+#[allow(dead_code)] // TURN (issue 10, second half): parsed, not wired yet.
+pub(crate) mod turn;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
