@@ -233,6 +233,12 @@ impl ConnectOptions {
     }
 
     /// Bound of joining the room: signaling, ICE, DTLS, data channel (default 15 s).
+    ///
+    /// Network paths: UDP to the server's UDP candidates, and at the same time ICE over TCP
+    /// to its TCP candidates (livekit-server's `rtc.tcp_port`, 7881 by default), for networks
+    /// that drop UDP. UDP is preferred whenever it works; nothing needs configuring. When no
+    /// path works within this bound, the error names each path tried and why it failed
+    /// (e.g. `UDP 10.0.0.2:7882: no answer (timed out); TCP 10.0.0.2:7881: connection refused`).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
