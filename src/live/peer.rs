@@ -781,7 +781,9 @@ mod tests {
         p.run_until(until, |p| p.received.len() == 2);
         assert_eq!(p.received_numbers(), [1, 2]);
 
+        assert_eq!(p.client.ice_generation(), 0);
         let offer = p.client.ice_restart().unwrap();
+        assert_eq!(p.client.ice_generation(), 1, "ICE-TCP needs new connections");
         assert!(
             p.client.ice_restart().is_err(),
             "a second offer before the answer"
@@ -792,6 +794,7 @@ mod tests {
             !p.server.ice_connected(),
             "the answering side sees the restart too"
         );
+        assert_eq!(p.server.ice_generation(), 1);
         p.client.accept_answer(&answer).unwrap();
         let until = p.now + Duration::from_secs(3);
         p.run_until(until, |p| p.client.ice_connected() && p.server.ice_connected());
@@ -852,6 +855,38 @@ mod tests {
         });
         assert_eq!(p.received_numbers(), (0..next).collect::<Vec<_>>());
         p.now - restored_at
+    }
+
+    #[test]
+    fn offers_a_tcp_active_candidate_and_parses_the_servers_tcp_ones() {
+        let locals = LocalCandidates {
+            udp: Some(CLIENT.parse().unwrap()),
+            tcp: Some("10.0.0.1:9".parse().unwrap()),
+        };
+        let (mut peer, offer) = Peer::new_on(Instant::now(), locals).unwrap();
+        let candidates: Vec<&str> = offer.lines().filter(|l| l.starts_with("a=candidate")).collect();
+        assert!(candidates
+            .iter()
+            .any(|c| c.contains(" udp ") && c.contains("10.0.0.1 5000")));
+        assert!(
+            candidates
+                .iter()
+                .any(|c| c.contains(" tcp ") && c.contains("10.0.0.1 9 typ host tcptype active")),
+            "{candidates:?}"
+        );
+        for remote in [
+            "candidate:1 1 tcp 1671430143 10.0.0.2 7881 typ host tcptype passive",
+            "candidate:2 1 tcp 1671430143 10.0.0.2 7882 typ host tcptype active",
+            "candidate:3 1 udp 2130706431 10.0.0.2 7883 typ host",
+        ] {
+            peer.add_remote_candidate(remote).unwrap();
+        }
+        let tcp_only = LocalCandidates {
+            udp: None,
+            tcp: Some("10.0.0.1:9".parse().unwrap()),
+        };
+        let (_, offer) = Peer::new_on(Instant::now(), tcp_only).unwrap();
+        assert!(!offer.contains(" udp "), "no UDP candidate when UDP is off");
     }
 
     /// Design Part 4 step 4: the peers survive a 30 s cut through an ICE restart.
