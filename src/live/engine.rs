@@ -1,6 +1,6 @@
 //! The async core of a room: one task on the executor (the SDK's private tokio pool) that owns the websocket, the
-//! network paths (UDP socket, ICE-TCP connections: [`crate::live::net`]) and the str0m peer, and drives the sans-IO state machines (participants, the
-//! stream gate). RPC and data streams run in LiveKit's `livekit-rpc` / `livekit-data-stream`
+//! network paths (UDP socket, ICE-TCP connections: [`crate::live::net`]) and the str0m peer,
+//! and drives the sans-IO state machines (participants, the stream gate). RPC and data streams run in LiveKit's `livekit-rpc` / `livekit-data-stream`
 //! managers on tasks of their own, which send through the engine's command channel (see
 //! [`crate::live::rpc`], [`crate::live::streams`]). It talks to the synchronous
 //! [`crate::live::Room`] handle only through channels.
