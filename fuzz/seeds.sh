@@ -118,4 +118,13 @@ seedb ice_tcp_framing split_prefix '\x01\x00\x03\x03\x16\xfe\xfd'
 seedb ice_tcp_framing two_frames_and_empty '\x09\x00\x01\x01\x00\x00\x00\x02\x17\x01'
 seedb ice_tcp_framing not_ice '\x06\x00\x04GET '
 
+# --- turn: ICE server URLs as LiveKit sends them, and malformed ones (one per line) -------
+seed turn livekit_udp 'turn:10.0.0.5:3478?transport=udp'
+seed turn livekit_tls 'turns:turn.example.com:443?transport=tcp'
+seed turn defaults $'turn:relay.example\nturns:relay.example\nTURN:relay.example?TRANSPORT=TCP'
+seed turn ipv6 $'turn:[2001:db8::1]:3479\nturns:[::1]'
+seed turn bad $'stun:stun.example\nturn:alice:pw@relay:3478\nturn:host:0\nturn:host?transport=sctp\nturns:host?transport=udp\nturn:[::1'
+# A STUN Allocate error response (401) with a 4-byte ERROR-CODE attribute.
+seedb turn allocate_401 '\x01\x13\x00\x08\x21\x12\xa4\x42abcdefghijkl\x00\x09\x00\x04\x00\x00\x04\x01'
+
 echo "seeds written under $(pwd)/corpus"

@@ -121,6 +121,22 @@ pub enum Error {
         /// The engine failure underneath, when there is one (never carries a token).
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
+
+    /// The link to the robot's room was lost during a runtime call and came back only as a
+    /// new participant (a full reconnect), and the call's request may or may not have reached
+    /// the runtime, so its reply will not come. The session itself is connected again.
+    ///
+    /// Reads (state, tools list, capabilities) never fail with this: they are sent again
+    /// once, within their timeout. Calls that act (`runtime.tools_call`, captures) do, with
+    /// `may_still_be_running: true`: check the robot's state before acting again.
+    #[error("{operation} lost its connection: the SDK joined the room again before the reply came{}", if *may_still_be_running { "; the action may still be running on the robot" } else { "" })]
+    #[non_exhaustive]
+    ConnectionLost {
+        /// The call, e.g. `runtime.tools_call`.
+        operation: String,
+        /// True when the robot may be carrying out the action anyway.
+        may_still_be_running: bool,
+    },
 }
 
 impl Error {
@@ -141,6 +157,12 @@ impl Error {
     /// phase (connect, send, answer), joining a room, or an RPC reply.
     pub fn is_timeout(&self) -> bool {
         matches!(self, Error::Timeout { .. })
+    }
+
+    /// True when a runtime call's reply was lost to a full reconnect
+    /// ([`Error::ConnectionLost`]); the session is connected again.
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(self, Error::ConnectionLost { .. })
     }
 
     /// True when no connection could be made at all: refused, unreachable host or network,

@@ -91,6 +91,10 @@ mod live;
 #[cfg(all(fuzzing, feature = "livekit"))]
 #[doc(hidden)]
 pub use live::fuzzing as __fuzzing;
+/// The TURN client, for the loopback tests against livekit-server's embedded TURN (not API).
+#[cfg(feature = "dev")]
+#[doc(hidden)]
+pub use live::turn as __turn;
 #[cfg(feature = "livekit")]
 mod runtime;
 #[cfg(feature = "livekit")]
@@ -130,8 +134,8 @@ pub use runtime::{
 pub use runtime_host::{RuntimeCall, RuntimeHost};
 #[cfg(feature = "livekit")]
 pub use session::{
-    connect, ConnectCallbacks, ConnectOptions, Events, Pending, PendingAction, Session, SessionEvent,
-    StateReader, DEFAULT_SESSION_READY_TIMEOUT, EVENT_QUEUE_CAPACITY,
+    connect, ConnectCallbacks, ConnectOptions, ConnectionState, Events, Pending, PendingAction,
+    ReconnectKind, Session, SessionEvent, StateReader, DEFAULT_SESSION_READY_TIMEOUT, EVENT_QUEUE_CAPACITY,
 };
 
 /// The crate version.

@@ -11,7 +11,9 @@ use crate::error::{Error, Result};
 use crate::live::Participant;
 use crate::live::{Invocation, OutgoingStream, Room, RoomOptions, RpcError};
 use crate::live::{RoomEvent, RoomObserver};
+use crate::runtime::calls::method::TOOLS_LIST;
 use crate::session::join_failure;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// One incoming RPC call.
@@ -28,15 +30,28 @@ pub struct RuntimeCall {
     pub response_timeout: Duration,
 }
 
+/// The attribute a [`RuntimeHost`] sets on itself (value [`ANNOUNCED_VALUE`]) once it
+/// answers `runtime.tools_list`, when its token grants `canUpdateOwnMetadata`.
+const ANNOUNCE_ATTRIBUTE: &str = "menlo.runtime_host";
+const ANNOUNCED_VALUE: &str = "ready";
+
 /// A participant that serves `runtime.*` RPC in a robot's room.
 #[must_use = "dropping a RuntimeHost leaves the room"]
 pub struct RuntimeHost {
     room: Room,
+    announced: AtomicBool,
 }
 
 impl RuntimeHost {
     /// Joins the room at `livekit_url` with a participant token (whose identity the session
     /// will look for, e.g. `simplesim:<robot_id>` or an agent with `lk.agent.name`).
+    ///
+    /// livekit-server announces a participant that publishes no track to the others up to
+    /// 3 s late (in batches), but an attribute change at once. So when the token grants
+    /// `canUpdateOwnMetadata`, the host sets the attribute `menlo.runtime_host` = `ready` on
+    /// itself as soon as it answers `runtime.tools_list` (the method sessions probe to find
+    /// their runtime), and sessions in the room find it within a round trip. Register
+    /// `runtime.tools_list` after the other handlers: calls may follow at once.
     pub fn connect(livekit_url: &str, token: &str, connect_timeout: Duration) -> Result<RuntimeHost> {
         let options = RoomOptions {
             connect_timeout,
@@ -44,7 +59,10 @@ impl RuntimeHost {
         };
         let room = Room::connect(livekit_url, token, options, Arc::new(Unobserved))
             .map_err(|e| join_failure(e, livekit_url, connect_timeout))?;
-        Ok(RuntimeHost { room })
+        Ok(RuntimeHost {
+            room,
+            announced: AtomicBool::new(false),
+        })
     }
 
     /// This participant's identity.
@@ -55,6 +73,12 @@ impl RuntimeHost {
     /// The room name.
     pub fn room_name(&self) -> &str {
         self.room.room_name()
+    }
+
+    /// Test hook: every recovery of the room's link so far, as (resumed, when).
+    #[doc(hidden)]
+    pub fn reconnects_for_test(&self) -> Vec<(bool, std::time::Instant)> {
+        self.room.reconnects()
     }
 
     /// Whether the room connection is up.
@@ -84,6 +108,9 @@ impl RuntimeHost {
                 };
                 handler(&call)
             });
+        if method == TOOLS_LIST && !self.announced.swap(true, Ordering::SeqCst) {
+            announce(&self.room);
+        }
     }
 
     /// Stops answering `method` (callers then get `UNSUPPORTED_METHOD`).
@@ -101,6 +128,15 @@ impl RuntimeHost {
     /// Leaves the room (dropping the host does the same).
     pub fn disconnect(self) {
         self.room.close();
+    }
+}
+
+/// Sets [`ANNOUNCE_ATTRIBUTE`] on the host when its token allows it (see
+/// [`RuntimeHost::connect`]).
+fn announce(room: &Room) {
+    if room.can_update_metadata() {
+        let attribute = (ANNOUNCE_ATTRIBUTE.to_owned(), ANNOUNCED_VALUE.to_owned());
+        room.set_attributes(std::collections::HashMap::from([attribute]));
     }
 }
 

@@ -76,7 +76,7 @@ pub use platform::{LiveKitBackend, Platform, PlatformBuilder, DEFAULT_SEED};
 pub use sfu::{Sfu, SfuOptions, SfuRoom};
 pub use sim::scene;
 
-pub use token::{mint_livekit_token, TokenOptions};
+pub use token::{mint_livekit_token, mint_livekit_token_updating_own_metadata, TokenOptions};
 
 /// Largest request body accepted; bigger bodies get `413`.
 const MAX_BODY: usize = 1 << 20;

@@ -39,6 +39,31 @@ pub fn mint_livekit_token(
     ttl: Duration,
     options: &TokenOptions,
 ) -> String {
+    mint(settings, room, identity, name, ttl, options, false)
+}
+
+/// [`mint_livekit_token`] whose video grant also has `"canUpdateOwnMetadata":true` (the
+/// participant may change its own name, metadata and attributes).
+pub fn mint_livekit_token_updating_own_metadata(
+    settings: &LiveKitSettings,
+    room: &str,
+    identity: &str,
+    name: &str,
+    ttl: Duration,
+    options: &TokenOptions,
+) -> String {
+    mint(settings, room, identity, name, ttl, options, true)
+}
+
+fn mint(
+    settings: &LiveKitSettings,
+    room: &str,
+    identity: &str,
+    name: &str,
+    ttl: Duration,
+    options: &TokenOptions,
+    can_update_own_metadata: bool,
+) -> String {
     let now = unix_now().as_secs();
     let exp = now.saturating_add(ttl.as_secs().max(1));
     let mut claims = Map::new();
@@ -48,16 +73,17 @@ pub fn mint_livekit_token(
     claims.insert("name".into(), json!(name));
     claims.insert("nbf".into(), json!(now));
     claims.insert("exp".into(), json!(exp));
-    claims.insert(
-        "video".into(),
-        json!({
-            "roomJoin": true,
-            "room": room,
-            "canPublish": true,
-            "canSubscribe": true,
-            "canPublishData": true,
-        }),
-    );
+    let mut video = json!({
+        "roomJoin": true,
+        "room": room,
+        "canPublish": true,
+        "canSubscribe": true,
+        "canPublishData": true,
+    });
+    if can_update_own_metadata {
+        video["canUpdateOwnMetadata"] = json!(true);
+    }
+    claims.insert("video".into(), video);
     if let Some(kind) = &options.kind {
         claims.insert("kind".into(), json!(kind));
     }
@@ -395,6 +421,21 @@ mod tests {
         assert!(!video.can_update_own_metadata());
         assert_eq!(video.room, "rb_1");
         assert!(!format!("{claims:?}").contains("agent-1"));
+    }
+
+    #[test]
+    fn a_token_may_grant_updating_own_metadata() {
+        let token = mint_livekit_token_updating_own_metadata(
+            &settings(),
+            "rb_1",
+            "runtime",
+            "runtime",
+            Duration::from_secs(60),
+            &TokenOptions::default(),
+        );
+        let claims = verify_livekit_token(&token, "devkey", "secret", unix_now()).unwrap();
+        let video = claims.video.unwrap();
+        assert!(video.room_join && video.can_publish_data() && video.can_update_own_metadata());
     }
 
     #[test]

@@ -4,6 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+/// The TURN client: ICE server URL parsing and the sans-IO allocation core (private otherwise).
+pub use crate::live::turn;
 /// The runtime plane's request builders and reply interpreters (private otherwise).
 pub use crate::runtime::calls;
 /// Slot readiness and runtime-worker resolution (private otherwise).
@@ -103,4 +105,41 @@ pub fn ice_tcp_stream(bytes: &[u8]) -> Vec<Vec<u8>> {
     assert_eq!(round_trip, packets, "re-framed packets deframe to themselves");
     assert_eq!(again.buffered(), 0);
     packets
+}
+
+/// The TURN servers of `bytes` read as a protobuf `JoinResponse`, if they decode as one.
+pub fn join_turn_servers(bytes: &[u8]) -> Option<(Vec<turn::TurnServer>, Vec<turn::IceUrlError>)> {
+    let join = proto::JoinResponse::decode(bytes).ok()?;
+    Some(turn::turn_servers(&join.ice_servers))
+}
+
+/// Feeds `bytes` to a fresh TURN allocation's core as the server's answer to its first
+/// Allocate (a UDP datagram; then a TCP stream, whole and in two pieces), then runs its timers
+/// past the deadline. Must never panic.
+pub fn turn_server_answer(bytes: &[u8]) {
+    let local: std::net::SocketAddr = ([127, 0, 0, 1], 40_000).into();
+    let server: std::net::SocketAddr = ([127, 0, 0, 1], 3478).into();
+    let split = bytes.len() / 2;
+    let feeds: [&[&[u8]]; 3] = [&[bytes], &[bytes], &[&bytes[..split], &bytes[split..]]];
+    for (index, pieces) in feeds.iter().enumerate() {
+        let now = Instant::now();
+        let mut core = turn::TurnCore::new(
+            index > 0,
+            local,
+            server,
+            ("user", "pass"),
+            now,
+            Duration::from_secs(1),
+        );
+        core.poll(now);
+        while core.poll_transmit(now).is_some() {}
+        for piece in pieces.iter() {
+            core.receive(piece, now);
+        }
+        core.create_permission(server.ip(), now);
+        drop(core.send_to(server, bytes.to_vec(), now));
+        core.poll(now + Duration::from_secs(2));
+        while core.poll_transmit(now).is_some() {}
+        while core.poll_event().is_some() {}
+    }
 }

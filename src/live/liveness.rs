@@ -102,22 +102,20 @@ impl Liveness {
         self.next_ping = now + self.ping_interval();
     }
 
+    #[cfg(test)]
     /// Whether the data path is currently considered lost.
     pub fn data_path_lost(&self) -> bool {
         self.data_lost
     }
 
+    #[cfg(test)]
     /// Whether a datagram arrived within `window` before `now` (resume: skip the ICE restart
     /// when the path is demonstrably healthy).
     pub fn data_path_heard_within(&self, now: Instant, window: Duration) -> bool {
         now.saturating_duration_since(self.last_inbound) < window
     }
 
-    /// When the last inbound datagram arrived.
-    pub fn last_inbound(&self) -> Instant {
-        self.last_inbound
-    }
-
+    #[cfg(test)]
     /// Whether the websocket was declared lost (until [`on_signal_replaced`](Self::on_signal_replaced)).
     pub fn signal_lost(&self) -> bool {
         self.signal_lost

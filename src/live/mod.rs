@@ -20,16 +20,16 @@ pub(crate) mod peer;
 pub(crate) mod queue;
 pub(crate) mod room;
 pub(crate) mod rpc;
+pub(crate) mod sctp_clock;
 pub(crate) mod signal;
 pub(crate) mod streams;
+// TURN relay client (issue 10); the ICE paths (`net/`) plug it in as relayed candidates.
+#[allow(dead_code)]
+pub mod turn;
 pub(crate) mod ws;
-// Sans-IO building blocks of resume / reconnect (issue 8, design Part 4 steps 2-4). Nothing
-// calls them yet: the allows go when the engine is wired to them.
-#[allow(dead_code)]
+// Sans-IO building blocks of resume / reconnect (issue 8, design Part 4 steps 2-5).
 pub(crate) mod liveness;
-#[allow(dead_code)]
 pub(crate) mod reconnect;
-#[allow(dead_code)]
 pub(crate) mod reliable;
 #[cfg(all(test, feature = "dev"))]
 mod resume_wire_check;
@@ -40,7 +40,7 @@ pub use error::{RpcError, RpcErrorCode};
 pub use participants::{Participant, ParticipantKind};
 pub use room::OutgoingStream;
 pub(crate) use room::{Room, RoomOptions};
-pub(crate) use rpc::{CallParams, Invocation};
+pub(crate) use rpc::{CallParams, Invocation, RpcWire};
 pub(crate) use streams::ByteStream;
 
 #[cfg(test)]

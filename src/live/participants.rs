@@ -217,7 +217,6 @@ impl ParticipantTracker {
 
     /// Applies a list naming *every* other participant (the first `ParticipantUpdate` after a
     /// resume, or a rejoin's `JoinResponse`): whoever it does not name has left.
-    #[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
     pub fn apply_snapshot(&mut self, infos: &[proto::ParticipantInfo]) -> Vec<ParticipantChange> {
         let mut changes = self.apply_update(infos);
         let disconnected = proto::participant_info::State::Disconnected as i32;
@@ -241,7 +240,6 @@ impl ParticipantTracker {
     }
 
     /// Our own sid changed (a rejoin made us a new participant session).
-    #[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
     pub fn set_local_sid(&mut self, sid: &str) {
         sid.clone_into(&mut self.local_sid);
     }

@@ -417,14 +417,14 @@ impl Reconnector {
             Input::Established => self.on_established(now),
             Input::ResumeDisabled => self.resume_allowed = false,
             Input::DataPathLost { last_inbound } => self.on_data_path_lost(now, last_inbound, &mut out),
-            Input::DataPathRestored => self.on_data_path_restored(&mut out),
+            Input::DataPathRestored => self.on_data_path_restored(now, &mut out),
             Input::SignalLost { detail } => self.on_signal_lost(now, detail, &mut out),
             Input::Leave(LeaveAction::Resume) => self.on_leave_resume(now, &mut out),
             Input::Leave(LeaveAction::Reconnect) => self.on_leave_reconnect(now, &mut out),
             Input::AttemptFailed { id, error } => self.on_attempt_failed(now, id, error, &mut out),
             Input::ResumeAnswered { id } => self.on_answered(now, id, Phase::Resuming, &mut out),
             Input::RejoinAnswered { id } => self.on_answered(now, id, Phase::Rejoining, &mut out),
-            Input::TransportReady => self.on_transport_ready(&mut out),
+            Input::TransportReady => self.on_transport_ready(now, &mut out),
         }
         out
     }
@@ -494,7 +494,7 @@ impl Reconnector {
         out.push(Action::PauseWrites(true));
     }
 
-    fn on_data_path_restored(&mut self, out: &mut Vec<Action>) {
+    fn on_data_path_restored(&mut self, now: Instant, out: &mut Vec<Action>) {
         self.data_path_ok = true;
         match self.phase {
             Phase::Degraded { .. } => {
@@ -510,6 +510,11 @@ impl Reconnector {
             // A resume keeps the peer connection: its datagrams coming back is the transport
             // coming back. (After a rejoin they would be the old peer's: not a sign.)
             Phase::Resuming if self.answered.is_some() => self.finish(ReconnectKind::Resumed, out),
+            // The network is back: try now rather than at the next tick.
+            Phase::Resuming | Phase::Rejoining if self.answered.is_none() => {
+                self.next_attempt_at = self.next_attempt_at.min(now);
+                self.tick(now, out);
+            }
             _ => {}
         }
     }
@@ -615,9 +620,9 @@ impl Reconnector {
         }
     }
 
-    fn on_transport_ready(&mut self, out: &mut Vec<Action>) {
+    fn on_transport_ready(&mut self, now: Instant, out: &mut Vec<Action>) {
         match self.phase {
-            Phase::Degraded { .. } => self.on_data_path_restored(out),
+            Phase::Degraded { .. } => self.on_data_path_restored(now, out),
             Phase::Resuming | Phase::Rejoining if self.answered.is_some() => {
                 self.data_path_ok = true;
                 let kind = if self.phase == Phase::Resuming {
@@ -985,6 +990,40 @@ mod tests {
             [Action::PauseWrites(false), RESUMED]
         );
         assert_eq!(s.r.state(), LinkState::Connected);
+    }
+
+    #[test]
+    fn datagrams_returning_before_any_answer_start_an_attempt_at_once() {
+        let mut s = Sim::connected();
+        lost_data(&mut s, ms(2500));
+        s.input(ms(5500), Input::SignalLost { detail: "x".into() });
+        let a = s.input(
+            ms(5510),
+            Input::AttemptFailed {
+                id: 1,
+                error: AttemptError::Unreachable("down".into()),
+            },
+        );
+        assert!(started(&a).is_empty(), "the next attempt waits for its tick");
+        // The path is back 300 ms later: no need to wait for the 6.5 s tick.
+        assert_eq!(
+            started(&s.input(ms(5800), Input::DataPathRestored)),
+            [(
+                2,
+                AttemptKind::Resume {
+                    reason: RR::RrPublisherFailed
+                }
+            )]
+        );
+        assert_eq!(
+            s.input(ms(5850), Input::ResumeAnswered { id: 2 }),
+            [
+                Action::AdoptAttempt { id: 2 },
+                Action::SendSyncState,
+                Action::PauseWrites(false),
+                RESUMED
+            ]
+        );
     }
 
     #[test]

@@ -211,6 +211,23 @@ impl Room {
         &self.joined.room_name
     }
 
+    /// Whether the token lets this participant update its own metadata and attributes.
+    pub(crate) fn can_update_metadata(&self) -> bool {
+        self.joined.can_update_metadata
+    }
+
+    /// Sets `attributes` on this participant (merged into the ones it has); a server
+    /// announces such a change to the room at once. Fire and forget (the server refuses it
+    /// without [`Room::can_update_metadata`]); false when the room is closed.
+    pub(crate) fn set_attributes(&self, attributes: HashMap<String, String>) -> bool {
+        let update = livekit_protocol::UpdateParticipantMetadata {
+            attributes,
+            ..Default::default()
+        };
+        let request = livekit_protocol::signal_request::Message::UpdateMetadata(update);
+        self.send(Command::Signal(crate::live::signal::encode_request(request)))
+    }
+
     /// Whether the room is still connected.
     pub fn is_connected(&self) -> bool {
         self.shared.connected.load(Ordering::SeqCst)
@@ -261,6 +278,47 @@ impl Room {
         {
             reply.send(Err(RpcError::built_in(RpcErrorCode::RecipientDisconnected)));
         }
+    }
+
+    /// Test hook: drops the signal websocket as if the network had closed it (the engine
+    /// then resumes).
+    #[doc(hidden)]
+    pub fn drop_signal_for_test(&self) {
+        self.send(Command::DropSignal);
+    }
+
+    /// Test hook: asks the server to simulate a scenario (livekit-server acts on it for any
+    /// client): `node_failure`, `migration`, `server_leave`, `disconnect_signal_on_resume`
+    /// or `disconnect_signal_on_resume_no_messages`. Returns false for another name.
+    #[doc(hidden)]
+    pub fn simulate_for_test(&self, scenario: &str) -> bool {
+        use livekit_protocol::simulate_scenario::Scenario;
+        let scenario = match scenario {
+            "node_failure" => Scenario::NodeFailure(true),
+            "migration" => Scenario::Migration(true),
+            "server_leave" => Scenario::ServerLeave(true),
+            "disconnect_signal_on_resume" => Scenario::DisconnectSignalOnResume(true),
+            "disconnect_signal_on_resume_no_messages" => Scenario::DisconnectSignalOnResumeNoMessages(true),
+            _ => return false,
+        };
+        self.send(Command::Simulate(scenario))
+    }
+
+    /// Test hook: the network is gone for `duration` (datagrams and signal frames vanish both
+    /// ways, new connections fail at once, as with the interface down).
+    #[doc(hidden)]
+    pub fn cut_link_for_test(&self, duration: Duration) {
+        self.send(Command::CutLink(duration));
+    }
+
+    /// Every recovery of the link so far: (resumed, when it completed).
+    #[doc(hidden)]
+    pub fn reconnects(&self) -> Vec<(bool, std::time::Instant)> {
+        self.shared
+            .reconnects
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
     }
 
     /// Leaves the room and waits for the engine task to end. Pending calls fail at once.

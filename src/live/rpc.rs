@@ -3,7 +3,9 @@
 //! The protocol itself is LiveKit's: `livekit-rpc`'s [`RpcClientManager`] runs outgoing calls
 //! (request → ack → response, timeouts, the grace period after a recipient leaves, v1 data
 //! packets or v2 text data streams depending on what the recipient advertises) and its
-//! [`RpcServerManager`] answers incoming requests. This module holds what the rest of the crate
+//! [`RpcServerManager`] answers incoming requests. A call whose reply is known small can ask
+//! for v1 packets to any recipient ([`RpcWire`]): it then goes through a view of the
+//! transport that reports the recipient as a v1 client. This module holds what the rest of the crate
 //! sees ([`CallParams`], [`Invocation`], [`RpcReply`]), the conversions to and from the
 //! crate's [`RpcError`], and [`EngineTransport`], the `RpcTransport` those managers send
 //! through: packets go to the engine task over its command channel, text streams through
@@ -25,6 +27,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) use livekit_rpc::backend::{RPC_REQUEST_TOPIC, RPC_RESPONSE_TOPIC};
+
+/// Error code of a call whose request was written to the old link but not acknowledged when
+/// a full reconnect replaced it: the runtime may or may not have received it.
+pub(crate) const CONNECTION_LOST: u32 = 1590;
 
 /// Largest v1 request / response payload, in bytes (15 KiB).
 pub const MAX_PAYLOAD_BYTES: usize = lk::MAX_V1_PAYLOAD_BYTES;
@@ -50,6 +56,32 @@ pub struct CallParams {
     pub response_timeout: Duration,
     /// Maximum time for the ack.
     pub ack_timeout: Duration,
+    /// How the request travels (default: as the destination advertises).
+    pub wire: RpcWire,
+}
+
+/// How one outgoing call travels. A v2 peer accepts v1 packets too, but answers a v1
+/// request with a v1 response, and a response over [`MAX_PAYLOAD_BYTES`] then fails with
+/// `RESPONSE_PAYLOAD_TOO_LARGE` (1504): packets suit calls whose reply is known small.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RpcWire {
+    /// As the destination advertises: a v2 text data stream to a v2 peer (three packets at
+    /// least, any size), v1 packets otherwise.
+    #[default]
+    Advertised,
+    /// One v1 request packet when the payload fits [`MAX_PAYLOAD_BYTES`]; the reply comes
+    /// back as one packet too. Falls back to [`RpcWire::Advertised`] for a larger payload.
+    Packets,
+    /// Like [`RpcWire::Packets`], and if the reply turns out too large (1504) the call is
+    /// sent once more as advertised. Only for idempotent reads: the method runs twice.
+    PacketsOrRepeat,
+}
+
+impl RpcWire {
+    /// Whether a request carrying `payload` goes as v1 packets.
+    fn packets_for(self, payload: &str) -> bool {
+        self != RpcWire::Advertised && payload.len() <= MAX_PAYLOAD_BYTES
+    }
 }
 
 impl CallParams {
@@ -65,6 +97,7 @@ impl CallParams {
             payload: payload.into(),
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             ack_timeout: DEFAULT_ACK_TIMEOUT,
+            wire: RpcWire::Advertised,
         }
     }
 
@@ -262,19 +295,90 @@ pub(crate) struct Rpc {
 
 impl Rpc {
     /// Runs one outgoing call to completion and maps the outcome onto the crate's error.
-    pub(crate) async fn perform(&self, params: CallParams) -> Result<String, RpcError> {
-        self.client
-            .perform_rpc(params.into_perform_data(), &self.transport)
-            .await
-            .map_err(|e| {
-                let e = RpcError::from(e);
-                // A send that failed because the room went away is a disconnection.
-                if e.code == RpcErrorCode::SendFailed && !self.transport.shared.is_connected() {
-                    RpcError::built_in(RpcErrorCode::RecipientDisconnected)
-                } else {
-                    e
-                }
-            })
+    pub(crate) async fn perform(self: &Arc<Self>, params: CallParams) -> Result<String, RpcError> {
+        perform_on_wire(self, params).await.map_err(|e| {
+            let e = RpcError::from(e);
+            // A send that failed because the room went away is a disconnection.
+            if e.code == RpcErrorCode::SendFailed && !self.transport.shared.is_connected() {
+                RpcError::built_in(RpcErrorCode::RecipientDisconnected)
+            } else {
+                e
+            }
+        })
+    }
+}
+
+/// What holds a room's RPC client manager and transport (the room's [`Rpc`]; a test double
+/// in tests), so that a call can borrow the transport through an owned handle.
+trait RpcPeer: Send + Sync + 'static {
+    type Transport: RpcTransport + Sync + 'static;
+    fn client(&self) -> &RpcClientManager;
+    fn transport(&self) -> &Self::Transport;
+}
+
+impl RpcPeer for Rpc {
+    type Transport = EngineTransport;
+    fn client(&self) -> &RpcClientManager {
+        &self.client
+    }
+    fn transport(&self) -> &EngineTransport {
+        &self.transport
+    }
+}
+
+/// Runs `params` through `peer`'s transport, as [`CallParams::wire`] says.
+async fn perform_on_wire<P: RpcPeer>(peer: &Arc<P>, params: CallParams) -> Result<String, lk::RpcError> {
+    let client = peer.client();
+    if !params.wire.packets_for(&params.payload) {
+        return client
+            .perform_rpc(params.into_perform_data(), peer.transport())
+            .await;
+    }
+    let repeat = (params.wire == RpcWire::PacketsOrRepeat).then(|| params.clone());
+    let packets = PacketsView(Arc::clone(peer));
+    match (
+        client.perform_rpc(params.into_perform_data(), &packets).await,
+        repeat,
+    ) {
+        (Err(e), Some(params)) if e.code == lk::RpcErrorCode::ResponsePayloadTooLarge as u32 => {
+            client
+                .perform_rpc(params.into_perform_data(), peer.transport())
+                .await
+        }
+        (outcome, _) => outcome,
+    }
+}
+
+/// A room's transport as seen by one call that must go as v1 packets: `livekit-rpc` picks
+/// v1 for a destination whose client protocol is 0, so this view answers 0 and delegates
+/// everything else. (Owns an `Arc` because `perform_rpc` wants a `'static` transport.)
+struct PacketsView<P>(Arc<P>);
+
+impl<P: RpcPeer> RemoteParticipantRegistry for PacketsView<P> {
+    fn remote_client_protocol(&self, _: &ParticipantIdentity) -> i32 {
+        0
+    }
+
+    fn remote_capabilities(&self, identity: &ParticipantIdentity) -> Vec<ClientCapability> {
+        self.0.transport().remote_capabilities(identity)
+    }
+
+    fn remote_identities(&self) -> Vec<ParticipantIdentity> {
+        self.0.transport().remote_identities()
+    }
+}
+
+impl<P: RpcPeer> RpcTransport for PacketsView<P> {
+    async fn publish_data(&self, data: proto::DataPacket) -> Result<(), RpcTransportError> {
+        self.0.transport().publish_data(data).await
+    }
+
+    async fn send_text(&self, text: &str, options: SendTextOptions) -> StreamResult<TextStreamInfo> {
+        self.0.transport().send_text(text, options).await
+    }
+
+    fn server_version(&self) -> Option<String> {
+        self.0.transport().server_version()
     }
 }
 
@@ -347,20 +451,34 @@ mod tests {
         client: Arc<RpcClientManager>,
         server: Arc<RpcServerManager>,
         sent: Mutex<Vec<proto::DataPacket>>,
+        /// Methods of the requests that went as v2 text streams (refused: not looped back).
+        streamed: Mutex<Vec<String>>,
         drop_requests: bool,
+        /// The client protocol the destination advertises.
+        protocol: i32,
         /// Requests, answered by a task of their own (see [`loopback`]).
         requests: tokio::sync::mpsc::UnboundedSender<proto::RpcRequest>,
     }
 
     impl RemoteParticipantRegistry for Loopback {
         fn remote_client_protocol(&self, _: &ParticipantIdentity) -> i32 {
-            0
+            self.protocol
         }
         fn remote_capabilities(&self, _: &ParticipantIdentity) -> Vec<ClientCapability> {
             Vec::new()
         }
         fn remote_identities(&self) -> Vec<ParticipantIdentity> {
             vec!["robot".into()]
+        }
+    }
+
+    impl RpcPeer for Loopback {
+        type Transport = Loopback;
+        fn client(&self) -> &RpcClientManager {
+            &self.client
+        }
+        fn transport(&self) -> &Loopback {
+            self
         }
     }
 
@@ -389,8 +507,10 @@ mod tests {
             Ok(())
         }
 
-        async fn send_text(&self, _: &str, _: SendTextOptions) -> StreamResult<TextStreamInfo> {
-            unreachable!("v1 only")
+        async fn send_text(&self, _: &str, options: SendTextOptions) -> StreamResult<TextStreamInfo> {
+            let method = options.attributes.get("lk.rpc_request_method").cloned();
+            self.streamed.lock().unwrap().push(method.unwrap_or_default());
+            Err(livekit_data_stream::api::StreamError::AlreadyClosed)
         }
 
         fn server_version(&self) -> Option<String> {
@@ -399,6 +519,11 @@ mod tests {
     }
 
     fn loopback(drop_requests: bool) -> Loopback {
+        loopback_to(drop_requests, 0)
+    }
+
+    /// A loopback whose destination advertises client `protocol`.
+    fn loopback_to(drop_requests: bool, protocol: i32) -> Loopback {
         let server = Arc::new(RpcServerManager::new());
         register_handler(&server, "echo", Arc::new(|inv: Invocation| Ok(inv.payload)));
         register_handler(
@@ -421,7 +546,9 @@ mod tests {
             client: Arc::new(RpcClientManager::new()),
             server,
             sent: Mutex::new(Vec::new()),
+            streamed: Mutex::new(Vec::new()),
             drop_requests,
+            protocol,
             requests,
         }));
         let weak = Arc::downgrade(&lb.0);
@@ -446,6 +573,79 @@ mod tests {
             .perform_rpc(params.into_perform_data(), lb)
             .await
             .map_err(RpcError::from)
+    }
+
+    /// Runs `params` as the room's `Rpc` does, and says how each request went.
+    async fn call_on_wire(
+        lb: &Loopback,
+        params: CallParams,
+    ) -> (Result<String, RpcError>, Vec<String>, Vec<String>) {
+        lb.sent.lock().unwrap().clear();
+        lb.streamed.lock().unwrap().clear();
+        let outcome = perform_on_wire(&Arc::new(lb.clone()), params)
+            .await
+            .map_err(RpcError::from);
+        let packets = lb.sent.lock().unwrap().clone();
+        let packets = packets.into_iter().filter_map(|p| match p.value {
+            Some(Value::RpcRequest(r)) if r.version == 1 => Some(r.method),
+            _ => None,
+        });
+        let packets = packets.collect();
+        (outcome, packets, lb.streamed.lock().unwrap().clone())
+    }
+
+    fn with_wire(method: &str, payload: String, wire: RpcWire) -> CallParams {
+        CallParams {
+            wire,
+            ..CallParams::new("robot", method, payload)
+        }
+    }
+
+    #[test]
+    fn a_v2_peer_gets_packets_only_when_asked_and_the_payload_fits() {
+        rt().block_on(async {
+            let lb = loopback_to(false, 1);
+            let (ok, packets, streamed) =
+                call_on_wire(&lb, with_wire("echo", "hi".into(), RpcWire::Packets)).await;
+            assert_eq!(
+                (ok, packets, streamed),
+                (Ok("hi".into()), vec!["echo".into()], vec![])
+            );
+
+            let (err, packets, streamed) =
+                call_on_wire(&lb, with_wire("echo", "hi".into(), RpcWire::Advertised)).await;
+            assert_eq!(err.unwrap_err().code, RpcErrorCode::SendFailed);
+            assert_eq!((packets, streamed), (vec![], vec!["echo".to_string()]));
+
+            let big = "x".repeat(MAX_PAYLOAD_BYTES + 1);
+            let (_, packets, streamed) =
+                call_on_wire(&lb, with_wire("echo", big, RpcWire::PacketsOrRepeat)).await;
+            assert_eq!((packets, streamed), (vec![], vec!["echo".to_string()]));
+        });
+    }
+
+    #[test]
+    fn a_reply_too_large_for_packets_is_repeated_as_advertised_only_when_allowed() {
+        rt().block_on(async {
+            let lb = loopback_to(false, 1);
+            let (err, packets, streamed) =
+                call_on_wire(&lb, with_wire("big", String::new(), RpcWire::Packets)).await;
+            assert_eq!(err.unwrap_err().code, RpcErrorCode::ResponsePayloadTooLarge);
+            assert_eq!((packets, streamed), (vec!["big".to_string()], vec![]));
+
+            let (_, packets, streamed) =
+                call_on_wire(&lb, with_wire("big", String::new(), RpcWire::PacketsOrRepeat)).await;
+            assert_eq!(
+                (packets, streamed),
+                (vec!["big".to_string()], vec!["big".to_string()])
+            );
+
+            // Other failures are final.
+            let (err, packets, streamed) =
+                call_on_wire(&lb, with_wire("fail", String::new(), RpcWire::PacketsOrRepeat)).await;
+            assert_eq!(err.unwrap_err().code, RpcErrorCode::Other(42));
+            assert_eq!((packets, streamed), (vec!["fail".to_string()], vec![]));
+        });
     }
 
     fn rt() -> tokio::runtime::Runtime {

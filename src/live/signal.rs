@@ -13,13 +13,19 @@ use proto::signal_request::Message as Req;
 ///
 /// 16: single peer connection over `/rtc/v1`, data channels opened in-band (DCEP) by us.
 /// (17 adds packet trailers, 18 switches to pre-negotiated channel ids; neither is needed
-/// for a data-only participant, and 16 works with every server that has `/rtc/v1`.)
+/// for a data-only participant, and 16 works with every server that has `/rtc/v1`.
+/// livekit-server 1.13 changes nothing a data-only participant receives above 16: packet
+/// trailers are media-only and keyed on the `CAP_PACKET_TRAILER` capability.)
 pub const PROTOCOL_VERSION: i32 = 16;
 
-/// `client_protocol` advertised to other participants: 1 (`CLIENT_PROTOCOL_DATA_STREAM_RPC`)
-/// means "RPC v2 over text data streams understood" (`livekit-rpc` does both v1 and v2), but
-/// not inline single-packet streams (2), and no compression capability is advertised.
-pub const CLIENT_PROTOCOL: i32 = livekit_common::CLIENT_PROTOCOL_DATA_STREAM_RPC;
+/// `client_protocol` advertised to other participants: 2 (`CLIENT_PROTOCOL_DATA_STREAM_V2`),
+/// "RPC v2 over text data streams, and data streams sent inline in a single header packet
+/// understood" (`livekit-data-stream`'s incoming manager reassembles both), so a v2 RPC reply
+/// that fits a packet reaches us as one packet instead of three. No compression capability
+/// is advertised, although the receive path inflates deflate-raw streams: a sender would
+/// first deflate every camera frame (JPEG, incompressible) to find out it does not shrink,
+/// which measurably slows frames; `PROTOCOL_VERSION` stays 16 (see there).
+pub const CLIENT_PROTOCOL: i32 = livekit_common::CLIENT_PROTOCOL_DATA_STREAM_V2;
 
 fn base_ws_url(base: &str) -> Result<url::Url, LiveError> {
     let mut url = url::Url::parse(base).map_err(|e| LiveError::InvalidUrl(e.to_string()))?;
@@ -154,7 +160,6 @@ pub fn leave_request() -> Req {
 /// Builds the `/rtc/v1` URL of a resume: the usual join request plus `reconnect`, the
 /// participant sid and the reason (the server looks the participant up by the identity in the
 /// token). No publisher offer: the peer connection is kept. The token is NOT put in the URL.
-#[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
 pub fn resume_join_url(
     base: &str,
     participant_sid: &str,
@@ -171,7 +176,6 @@ pub fn resume_join_url(
 
 /// Builds the `/rtc` (two peer connections) URL of a resume: the usual query plus
 /// `reconnect=1`, `sid` and `reconnect_reason`. The token is NOT put in the URL.
-#[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
 pub fn resume_join_url_v0(
     base: &str,
     participant_sid: &str,
@@ -187,7 +191,6 @@ pub fn resume_join_url_v0(
 
 /// What a `LeaveRequest` from the server asks of us. Servers speaking protocol > 12 set
 /// `action`; older ones only say `can_reconnect` (meaning: join again).
-#[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
 pub fn leave_action(leave: &proto::LeaveRequest) -> LeaveAction {
     use proto::leave_request::Action;
     match Action::try_from(leave.action) {
@@ -202,14 +205,12 @@ pub fn leave_action(leave: &proto::LeaveRequest) -> LeaveAction {
 }
 
 /// Whether the server's client configuration forbids resuming (always rejoin instead).
-#[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
 pub fn resume_disabled(config: Option<&proto::ClientConfiguration>) -> bool {
     config.is_some_and(|c| c.resume_connection == proto::ClientConfigSetting::Disabled as i32)
 }
 
 /// What a `SyncState` reports after a resume.
 #[derive(Debug, Clone, Default)]
-#[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
 pub struct SyncStateParts {
     /// Single PC: our last offer. Dual PC: the server's last subscriber offer.
     pub offer: Option<String>,
@@ -225,7 +226,6 @@ pub struct SyncStateParts {
 
 /// The `SyncState` request sent right after a `ReconnectResponse`. A data-only participant
 /// publishes no tracks and subscribes to none.
-#[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
 pub fn sync_state(parts: SyncStateParts) -> Req {
     let description = |kind: &str, sdp: String| proto::SessionDescription {
         r#type: kind.to_owned(),
@@ -247,7 +247,6 @@ pub fn sync_state(parts: SyncStateParts) -> Req {
 }
 
 /// A `SimulateScenario` request (livekit-server acts on it for any client; tests only).
-#[allow(dead_code)] // Resume building block; the engine wires it in (design Part 4 step 5).
 pub fn simulate_request(scenario: proto::simulate_scenario::Scenario) -> Req {
     Req::Simulate(proto::SimulateScenario {
         scenario: Some(scenario),
@@ -281,6 +280,18 @@ mod tests {
         assert!(v0
             .query_pairs()
             .any(|(k, v)| k == "protocol" && v == PROTOCOL_VERSION.to_string()));
+    }
+
+    #[test]
+    fn joins_advertising_inline_data_streams_without_compression() {
+        let info = join_request(false).client_info.unwrap();
+        assert_eq!(
+            (info.protocol, info.client_protocol),
+            (16, livekit_common::CLIENT_PROTOCOL_DATA_STREAM_V2)
+        );
+        assert!(info.capabilities.is_empty(), "{:?}", info.capabilities);
+        let v0 = join_url_v0("ws://h").unwrap();
+        assert!(v0.query_pairs().any(|(k, v)| k == "client_protocol" && v == "2"));
     }
 
     #[test]

@@ -406,9 +406,9 @@ impl Resolver {
             attempt.next_round_at = None;
             attempt.queue = candidates(&self.hints, participants).into();
             if attempt.queue.is_empty() {
-                let at = (now + RETRY_INTERVAL).min(attempt.deadline);
-                attempt.next_round_at = Some(at);
-                return ResolveStep::WaitUntil(at);
+                // Nothing to pace: the next poll (the driver polls on every participant
+                // change) looks again at once, so a runtime is probed as soon as it shows.
+                return ResolveStep::WaitUntil((now + RETRY_INTERVAL).min(attempt.deadline));
             }
         }
         // Skip candidates that left since the round began.
@@ -679,6 +679,24 @@ mod tests {
     }
 
     #[test]
+    fn a_runtime_that_shows_while_none_is_there_is_probed_at_once() {
+        let t0 = Instant::now();
+        let mut resolver = Resolver::new(
+            RuntimeHints::new(Some("simplesim"), vec![]),
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        assert!(matches!(
+            resolver.poll(t0, &[std("viewer")]),
+            ResolveStep::WaitUntil(_)
+        ));
+        let shown = t0 + Duration::from_millis(10);
+        let room = [std("viewer"), std("simplesim:rb_1")];
+        let (identity, _) = expect_probe(resolver.poll(shown, &room));
+        assert_eq!(identity, "simplesim:rb_1");
+    }
+
+    #[test]
     fn resolver_waits_for_candidates_then_fails_naming_hints_and_seen() {
         let t0 = Instant::now();
         let mut resolver = Resolver::new(
@@ -692,7 +710,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         match resolver.poll(t0 + Duration::from_millis(200), &room) {
-            ResolveStep::WaitUntil(at) => assert_eq!(at, t0 + RETRY_INTERVAL),
+            ResolveStep::WaitUntil(at) => assert_eq!(at, t0 + Duration::from_millis(200) + RETRY_INTERVAL),
             other => panic!("{other:?}"),
         }
         assert!(

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::live::rpc::CONNECTION_LOST;
 use crate::live::{LiveError, RpcError, RpcErrorCode};
 use crate::runtime::calls::method;
 
@@ -18,6 +19,8 @@ pub(crate) struct CallFailure {
 /// Maps the failure of `method` (waited for `timeout`) onto the SDK's error:
 /// - reply and ack timeouts are [`Error::Timeout`], saying whether the robot may still be
 ///   acting (tool calls and captures);
+/// - a call the engine could not recover across a full reconnect is
+///   [`Error::ConnectionLost`], saying the same;
 /// - a recipient that is gone because *our* room connection ended is
 ///   [`Error::Disconnected`], with the RPC error as its source;
 /// - everything else is [`Error::Rpc`] with LiveKit's code, unchanged.
@@ -32,11 +35,10 @@ pub(crate) fn call_failure(
         RpcErrorCode::RecipientDisconnected | RpcErrorCode::RecipientNotFound
     );
     let error = match err.code {
-        RpcErrorCode::ResponseTimeout | RpcErrorCode::ConnectionTimeout => Error::Timeout {
+        RpcErrorCode::ResponseTimeout | RpcErrorCode::ConnectionTimeout => timed_out(method_name, timeout),
+        RpcErrorCode::Other(CONNECTION_LOST) => Error::ConnectionLost {
             operation: method_name.to_owned(),
-            after: timeout,
             may_still_be_running: may_still_be_running(method_name),
-            source: None,
         },
         _ if recipient_gone && !connected => Error::Disconnected {
             reason: "the room connection ended".into(),
@@ -47,6 +49,16 @@ pub(crate) fn call_failure(
     CallFailure {
         error,
         runtime_gone: recipient_gone && connected,
+    }
+}
+
+/// A runtime call of `method_name` that got no reply within its own `timeout`.
+pub(crate) fn timed_out(method_name: &str, timeout: Duration) -> Error {
+    Error::Timeout {
+        operation: method_name.to_owned(),
+        after: timeout,
+        may_still_be_running: may_still_be_running(method_name),
+        source: None,
     }
 }
 
@@ -111,6 +123,44 @@ mod tests {
         assert!(call_failure(ack, method::CAMERAS_CAPTURE, T, true)
             .error
             .is_timeout());
+    }
+
+    #[test]
+    fn a_call_lost_to_a_full_reconnect_is_connection_lost() {
+        let lost = RpcError::new(CONNECTION_LOST, "the link was replaced before the ack");
+        let failure = call_failure(lost.clone(), method::TOOLS_CALL, T, true);
+        assert!(matches!(
+            &failure.error,
+            Error::ConnectionLost { operation, may_still_be_running: true } if operation == method::TOOLS_CALL
+        ));
+        assert!(failure.error.is_connection_lost());
+        assert!(!failure.runtime_gone, "the runtime did not leave");
+        let text = failure.error.to_string();
+        assert!(
+            text.contains("runtime.tools_call") && text.contains("may still be running"),
+            "{text}"
+        );
+        let failure = call_failure(lost.clone(), method::CAMERAS_CAPTURE, T, true);
+        assert!(matches!(
+            failure.error,
+            Error::ConnectionLost {
+                may_still_be_running: true,
+                ..
+            }
+        ));
+        let failure = call_failure(lost, method::STATE, T, true);
+        assert!(matches!(
+            failure.error,
+            Error::ConnectionLost {
+                may_still_be_running: false,
+                ..
+            }
+        ));
+        assert!(!failure.error.to_string().contains("may still be running"));
+        // The number is the whole signal: a built-in code next to it is not it.
+        let other = call_failure(RpcError::new(1591u32, "x"), method::STATE, T, true);
+        assert!(matches!(other.error, Error::Rpc(_)));
+        assert!(!other.error.is_connection_lost());
     }
 
     #[test]

@@ -31,11 +31,75 @@ pub enum SessionEvent {
     /// An action started with [`crate::Session::invoke`] or
     /// [`crate::Session::start_invoke`] ended.
     ActionResult(Box<RuntimeEvent>),
+    /// The link to the room was lost and the SDK is bringing it back (a resume of the same
+    /// participant session first, a full reconnect as a new participant if the server no
+    /// longer holds it), for at most [`crate::ConnectOptions::reconnect_timeout`]. Calls made
+    /// or in flight meanwhile wait, each within its own timeout. Followed by
+    /// [`SessionEvent::Reconnected`], or by [`SessionEvent::Disconnected`] if the link does not
+    /// come back in time.
+    Reconnecting {
+        /// What was lost, e.g. the signal connection or the data path (no credentials).
+        reason: String,
+    },
+    /// The link is back after [`SessionEvent::Reconnecting`]; `kind` says how.
+    Reconnected {
+        /// A resume (nothing lost) or a full reconnect (calls that could not be recovered
+        /// failed with [`crate::Error::ConnectionLost`]).
+        kind: ReconnectKind,
+    },
     /// The room connection ended; no event follows.
     Disconnected {
         /// Why.
         reason: String,
     },
+}
+
+/// How the link came back after [`SessionEvent::Reconnecting`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ReconnectKind {
+    /// The server still held the SDK's participant and the same session resumed: nothing was
+    /// lost, every call in flight completes (its reply delivered once).
+    Resumed,
+    /// The server no longer held the participant (a long cut, a server restart): the SDK
+    /// joined again as a new participant. Replies already on their way are still delivered;
+    /// a call whose request may or may not have reached the runtime failed with
+    /// [`crate::Error::ConnectionLost`] (reads were sent again once instead). The runtime is
+    /// looked up again if its participant changed.
+    Rejoined,
+}
+
+impl ReconnectKind {
+    /// From the engine's report: whether the same participant session was resumed.
+    pub(crate) fn from_resumed(resumed: bool) -> Self {
+        if resumed {
+            ReconnectKind::Resumed
+        } else {
+            ReconnectKind::Rejoined
+        }
+    }
+}
+
+impl fmt::Display for ReconnectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ReconnectKind::Resumed => "resumed",
+            ReconnectKind::Rejoined => "rejoined",
+        })
+    }
+}
+
+/// The state of a session's link to its room ([`crate::Session::connection_state`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ConnectionState {
+    /// Joined and up.
+    Connected,
+    /// The link was lost and is being brought back ([`SessionEvent::Reconnecting`]); calls
+    /// wait within their own timeouts.
+    Reconnecting,
+    /// The link is gone for good ([`SessionEvent::Disconnected`]); every call fails.
+    Disconnected,
 }
 
 /// The events of one session, in order: a queue to read without blocking

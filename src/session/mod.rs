@@ -14,12 +14,32 @@
 //! - callbacks run on one SDK thread shared by every session (see [`ConnectCallbacks`]).
 //!
 //! There is no thread per session.
+//!
+//! # When the link drops
+//!
+//! A lost link (Wi-Fi gone, a silent cut, a server restart) does not end the session: the SDK
+//! reports [`SessionEvent::Reconnecting`] and brings the link back, first by resuming the same
+//! participant session, else by joining again as a new participant, for at most
+//! [`ConnectOptions::reconnect_timeout`] (60 s by default); then
+//! [`SessionEvent::Reconnected`] says which ([`ReconnectKind`]). Only if it does not come
+//! back in time is the session [`SessionEvent::Disconnected`]. Meanwhile:
+//! - [`Session::is_connected`] stays true and [`Session::connection_state`] reads
+//!   [`ConnectionState::Reconnecting`];
+//! - calls made or in flight wait for the link, each within its own timeout (a call that
+//!   reaches its timeout fails with [`Error::Timeout`] stating that timeout, as always);
+//! - after a resume every call completes, its reply delivered once;
+//! - after a full reconnect, a call whose request may or may not have reached the runtime
+//!   fails with [`Error::ConnectionLost`] (saying whether the action may still be running);
+//!   reads (state, tools list, capabilities) are sent again once instead, within the same
+//!   timeout. The runtime is looked up again if its participant changed.
 
 mod dispatcher;
 mod errors;
 mod events;
 mod options;
 mod pending;
+#[cfg(all(test, feature = "dev"))]
+mod tests_in_room;
 pub(crate) mod timeouts;
 
 use std::collections::{BTreeMap, HashMap};
@@ -33,7 +53,7 @@ use serde_json::Value;
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::live::{
-    ByteStream, CallParams, Participant, Room, RoomEvent, RoomObserver, RoomOptions, RpcErrorCode,
+    ByteStream, CallParams, Participant, Room, RoomEvent, RoomObserver, RoomOptions, RpcErrorCode, RpcWire,
 };
 use crate::models::SessionMetadata;
 use crate::room_key::check_livekit_url;
@@ -43,7 +63,7 @@ use crate::runtime::resolve::{self, ProbeOutcome, ResolveStep, Resolver, Runtime
 use crate::runtime_error::RuntimeErrorCode;
 
 pub(crate) use errors::join_failure;
-pub use events::{Events, SessionEvent, EVENT_QUEUE_CAPACITY};
+pub use events::{ConnectionState, Events, ReconnectKind, SessionEvent, EVENT_QUEUE_CAPACITY};
 pub use options::{ConnectCallbacks, ConnectOptions, DEFAULT_SESSION_READY_TIMEOUT};
 pub use pending::{Pending, PendingAction};
 
@@ -65,6 +85,7 @@ pub fn connect(client: &Client, robot_id: &str, options: ConnectOptions) -> Resu
             issue: "environments are blocked on upstream platform work".into(),
         });
     }
+    options.check()?;
     if let Some(url) = &options.livekit_url {
         check_livekit_url(url)?;
     }
@@ -83,6 +104,7 @@ pub fn connect(client: &Client, robot_id: &str, options: ConnectOptions) -> Resu
                 udp: options.ice_udp,
                 ..Default::default()
             },
+            reconnect_timeout: options.reconnect_timeout,
             ..RoomOptions::default()
         };
         let observer: Arc<dyn RoomObserver> = inbox.clone();
@@ -155,6 +177,9 @@ pub(crate) struct Shared {
     /// Identities to stop treating as the runtime, applied by the next resolution. Recorded
     /// here when the resolver is busy: the engine (which reports departures) never waits.
     forgotten: Mutex<Vec<String>>,
+    /// The runtime's identity and participant sid when it was found: a new sid under the
+    /// same identity (it joined again) means it must be found again.
+    runtime_participant: Mutex<Option<(String, String)>>,
     call_timeout: Option<Duration>,
     events: EventQueue,
     callbacks: Option<Arc<ConnectCallbacks>>,
@@ -164,6 +189,8 @@ pub(crate) struct Shared {
     /// The same, for async waits (resolution).
     changed: tokio::sync::Notify,
     ready_emitted: AtomicBool,
+    /// Between `Reconnecting` and `Reconnected` (or the end).
+    reconnecting: AtomicBool,
     disconnected_emitted: AtomicBool,
 }
 
@@ -191,6 +218,7 @@ impl Session {
             hints,
             resolver: tokio::sync::Mutex::new(resolver),
             forgotten: Mutex::new(Vec::new()),
+            runtime_participant: Mutex::new(None),
             call_timeout: options.runtime_call_timeout,
             events: EventQueue::new(EVENT_QUEUE_CAPACITY),
             callbacks,
@@ -198,6 +226,7 @@ impl Session {
             changes: (Mutex::new(0), Condvar::new()),
             changed: tokio::sync::Notify::new(),
             ready_emitted: AtomicBool::new(false),
+            reconnecting: AtomicBool::new(false),
             disconnected_emitted: AtomicBool::new(false),
         });
         shared.emit(SessionEvent::Connected {
@@ -230,9 +259,16 @@ impl Session {
         self.shared.room.local_identity()
     }
 
-    /// Whether the room connection is up.
+    /// Whether the session still has its room: true while connected **and while
+    /// reconnecting** (calls then wait for the link within their timeouts), false once the
+    /// session is disconnected for good. [`Session::connection_state`] tells the two apart.
     pub fn is_connected(&self) -> bool {
-        self.shared.room.is_connected()
+        self.shared.link_up()
+    }
+
+    /// Connected, reconnecting (see [`SessionEvent::Reconnecting`]) or disconnected.
+    pub fn connection_state(&self) -> ConnectionState {
+        self.shared.connection_state()
     }
 
     /// The other participants in the room now.
@@ -285,10 +321,9 @@ impl Session {
 
     /// Starts `runtime.tools_list` without waiting.
     pub fn start_discover_skills(&self) -> Pending<Vec<ToolDescriptor>> {
-        self.shared
-            .start_call(calls::tools_list_request(), None, |_, reply| {
-                calls::parse_tools_list_reply(&reply?)
-            })
+        self.shared.start_read(calls::tools_list_request(), |_, reply| {
+            calls::parse_tools_list_reply(&reply?)
+        })
     }
 
     /// Runs a skill and blocks until it ends, returning the terminal [`ActionResult`]
@@ -368,7 +403,7 @@ impl Session {
     /// Starts reading the capability descriptor without waiting.
     pub fn start_get_capabilities(&self) -> Pending<Option<Value>> {
         self.shared
-            .start_call(calls::capabilities_request(), None, |_, reply| match reply {
+            .start_read(calls::capabilities_request(), |_, reply| match reply {
                 Ok(reply) => calls::parse_capabilities_reply(CapabilitiesOutcome::Reply(&reply)),
                 Err(Error::Rpc(err)) if err.code == RpcErrorCode::UnsupportedMethod => {
                     calls::parse_capabilities_reply(CapabilitiesOutcome::UnsupportedMethod)
@@ -393,7 +428,7 @@ impl Session {
         let (done, handle) = pending(calls::method::CAMERAS_CAPTURE);
         let shared = Arc::clone(&self.shared);
         self.shared.room.spawn(async move {
-            let ack = shared.call(request, timeout).await;
+            let ack = shared.call(request, timeout, OnLost::Fail).await;
             let jpeg = match ack {
                 Ok(reply) => match calls::parse_capture_ack(&reply) {
                     Ok(CaptureAck::InlineJpeg(bytes)) => Ok(bytes),
@@ -459,6 +494,32 @@ impl Session {
         self.leave_once(&mut lock(&self.lifecycle));
     }
 
+    /// Test hook: drops the room's signal websocket as if the network had closed it.
+    #[doc(hidden)]
+    pub fn drop_signal_for_test(&self) {
+        self.shared.room.drop_signal_for_test();
+    }
+
+    /// Test hook: asks livekit-server to simulate a scenario (e.g. `node_failure`,
+    /// `server_leave`); false for an unknown name.
+    #[doc(hidden)]
+    pub fn simulate_scenario_for_test(&self, scenario: &str) -> bool {
+        self.shared.room.simulate_for_test(scenario)
+    }
+
+    /// Test hook: the room's network is gone for `duration` (datagrams and signal frames
+    /// vanish both ways, new connections fail at once).
+    #[doc(hidden)]
+    pub fn cut_link_for_test(&self, duration: Duration) {
+        self.shared.room.cut_link_for_test(duration);
+    }
+
+    /// Test hook: every recovery of the room's link so far, as (resumed, when).
+    #[doc(hidden)]
+    pub fn reconnects_for_test(&self) -> Vec<(bool, Instant)> {
+        self.shared.room.reconnects()
+    }
+
     fn leave_once(&self, lifecycle: &mut Lifecycle) {
         self.leave_room(lifecycle, "disconnected by the application");
     }
@@ -508,9 +569,10 @@ impl StateReader<'_> {
     pub fn start_get(&self, key: &str) -> Result<Pending<StateReply>> {
         let request = calls::state_request(key)?;
         let key = key.to_owned();
-        Ok(self.session.shared.start_call(request, None, move |_, reply| {
-            calls::parse_state_reply(&key, &reply?)
-        }))
+        Ok(self
+            .session
+            .shared
+            .start_read(request, move |_, reply| calls::parse_state_reply(&key, &reply?)))
     }
 
     /// The runtime and robot status (`runtime.state`).
@@ -559,7 +621,7 @@ impl StateReader<'_> {
             Ok(request) => self
                 .session
                 .shared
-                .start_call(request, None, move |_, reply| parse(&reply?)),
+                .start_read(request, move |_, reply| parse(&reply?)),
             Err(err) => failed(calls::method::STATE, err),
         }
     }
@@ -595,6 +657,24 @@ impl Shared {
             });
         }
         self.note_change();
+    }
+
+    /// The engine's connected flag stays up while it reconnects and drops as it gives up,
+    /// before it fails the calls still pending (which must then read as disconnected); between
+    /// `Reconnecting` and `Reconnected` the session reads `Reconnecting`.
+    fn connection_state(&self) -> ConnectionState {
+        if self.disconnected_emitted.load(Ordering::SeqCst) || !self.room.is_connected() {
+            ConnectionState::Disconnected
+        } else if self.reconnecting.load(Ordering::SeqCst) {
+            ConnectionState::Reconnecting
+        } else {
+            ConnectionState::Connected
+        }
+    }
+
+    /// The room is connected or reconnecting: calls may still succeed.
+    fn link_up(&self) -> bool {
+        self.connection_state() != ConnectionState::Disconnected
     }
 
     fn note_ready(&self) {
@@ -633,18 +713,39 @@ impl Shared {
     }
 
     /// Starts one runtime call on the executor; `finish` turns its reply (or failure) into
-    /// the handle's result and runs there too (it must not block).
+    /// the handle's result and runs there too (it must not block). A reply lost to a full
+    /// reconnect fails the call ([`Error::ConnectionLost`]): it may have acted.
     fn start_call<T: Send + 'static>(
         self: &Arc<Self>,
         request: RpcRequest,
         timeout: Option<Duration>,
         finish: impl FnOnce(&Shared, Result<String>) -> Result<T> + Send + 'static,
     ) -> Pending<T> {
+        self.spawn_call(request, timeout, OnLost::Fail, finish)
+    }
+
+    /// [`Shared::start_call`] for a read, which is sent again (once, within its timeout) when
+    /// a full reconnect loses its reply.
+    fn start_read<T: Send + 'static>(
+        self: &Arc<Self>,
+        request: RpcRequest,
+        finish: impl FnOnce(&Shared, Result<String>) -> Result<T> + Send + 'static,
+    ) -> Pending<T> {
+        self.spawn_call(request, None, OnLost::ResendOnce, finish)
+    }
+
+    fn spawn_call<T: Send + 'static>(
+        self: &Arc<Self>,
+        request: RpcRequest,
+        timeout: Option<Duration>,
+        on_lost: OnLost,
+        finish: impl FnOnce(&Shared, Result<String>) -> Result<T> + Send + 'static,
+    ) -> Pending<T> {
         let timeout = self.timeout_of(&request, timeout);
         let (done, handle) = pending(method_name(&request));
         let shared = Arc::clone(self);
         self.room.spawn(async move {
-            let reply = shared.call(request, timeout).await;
+            let reply = shared.call(request, timeout, on_lost).await;
             done.complete(finish(&shared, reply));
         });
         handle
@@ -655,23 +756,54 @@ impl Shared {
         Ok(self.start_call(request, None, |_, reply| calls::parse_cancel_reply(&reply?)))
     }
 
-    /// One runtime call: finds the runtime (once), sends the request, waits for the reply.
-    async fn call(&self, request: RpcRequest, timeout: Duration) -> Result<String> {
+    /// One runtime call: finds the runtime (once, bounded by the session ready timeout), then
+    /// sends the request and waits for the reply, that part bounded by `timeout` end to end
+    /// (a resend after a lost reply included).
+    async fn call(&self, request: RpcRequest, timeout: Duration, on_lost: OnLost) -> Result<String> {
         let runtime = self.runtime().await?;
-        let params = CallParams {
-            response_timeout: timeout,
-            ..CallParams::new(runtime.clone(), request.method.clone(), request.payload)
-        };
-        match self.room.call(params).await {
-            Ok(reply) => Ok(reply),
-            Err(err) => {
-                let failure = errors::call_failure(err, &request.method, timeout, self.room.is_connected());
-                if failure.runtime_gone {
-                    self.forget_runtime(&runtime);
-                }
-                Err(failure.error)
+        let deadline = Instant::now() + timeout;
+        match self.call_runtime(&runtime, &request, timeout, deadline).await {
+            Err(err) if err.is_connection_lost() && on_lost == OnLost::ResendOnce => {
+                self.resend(&request, timeout, deadline).await
             }
+            outcome => outcome,
         }
+    }
+
+    /// Sends a read again after a full reconnect lost its reply: to the runtime as found now
+    /// (it is looked up again if its participant changed), within the same deadline.
+    async fn resend(&self, request: &RpcRequest, timeout: Duration, deadline: Instant) -> Result<String> {
+        log::debug!(target: "menlo_robot_sdk", "{}: reply lost to a full reconnect; sending it again", request.method);
+        let runtime = match tokio::time::timeout_at(deadline.into(), self.runtime()).await {
+            Ok(found) => found?,
+            Err(_) => return Err(errors::timed_out(&request.method, timeout)),
+        };
+        self.call_runtime(&runtime, request, timeout, deadline).await
+    }
+
+    /// Sends `request` to `runtime` and waits for the reply until `deadline` (the call's
+    /// `timeout` counted from its first send): the acknowledgement and the response share
+    /// what is left, and the runtime is told that much time to answer.
+    async fn call_runtime(
+        &self,
+        runtime: &str,
+        request: &RpcRequest,
+        timeout: Duration,
+        deadline: Instant,
+    ) -> Result<String> {
+        let budget = deadline.saturating_duration_since(Instant::now());
+        let params = call_params(runtime, request, budget);
+        let reply = match tokio::time::timeout_at(deadline.into(), self.room.call(params)).await {
+            Ok(reply) => reply,
+            Err(_) => return Err(errors::timed_out(&request.method, timeout)),
+        };
+        reply.map_err(|err| {
+            let failure = errors::call_failure(err, &request.method, timeout, self.link_up());
+            if failure.runtime_gone {
+                self.forget_runtime(runtime);
+            }
+            failure.error
+        })
     }
 
     /// The runtime worker's identity, resolved (CONTRACT §7) by one task at a time and
@@ -689,7 +821,7 @@ impl Shared {
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            if !self.room.is_connected() {
+            if !self.link_up() {
                 return Err(Error::disconnected("the room connection ended"));
             }
             let forgotten = std::mem::take(&mut *lock(&self.forgotten));
@@ -698,8 +830,12 @@ impl Shared {
                     resolver.invalidate();
                 }
             }
-            match resolver.poll(Instant::now(), &self.room.participants()) {
-                ResolveStep::Resolved(identity) => return Ok(identity),
+            let participants = self.room.participants();
+            match resolver.poll(Instant::now(), &participants) {
+                ResolveStep::Resolved(identity) => {
+                    self.note_runtime_found(&identity, &participants);
+                    return Ok(identity);
+                }
                 ResolveStep::Failed(err) => return Err(err),
                 ResolveStep::WaitUntil(at) => {
                     tokio::select! {
@@ -730,9 +866,41 @@ impl Shared {
         }
     }
 
+    /// Records the participant sid of the runtime just found (kept until it is forgotten).
+    fn note_runtime_found(&self, identity: &str, participants: &[Participant]) {
+        let mut found = lock(&self.runtime_participant);
+        if found.as_ref().is_some_and(|(known, _)| known == identity) {
+            return;
+        }
+        *found = participants
+            .iter()
+            .find(|p| p.identity == identity)
+            .map(|p| (identity.to_owned(), p.sid.clone()));
+    }
+
+    /// Forgets the runtime if `participant` is its identity under a new sid: the runtime
+    /// joined again (its own full reconnect, a restart), so it is looked up again (probed)
+    /// before the next call relies on it.
+    fn check_runtime_participant(&self, participant: &Participant) {
+        let rejoined = lock(&self.runtime_participant)
+            .as_ref()
+            .is_some_and(|(identity, sid)| {
+                *identity == participant.identity && !sid.is_empty() && *sid != participant.sid
+            });
+        if rejoined {
+            self.forget_runtime(&participant.identity);
+        }
+    }
+
     /// Stops treating `identity` as the runtime (it left, or stopped answering). Never
     /// blocks: runs on the engine and on call tasks.
     fn forget_runtime(&self, identity: &str) {
+        {
+            let mut found = lock(&self.runtime_participant);
+            if found.as_ref().is_some_and(|(known, _)| known == identity) {
+                *found = None;
+            }
+        }
         match self.resolver.try_lock() {
             Ok(mut resolver) => {
                 if let Some(resolver) = resolver.as_mut().filter(|r| r.cached() == Some(identity)) {
@@ -780,17 +948,37 @@ impl Shared {
     fn on_room_event(&self, event: RoomEvent) {
         match event {
             RoomEvent::ParticipantJoined(p) => {
+                self.check_runtime_participant(&p);
                 self.emit(SessionEvent::ParticipantJoined(p));
                 self.check_ready();
             }
-            RoomEvent::ParticipantUpdated(_) => self.check_ready(),
+            RoomEvent::ParticipantUpdated(p) => {
+                self.check_runtime_participant(&p);
+                self.check_ready();
+            }
             RoomEvent::ParticipantLeft(p) => {
                 self.forget_runtime(&p.identity);
                 self.emit(SessionEvent::ParticipantLeft(p));
             }
             RoomEvent::Disconnected { reason } => self.emit_disconnected(&reason),
-            // Reported to the user by the session-events work (issue 8); not emitted yet.
-            RoomEvent::Reconnecting { .. } | RoomEvent::Reconnected { .. } => {}
+            RoomEvent::Reconnecting { reason } => {
+                if !self.reconnecting.swap(true, Ordering::SeqCst) {
+                    self.emit(SessionEvent::Reconnecting { reason });
+                }
+            }
+            RoomEvent::Reconnected { resumed } => {
+                self.reconnecting.store(false, Ordering::SeqCst);
+                if !resumed {
+                    // A new participant of ours sees the room afresh: the runtime may have
+                    // changed while we were away.
+                    for p in self.room.participants() {
+                        self.check_runtime_participant(&p);
+                    }
+                }
+                self.emit(SessionEvent::Reconnected {
+                    kind: ReconnectKind::from_resumed(resumed),
+                });
+            }
         }
         self.note_change();
     }
@@ -801,6 +989,29 @@ impl Shared {
         {
             self.note_ready();
         }
+    }
+}
+
+/// What a call does when a full reconnect loses its reply ([`Error::ConnectionLost`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OnLost {
+    /// Fail with it: the call may have acted on the robot (tool calls, captures, cancel,
+    /// envelopes).
+    Fail,
+    /// Send it again, once, within the same deadline: a read.
+    ResendOnce,
+}
+
+/// The RPC parameters of one attempt at `request` with `budget` left: the acknowledgement may
+/// take all of it and the response gets twice as much, so that neither of LiveKit's own
+/// timeouts fires before the caller's deadline (which cuts the call at `budget`); LiveKit tells
+/// the runtime the difference, `budget`, as its time to answer.
+fn call_params(runtime: &str, request: &RpcRequest, budget: Duration) -> CallParams {
+    CallParams {
+        ack_timeout: budget,
+        response_timeout: budget.saturating_mul(2),
+        wire: wire_for(&request.method),
+        ..CallParams::new(runtime, request.method.clone(), request.payload.clone())
     }
 }
 
@@ -820,6 +1031,18 @@ fn method_name(request: &RpcRequest) -> &'static str {
     .into_iter()
     .find(|known| *known == request.method)
     .unwrap_or("runtime call")
+}
+
+/// How a runtime call with `method` travels: as one v1 packet each way when its reply is
+/// known to stay small (a v1 request gets a v1 reply, capped at 15 KiB), as the runtime
+/// advertises (v2 streams) otherwise. A `state` reply that grew too large is read again
+/// as advertised; a cancel is never sent twice.
+fn wire_for(method: &str) -> RpcWire {
+    match method {
+        calls::method::STATE => RpcWire::PacketsOrRepeat,
+        calls::method::CANCEL => RpcWire::Packets,
+        _ => RpcWire::Advertised,
+    }
 }
 
 /// A registered wait for one camera frame; unregisters itself when dropped.
@@ -932,6 +1155,55 @@ mod tests {
         assert_eq!(method_name(&request), "runtime.capabilities");
         let request = calls::state_request("battery").unwrap();
         assert_eq!(method_name(&request), "runtime call");
+    }
+
+    #[test]
+    fn an_attempt_fits_ack_and_response_in_its_budget_and_tells_the_runtime_so() {
+        let request = calls::state_request(calls::ROBOT_STATUS_KEY).unwrap();
+        let budget = Duration::from_millis(1500);
+        let params = call_params("simplesim:rb_1", &request, budget);
+        assert_eq!(
+            (params.destination.as_str(), params.method.as_str()),
+            ("simplesim:rb_1", "runtime.state")
+        );
+        // Neither LiveKit timeout may fire before the caller's deadline…
+        assert_eq!(params.ack_timeout, budget);
+        assert!(params.response_timeout >= budget);
+        // …and LiveKit tells the runtime `response - ack` as its time to answer.
+        assert_eq!(params.response_timeout - params.ack_timeout, budget);
+    }
+
+    #[test]
+    fn a_zero_reconnect_timeout_is_refused_before_anything_is_created() {
+        // Nothing listens on port 9: a request would fail as a transport error.
+        let client = Client::builder()
+            .api_key("sk_test_reconnect")
+            .rcs_url("http://127.0.0.1:9")
+            .build()
+            .unwrap();
+        let options = ConnectOptions::new().reconnect_timeout(Duration::ZERO);
+        let err = connect(&client, "rb_1", options).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidInput { field, .. } if field == "reconnect_timeout"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn only_calls_with_small_replies_go_as_packets() {
+        assert_eq!(wire_for(calls::method::STATE), RpcWire::PacketsOrRepeat);
+        assert_eq!(wire_for(calls::method::CANCEL), RpcWire::Packets);
+        for method in [
+            calls::method::TOOLS_LIST,
+            calls::method::TOOLS_CALL,
+            calls::method::SCENE_STATE,
+            calls::method::CAPABILITIES,
+            calls::method::CAMERAS_CAPTURE,
+            calls::method::FORWARD_ENVELOPE,
+            "runtime.battery",
+        ] {
+            assert_eq!(wire_for(method), RpcWire::Advertised, "{method}");
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::events::SessionEvent;
+use super::events::{ReconnectKind, SessionEvent};
 use super::timeouts;
 use crate::live::Participant;
 use crate::models::SessionOptions;
@@ -17,6 +17,7 @@ pub const DEFAULT_SESSION_READY_TIMEOUT: Duration = timeouts::SESSION_READY;
 type Callback<T> = Option<Arc<dyn Fn(&T) + Send + Sync>>;
 type TextCallback = Option<Arc<dyn Fn(&str) + Send + Sync>>;
 type SignalCallback = Option<Arc<dyn Fn() + Send + Sync>>;
+type ReconnectedCallback = Option<Arc<dyn Fn(ReconnectKind) + Send + Sync>>;
 
 /// Callbacks for session lifecycle events, for parity with the Python SDK's
 /// `ConnectCallbacks`. The [`Session::events`](crate::Session::events) queue delivers the same events.
@@ -34,6 +35,8 @@ pub struct ConnectCallbacks {
     on_participant_joined: Callback<Participant>,
     on_participant_left: Callback<Participant>,
     on_action_result: Callback<RuntimeEvent>,
+    on_reconnecting: TextCallback,
+    on_reconnected: ReconnectedCallback,
     on_disconnected: TextCallback,
 }
 
@@ -73,6 +76,19 @@ impl ConnectCallbacks {
         self
     }
 
+    /// Called with the reason when the link to the room is lost and the SDK starts bringing
+    /// it back ([`SessionEvent::Reconnecting`]).
+    pub fn on_reconnecting(mut self, f: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.on_reconnecting = Some(Arc::new(f));
+        self
+    }
+
+    /// Called when the link is back, with how it came back ([`SessionEvent::Reconnected`]).
+    pub fn on_reconnected(mut self, f: impl Fn(ReconnectKind) + Send + Sync + 'static) -> Self {
+        self.on_reconnected = Some(Arc::new(f));
+        self
+    }
+
     /// Called with the reason once the room connection ends.
     pub fn on_disconnected(mut self, f: impl Fn(&str) + Send + Sync + 'static) -> Self {
         self.on_disconnected = Some(Arc::new(f));
@@ -85,6 +101,8 @@ impl ConnectCallbacks {
             && self.on_participant_joined.is_none()
             && self.on_participant_left.is_none()
             && self.on_action_result.is_none()
+            && self.on_reconnecting.is_none()
+            && self.on_reconnected.is_none()
             && self.on_disconnected.is_none()
     }
 
@@ -121,6 +139,16 @@ impl ConnectCallbacks {
                     contained(|| f(e));
                 }
             }
+            SessionEvent::Reconnecting { reason } => {
+                if let Some(f) = &self.on_reconnecting {
+                    contained(|| f(reason));
+                }
+            }
+            SessionEvent::Reconnected { kind } => {
+                if let Some(f) = &self.on_reconnected {
+                    contained(|| f(*kind));
+                }
+            }
             SessionEvent::Disconnected { reason } => {
                 if let Some(f) = &self.on_disconnected {
                     contained(|| f(reason));
@@ -148,6 +176,7 @@ pub struct ConnectOptions {
     pub(crate) wait_for_ready: bool,
     pub(crate) runtime_call_timeout: Option<Duration>,
     pub(crate) connect_timeout: Duration,
+    pub(crate) reconnect_timeout: Duration,
     pub(crate) root_certificates: Vec<Vec<u8>>,
     pub(crate) callbacks: ConnectCallbacks,
     pub(crate) ice_udp: bool,
@@ -164,6 +193,7 @@ impl Default for ConnectOptions {
             wait_for_ready: false,
             runtime_call_timeout: None,
             connect_timeout: timeouts::CONNECT,
+            reconnect_timeout: timeouts::RECONNECT,
             root_certificates: Vec::new(),
             callbacks: ConnectCallbacks::new(),
             ice_udp: true,
@@ -244,6 +274,27 @@ impl ConnectOptions {
         self
     }
 
+    /// How long a lost link to the room may take to come back (a resume, else a full
+    /// reconnect) before the session is [disconnected](SessionEvent::Disconnected); default
+    /// 60 s. It counts time, not attempts: attempts that fail at once while the network
+    /// interface is down do not use it up. Calls made meanwhile still fail at their own
+    /// timeouts. Zero is refused by [`connect`](crate::connect) ([`Error::InvalidInput`](crate::Error::InvalidInput)).
+    pub fn reconnect_timeout(mut self, timeout: Duration) -> Self {
+        self.reconnect_timeout = timeout;
+        self
+    }
+
+    /// Refuses settings that cannot work, before anything is created.
+    pub(crate) fn check(&self) -> crate::Result<()> {
+        if self.reconnect_timeout.is_zero() {
+            return Err(crate::Error::invalid(
+                "reconnect_timeout",
+                "must be greater than zero (a lost link would disconnect the session at once)",
+            ));
+        }
+        Ok(())
+    }
+
     /// Trusts this CA certificate (DER) for a `wss://` LiveKit server, besides the built-in
     /// web roots: for self-hosted servers behind a private CA.
     pub fn add_root_certificate(mut self, der: impl Into<Vec<u8>>) -> Self {
@@ -291,6 +342,21 @@ mod tests {
         )));
         callbacks.run(&SessionEvent::Disconnected { reason: "bye".into() });
         assert_eq!(*seen.lock().unwrap(), ["connected r1", "ready", "gone bye"]);
+        let (d, e) = (Arc::clone(&seen), Arc::clone(&seen));
+        let reconnects = ConnectCallbacks::new()
+            .on_reconnecting(move |reason| d.lock().unwrap().push(format!("reconnecting {reason}")))
+            .on_reconnected(move |kind| e.lock().unwrap().push(format!("back {kind:?}")));
+        assert!(!reconnects.is_empty());
+        reconnects.run(&SessionEvent::Reconnecting {
+            reason: "signal lost".into(),
+        });
+        reconnects.run(&SessionEvent::Reconnected {
+            kind: ReconnectKind::Rejoined,
+        });
+        assert_eq!(
+            seen.lock().unwrap()[3..],
+            ["reconnecting signal lost", "back Rejoined"]
+        );
         assert!(ConnectCallbacks::new().is_empty());
     }
 
@@ -301,6 +367,18 @@ mod tests {
         assert_eq!(options.session_ready_timeout, DEFAULT_SESSION_READY_TIMEOUT);
         assert!(!options.wait_for_ready);
         assert_eq!(options.runtime_call_timeout, None);
+        assert_eq!(options.reconnect_timeout, timeouts::RECONNECT);
+        assert_eq!(options.reconnect_timeout, Duration::from_secs(60));
+        assert!(options.check().is_ok());
+        let zero = options
+            .clone()
+            .reconnect_timeout(Duration::ZERO)
+            .check()
+            .unwrap_err();
+        assert!(
+            matches!(&zero, crate::Error::InvalidInput { field, .. } if field == "reconnect_timeout"),
+            "{zero}"
+        );
         let options = options
             .connect_timeout(Duration::from_secs(3))
             .runtime_call_timeout(Duration::from_secs(4))

@@ -49,7 +49,9 @@ pub(crate) const EXECUTOR_SHUTDOWN: Duration = Duration::from_secs(2);
 // ---- RPC -----------------------------------------------------------------------------------
 
 /// LiveKit's acknowledgement timeout: a request not acknowledged within this fails with
-/// `ConnectionTimeout` (the recipient is unreachable or not answering at all).
+/// `ConnectionTimeout` (the recipient is unreachable or not answering at all). The default of
+/// engine-level calls, and the cap of a probe's; a runtime call instead gives its
+/// acknowledgement its whole timeout (the call's deadline is its own, end to end).
 pub(crate) const RPC_ACK: Duration = Duration::from_secs(7);
 
 /// The engine's default response timeout (every runtime call sets its own, see below).
@@ -61,6 +63,10 @@ pub(crate) const RPC_RESPONSE_DEFAULT: Duration = Duration::from_secs(15);
 pub(crate) const RPC_RESULT_MARGIN: Duration = Duration::from_secs(3);
 
 // ---- Runtime calls -------------------------------------------------------------------------
+
+// A runtime call's timeout is its whole deadline once the runtime is found: the request, its
+// acknowledgement, the reply, a wait for a lost link to come back and a read's one resend
+// after a full reconnect all fit in it.
 
 /// Default reply timeout of `runtime.tools_call` (an action runs to its end before replying).
 pub(crate) const TOOL_CALL: Duration = Duration::from_secs(90);

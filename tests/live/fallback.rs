@@ -12,7 +12,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A proxy on 127.0.0.1:0 in front of `target` that answers 404 to `/rtc/v1` requests;
 /// returns its port and the request paths it saw (query strings cut off: they carry the token).
-fn start_v0_only_proxy(rt: &tokio::runtime::Runtime, target: u16) -> (u16, Arc<Mutex<Vec<String>>>) {
+pub(super) fn start_v0_only_proxy(
+    rt: &tokio::runtime::Runtime,
+    target: u16,
+) -> (u16, Arc<Mutex<Vec<String>>>) {
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let port = listener.local_addr().unwrap().port();
     let paths = Arc::new(Mutex::new(Vec::new()));

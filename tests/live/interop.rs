@@ -222,6 +222,43 @@ fn serve(host: &Arc<RuntimeHost>, seen: &Seen) {
     });
 }
 
+/// The Python runtime's answer to a raw state read of `key`.
+fn raw_read(session: &menlo_robot_sdk::Session, key: &str) -> Value {
+    match session.state().get(key).unwrap() {
+        StateReply::Raw(value) => value,
+        other => panic!("raw reply expected for {key}, got {other:?}"),
+    }
+}
+
+/// `state` goes as one v1 packet each way (its reply is small); the Python client answers a
+/// v1 request with a v1 response. Proof that the request really went as v1: once the state
+/// grows over 15 KiB, the v1 attempt fails with 1504 at the runtime and the SDK reads once
+/// more as v2, so the runtime counts two reads for one `state()`.
+#[test]
+fn state_reads_go_as_v1_packets_to_the_python_runtime() {
+    let p = Platform::start();
+    let _runtime = python_runtime(&p);
+    let session = connect(&p.client, &p.robot_id, simplesim()).unwrap();
+
+    let StateReply::RobotStatus(state) = session.state().get("robot_status").unwrap() else {
+        panic!("typed robot status expected");
+    };
+    assert_eq!(state.robot.entity_id, "robot_1");
+    assert_eq!(raw_read(&session, "peer_stats")["state_reads"], 1);
+
+    assert_eq!(raw_read(&session, "pad_state")["pad_bytes"], 20_000);
+    let StateReply::RobotStatus(state) = session.state().get("robot_status").unwrap() else {
+        panic!("typed robot status expected");
+    };
+    let pad = state.robot.extra.as_ref().and_then(|e| e["pad"].as_str());
+    assert_eq!(pad.map(str::len), Some(20_000), "the large state arrived whole");
+    assert_eq!(
+        raw_read(&session, "peer_stats")["state_reads"],
+        3,
+        "a v1 attempt refused as too large, then one v2 read"
+    );
+}
+
 #[test]
 fn python_client_calls_the_rust_runtime_host() {
     let p = Platform::start();

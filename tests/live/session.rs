@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::live_common::{free_tcp_port, wait_until, Platform};
+use crate::live_common::{free_tcp_port, wait_until, Backend, Platform};
 use crossbeam_channel as cb;
 use menlo_robot_sdk::dev::Fault;
 use menlo_robot_sdk::ActionPhase;
@@ -543,6 +543,46 @@ fn a_call_waits_for_a_runtime_that_joins_late() {
     assert_eq!(skills.unwrap()[0].name, "go_to");
     assert!(started.elapsed() >= Duration::from_millis(750));
     assert!(started.elapsed() < Duration::from_secs(15));
+    session.disconnect().unwrap();
+}
+
+/// A host whose token grants `canUpdateOwnMetadata` sets `menlo.runtime_host` on itself
+/// once it answers `runtime.tools_list` (so livekit-server announces it at once rather than
+/// in its next 3 s batch); a host without the grant joins and serves all the same, without.
+#[test]
+fn a_runtime_host_announces_itself_when_its_token_allows() {
+    let p = Platform::start();
+    let session = connect(&p.client, &p.robot_id, simplesim()).unwrap();
+    let attribute_of = |identity: &str| {
+        let participant = session
+            .participants()
+            .into_iter()
+            .find(|participant| participant.identity == identity)?;
+        Some(participant.attributes.get("menlo.runtime_host").cloned())
+    };
+
+    let token = p.livekit.token_updating_own_metadata(&p.robot_id, "announced");
+    let announced = RuntimeHost::connect(&p.livekit.url, &token, Duration::from_secs(15)).unwrap();
+    announced.handle("runtime.state", |_| Ok(robot_status()));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        attribute_of("announced").flatten(),
+        None,
+        "not before it answers tools_list"
+    );
+    announced.handle("runtime.tools_list", |_| Ok(tools_list_reply()));
+    let seen = wait_until(Duration::from_secs(10), "the announced host", || {
+        attribute_of("announced").flatten()
+    });
+    assert_eq!(seen, "ready");
+
+    let quiet = p.runtime("quiet", false, &[]);
+    quiet.handle("runtime.tools_list", |_| Ok(tools_list_reply()));
+    let seen = wait_until(Duration::from_secs(10), "the quiet host", || {
+        attribute_of("quiet")
+    });
+    assert_eq!(seen, None, "no grant, no attribute");
+    assert!(quiet.is_connected() && announced.is_connected());
     session.disconnect().unwrap();
 }
 
@@ -1198,7 +1238,9 @@ fn server_killed_mid_session_fails_calls_and_disconnects() {
     let (release_tx, release_rx) = cb::bounded::<()>(0);
     let (started_tx, started_rx) = cb::unbounded();
     slow_runtime(&runtime, release_rx, started_tx);
-    let session = connect(&p.client, &p.robot_id, simplesim()).unwrap();
+    // The engine tries to get the server back for `reconnect_timeout`, then gives up.
+    let options = simplesim().reconnect_timeout(Duration::from_secs(2));
+    let session = connect(&p.client, &p.robot_id, options).unwrap();
     session.discover_skills().unwrap();
 
     let mut pending = session
@@ -1762,4 +1804,188 @@ fn a_host_that_never_reads_holds_no_streams() {
         grown_mib < 12,
         "a host that never reads grew by {grown_mib} MiB after {sent_mib} MiB of streams"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Call deadlines: a runtime that stops acknowledging
+// ---------------------------------------------------------------------------------------------
+
+const FROZEN_RUNTIME_ENV: &str = "MENLO_TEST_FROZEN_RUNTIME";
+
+/// The child's side: a runtime that answers the basics until the test freezes its process
+/// (SIGSTOP), then acknowledges nothing. A no-op in a normal test run.
+#[test]
+fn frozen_runtime_child() {
+    let Ok(spec) = std::env::var(FROZEN_RUNTIME_ENV) else {
+        return;
+    };
+    let (url, token) = spec.split_once(' ').unwrap();
+    let host = RuntimeHost::connect(url, token, Duration::from_secs(15)).unwrap();
+    serve_basics(&host, Arc::new(AtomicUsize::new(0)));
+    println!("joined {}", host.identity());
+    let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
+}
+
+/// A child process, killed (even when stopped) and reaped when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_call_the_runtime_never_acknowledges_fails_at_its_own_timeout() {
+    let p = Platform::start();
+    let identity = format!("simplesim:{}", p.robot_id);
+    let token = p.livekit.token(&p.robot_id, &identity, false, &[]);
+    let mut child = Child(
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "session::frozen_runtime_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(FROZEN_RUNTIME_ENV, format!("{} {token}", p.livekit.url))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.0.stdout.take().unwrap()));
+    assert!(lines.any(|line| line.is_ok_and(|l| l.contains("joined simplesim:"))));
+
+    let timeout = Duration::from_millis(1500);
+    let session = connect(&p.client, &p.robot_id, simplesim().runtime_call_timeout(timeout)).unwrap();
+    session
+        .state()
+        .robot_status()
+        .expect("the runtime answers while it runs");
+
+    // Frozen, the runtime stays in the room (the server notices only after ~15 s of silence)
+    // but acknowledges nothing.
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let started = Instant::now();
+    let err = session.state().robot_status().unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(
+        matches!(&err, Error::Timeout { after, may_still_be_running: false, .. } if *after == timeout),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("after 1.500s"), "{err}");
+    assert!(
+        elapsed >= timeout - Duration::from_millis(50),
+        "failed early: {elapsed:?}"
+    );
+    // LiveKit's own acknowledgement timeout (7 s) used to apply whatever the call's timeout.
+    assert!(
+        elapsed < Duration::from_secs(7),
+        "waited out the 7 s ack timeout: {elapsed:?}"
+    );
+    drop(child);
+    session.disconnect().unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reconnection as the session reports it (needs the reconnect engine)
+// ---------------------------------------------------------------------------------------------
+
+fn reconnect_callbacks() -> (ConnectCallbacks, cb::Receiver<String>) {
+    let (tx, rx) = cb::unbounded();
+    let (a, b) = (tx.clone(), tx);
+    let callbacks = ConnectCallbacks::new()
+        .on_reconnecting(move |reason| {
+            let _ = a.send(format!("reconnecting: {reason}"));
+        })
+        .on_reconnected(move |kind| {
+            let _ = b.send(format!("reconnected: {kind}"));
+        });
+    (callbacks, rx)
+}
+
+#[test]
+fn a_dropped_signal_resumes_and_the_session_says_so() {
+    // livekit-server's resume and simulate-scenario; the embedded SFU answers resumes once
+    // its own resume work lands.
+    let p = Platform::start_on(Backend::LiveKitServer);
+    let (_runtime, _) = simplesim_runtime(&p);
+    let (callbacks, heard) = reconnect_callbacks();
+    let session = connect(&p.client, &p.robot_id, simplesim().callbacks(callbacks)).unwrap();
+    session.state().robot_status().unwrap();
+    let reads: Vec<_> = (0..20).map(|_| session.state().start_robot_status()).collect();
+    session.drop_signal_for_test();
+    let reconnecting = wait_event(&session, Duration::from_secs(10), |e| {
+        matches!(e, SessionEvent::Reconnecting { .. })
+    });
+    eprintln!("{reconnecting:?}");
+    let back = wait_event(&session, Duration::from_secs(20), |e| {
+        matches!(e, SessionEvent::Reconnected { .. })
+    });
+    assert_eq!(
+        back,
+        SessionEvent::Reconnected {
+            kind: menlo_robot_sdk::ReconnectKind::Resumed
+        }
+    );
+    for read in reads {
+        read.wait().expect("a read in flight across a resume completes");
+    }
+    assert_eq!(
+        session.connection_state(),
+        menlo_robot_sdk::ConnectionState::Connected
+    );
+    session.state().robot_status().unwrap();
+    let first = heard.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert!(first.starts_with("reconnecting: "), "{first}");
+    assert_eq!(
+        heard.recv_timeout(Duration::from_secs(5)).unwrap(),
+        "reconnected: resumed"
+    );
+    session.disconnect().unwrap();
+}
+
+#[test]
+fn a_node_failure_rejoins_and_calls_still_reach_the_runtime() {
+    // livekit-server's resume and simulate-scenario; the embedded SFU answers resumes once
+    // its own resume work lands.
+    let p = Platform::start_on(Backend::LiveKitServer);
+    let (_runtime, _) = simplesim_runtime(&p);
+    let (callbacks, heard) = reconnect_callbacks();
+    let session = connect(&p.client, &p.robot_id, simplesim().callbacks(callbacks)).unwrap();
+    session.state().robot_status().unwrap();
+    assert!(session.simulate_scenario_for_test("node_failure"));
+    wait_event(&session, Duration::from_secs(10), |e| {
+        matches!(e, SessionEvent::Reconnecting { .. })
+    });
+    let back = wait_event(&session, Duration::from_secs(30), |e| {
+        matches!(e, SessionEvent::Reconnected { .. })
+    });
+    assert_eq!(
+        back,
+        SessionEvent::Reconnected {
+            kind: menlo_robot_sdk::ReconnectKind::Rejoined
+        }
+    );
+    session
+        .state()
+        .robot_status()
+        .expect("the runtime is reached after a rejoin");
+    assert!(session.discover_skills().is_ok());
+    let mut seen = Vec::new();
+    while let Ok(line) = heard.recv_timeout(Duration::from_secs(2)) {
+        seen.push(line);
+    }
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some("reconnected: rejoined"),
+        "{seen:?}"
+    );
+    session.disconnect().unwrap();
 }

@@ -127,14 +127,27 @@ impl LiveKit {
         if ip.is_loopback() || ip.is_unspecified() {
             return None;
         }
-        Some(Self::start_full(Backend::LiveKitServer, None, &ip.to_string()))
+        Some(Self::start_process(None, None, &ip.to_string()))
+    }
+
+    /// A livekit-server child process with its embedded TURN on (UDP and TLS listeners on
+    /// free ports, relaying to loopback peers), the TLS certificate `cert_pem`/`key_pem` for
+    /// `domain` (an IPv4 literal passes LiveKit's domain check, `localhost` does not).
+    pub fn start_with_turn(domain: &str, cert_pem: &str, key_pem: &str) -> (LiveKit, TurnPorts) {
+        let ports = TurnPorts {
+            udp: server_port(),
+            tls: server_port(),
+        };
+        let turn = TurnYaml {
+            domain,
+            cert_pem,
+            key_pem,
+            ports: &ports,
+        };
+        (Self::start_process(None, Some(turn), "127.0.0.1"), ports)
     }
 
     fn start_with(backend: Backend, keys: Option<(&str, &str)>) -> LiveKit {
-        Self::start_full(backend, keys, "127.0.0.1")
-    }
-
-    fn start_full(backend: Backend, keys: Option<(&str, &str)>, node_ip: &str) -> LiveKit {
         if backend == Backend::Embedded {
             return Self::start_embedded(keys);
         }
@@ -148,6 +161,10 @@ impl LiveKit {
                 dir: None,
             };
         }
+        Self::start_process(keys, None, "127.0.0.1")
+    }
+
+    fn start_process(keys: Option<(&str, &str)>, turn: Option<TurnYaml<'_>>, node_ip: &str) -> LiveKit {
         let port = server_port();
         let udp = server_port();
         // ICE over TCP on a port of its own (see `start_for_ice_tcp` for using it).
@@ -155,13 +172,13 @@ impl LiveKit {
         let dir = std::env::temp_dir().join(format!("menlo-lk-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("livekit.yaml");
-        std::fs::write(
-            &config,
-            format!(
-                "rtc:\n  udp_port: {udp}\n  node_ip: {node_ip}\n  use_external_ip: false\n  tcp_port: {tcp}\n"
-            ),
-        )
-        .unwrap();
+        let mut yaml = format!(
+            "rtc:\n  udp_port: {udp}\n  node_ip: {node_ip}\n  use_external_ip: false\n  tcp_port: {tcp}\n"
+        );
+        if let Some(turn) = turn {
+            yaml.push_str(&turn.write(&dir));
+        }
+        std::fs::write(&config, yaml).unwrap();
         let log = std::fs::File::create(dir.join("server.log")).unwrap();
         let binary = server_binary();
         let mut command = Command::new(&binary);
@@ -269,13 +286,59 @@ impl LiveKit {
             .unwrap_or_default()
     }
 
+    /// A token for the standard participant `identity` in `room` that may update its own
+    /// metadata and attributes (`canUpdateOwnMetadata`).
+    pub fn token_updating_own_metadata(&self, room: &str, identity: &str) -> String {
+        menlo_robot_sdk::dev::mint_livekit_token_updating_own_metadata(
+            &self.settings(),
+            room,
+            identity,
+            identity,
+            Duration::from_secs(600),
+            &TokenOptions::default(),
+        )
+    }
+
     /// Kills the server now (for "server went away" tests).
     pub fn kill(&mut self) {
-        drop(self.embedded.take());
+        if let Some(sfu) = self.embedded.take() {
+            sfu.abort();
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// The ports of a livekit-server's embedded TURN ([`LiveKit::start_with_turn`]).
+#[derive(Clone, Copy, Debug)]
+pub struct TurnPorts {
+    pub udp: u16,
+    pub tls: u16,
+}
+
+struct TurnYaml<'a> {
+    domain: &'a str,
+    cert_pem: &'a str,
+    key_pem: &'a str,
+    ports: &'a TurnPorts,
+}
+
+impl TurnYaml<'_> {
+    /// The `turn:` section; the certificate and key go to files in `dir`.
+    fn write(&self, dir: &std::path::Path) -> String {
+        let (cert, key) = (dir.join("turn-cert.pem"), dir.join("turn-key.pem"));
+        std::fs::write(&cert, self.cert_pem).unwrap();
+        std::fs::write(&key, self.key_pem).unwrap();
+        format!(
+            "turn:\n  enabled: true\n  domain: {}\n  udp_port: {}\n  tls_port: {}\n  cert_file: {}\n  key_file: {}\n  allow_restricted_peer_cidrs: [\"127.0.0.0/8\"]\n",
+            self.domain,
+            self.ports.udp,
+            self.ports.tls,
+            cert.display(),
+            key.display()
+        )
     }
 }
 

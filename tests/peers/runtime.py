@@ -8,6 +8,9 @@ and answers the runtime RPC methods of CONTRACT §8:
   runtime.tools_list       -> [go_to descriptor]
   runtime.tools_call       -> done ActionResult carrying the caller's `options.action_id`
   runtime.state            -> RuntimeState (robot_status)
+  runtime.pad_state        -> {"pad_bytes": n}: from now on `state` carries n more bytes
+                              (robot.extra.pad; payload {"bytes": n}, default 20000)
+  runtime.peer_stats       -> {"state_reads": how many `runtime.state` calls it answered}
   runtime.cameras_capture  -> sends a JPEG-looking frame of ~width*height/4 bytes as a byte
                               stream on topic `menlo.camera_capture` (attribute `request_id`)
                               to the caller, then acks `payload.kind = byte_stream`
@@ -74,13 +77,15 @@ class Runtime:
         self.position = [0.0, 0.0, 0.0]
         self.last_action = None
         self.frames = {}  # size -> bytes (random, so stream compression cannot flatter it)
+        self.state_pad = 0
+        self.state_reads = 0
 
     def state(self) -> dict:
         self.step += 1
         runtime = {"status": "ready", "accepts_tool_calls": True, "accepts_capture_requests": True}
         if self.last_action is not None:
             runtime["last_action"] = self.last_action
-        return {
+        state = {
             "timestamp": {
                 "step": self.step,
                 "sim_time_s": round(time.monotonic() - self.started, 3),
@@ -99,6 +104,9 @@ class Runtime:
                 "held_entity_ids": [],
             },
         }
+        if self.state_pad:
+            state["robot"]["extra"] = {"pad": "p" * self.state_pad}
+        return state
 
     def frame(self, size: int) -> bytes:
         blob = self.frames.get(size)
@@ -142,7 +150,15 @@ class Runtime:
         return json.dumps(result)
 
     async def runtime_state(self, data: rtc.RpcInvocationData) -> str:
+        self.state_reads += 1
         return json.dumps(self.state())
+
+    async def pad_state(self, data: rtc.RpcInvocationData) -> str:
+        self.state_pad = int(json.loads(data.payload or "{}").get("bytes", 20000))
+        return json.dumps({"pad_bytes": self.state_pad})
+
+    async def peer_stats(self, data: rtc.RpcInvocationData) -> str:
+        return json.dumps({"state_reads": self.state_reads})
 
     async def cameras_capture(self, data: rtc.RpcInvocationData) -> str:
         started = now_ms()
@@ -200,6 +216,8 @@ async def main():
     lp.register_rpc_method("runtime.tools_list", runtime.tools_list)
     lp.register_rpc_method("runtime.tools_call", runtime.tools_call)
     lp.register_rpc_method("runtime.state", runtime.runtime_state)
+    lp.register_rpc_method("runtime.pad_state", runtime.pad_state)
+    lp.register_rpc_method("runtime.peer_stats", runtime.peer_stats)
     lp.register_rpc_method("runtime.cameras_capture", runtime.cameras_capture)
     out({"event": "ready", "identity": lp.identity, "room": room.name, "sdk": f"livekit {rtc.__version__}"})
     try:

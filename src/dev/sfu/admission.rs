@@ -81,6 +81,14 @@ pub(super) struct Admission {
     pub subscriber_primary: bool,
     /// The publisher offer carried in a v1 join request.
     pub publisher_offer: Option<proto::SessionDescription>,
+    /// A resume of the participant of this identity (v1: the join request's `reconnect`;
+    /// `/rtc`: `reconnect=1` or `true`), rather than a fresh join.
+    pub reconnect: bool,
+    /// Why the client resumes (`ReconnectReason`), for the logs.
+    pub reconnect_reason: i32,
+    /// The participant SID the client resumes; the server keys a resume on the identity and
+    /// only logs it, as livekit-server does.
+    pub resumed_sid: String,
 }
 
 /// Checks a signalling request against the key pair; `room_exists` says whether a room may be
@@ -142,6 +150,7 @@ pub(super) fn admit(
     let info = participant_info(&claims, &client, metadata, attributes);
     let protocol = client.protocol;
     let can_subscribe = video.can_subscribe();
+    let (reconnect, reconnect_reason, resumed_sid) = reconnect_fields(req.single_pc, &query, &join);
     Ok(Admission {
         room: video.room.clone(),
         info,
@@ -151,7 +160,37 @@ pub(super) fn admit(
         can_update_metadata: video.can_update_own_metadata(),
         subscriber_primary: !req.single_pc && protocol > 2 && can_subscribe,
         publisher_offer: join.publisher_offer,
+        reconnect,
+        reconnect_reason,
+        resumed_sid,
     })
+}
+
+/// Whether the request resumes a session, why, and the SID it names: from the v1 join
+/// request, or from `/rtc`'s `reconnect`, `reconnect_reason` and `sid` query parameters.
+fn reconnect_fields(
+    single_pc: bool,
+    query: &HashMap<String, String>,
+    join: &proto::JoinRequest,
+) -> (bool, i32, String) {
+    if single_pc || query.contains_key("join_request") {
+        return (
+            join.reconnect,
+            join.reconnect_reason,
+            join.participant_sid.clone(),
+        );
+    }
+    let reconnect = query.get("reconnect").is_some_and(|v| v == "1" || v == "true");
+    let reason = query
+        .get("reconnect_reason")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let sid = if reconnect {
+        query.get("sid").cloned().unwrap_or_default()
+    } else {
+        String::new()
+    };
+    (reconnect, reason, sid)
 }
 
 /// The v1 join request from the `join_request` query parameter (base64url of a

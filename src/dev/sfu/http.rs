@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::net::TcpListener as StdTcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,7 +37,14 @@ pub(super) struct Server {
     /// Whether `/rtc/v1` is served (off: `404`, as servers older than 1.9 answer, so that
     /// clients fall back to `/rtc`).
     pub single_pc: bool,
+    /// See [`super::SfuOptions::resume_window`].
+    pub resume_window: Duration,
+    /// Set by [`super::Sfu::abort`]: stop without telling anyone, as a killed server.
+    pub aborted: AtomicBool,
 }
+
+/// The websocket a participant is signalled on.
+pub(super) type SignalWs = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
 /// Serves until `stop` fires, then tells every participant the server is going away and
 /// gives them a moment to say so before the runtime (and every socket) is dropped.
@@ -68,6 +76,10 @@ pub(super) async fn serve(listener: StdTcpListener, server: Arc<Server>, mut sto
         }
     }
     drop(listener);
+    if server.aborted.load(Ordering::SeqCst) {
+        // Returning drops the runtime and with it every task and socket, unannounced.
+        return;
+    }
     server.registry.close_all();
     let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
     while Arc::strong_count(&server.participants) > 1 && tokio::time::Instant::now() < deadline {
@@ -125,12 +137,17 @@ async fn handle(req: Request<Incoming>, server: Arc<Server>) -> Result<Response<
     };
     let registry = Arc::clone(&server.registry);
     let alive = Arc::clone(&server.participants);
+    let resume_window = server.resume_window;
     tokio::spawn(async move {
         let _alive = alive;
         match hyper::upgrade::on(req).await {
             Ok(upgraded) => {
                 let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
-                participant::run(registry, ws, admission).await;
+                if admission.reconnect {
+                    participant::resume(&registry, ws, admission).await;
+                } else {
+                    participant::run(registry, ws, admission, resume_window).await;
+                }
             }
             Err(e) => log::debug!("sfu: websocket upgrade failed: {e}"),
         }

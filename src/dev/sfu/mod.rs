@@ -4,13 +4,17 @@ mod admission;
 mod http;
 mod participant;
 mod peer;
+#[cfg(test)]
+mod resume_tests;
 mod rooms;
+mod tcp;
 #[cfg(test)]
 mod tests;
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdTcpListener};
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::server_thread::ServerThread;
 
@@ -36,7 +40,17 @@ pub struct SfuOptions {
     /// Whether `/rtc/v1` (one peer connection) is served; `true` by default. With `false` it
     /// answers `404`, as livekit-server before 1.9 does, and clients fall back to `/rtc`.
     pub rtc_v1: bool,
+    /// How long a participant whose connection went silent is kept for a resume; 20 s by
+    /// default, as livekit-server 1.13 (ICE counts as failed after three quarters of it
+    /// without a packet from the client, 15 s, and the participant is removed a quarter later,
+    /// 5 s, unless it resumed meanwhile). A participant that only lost its websocket while its
+    /// peer connection stays alive is kept as long as the connection lives.
+    pub resume_window: Duration,
 }
+
+/// livekit-server 1.13's window: pion's ICE disconnected (10 s) and failed (5 s) timeouts,
+/// then its 5 s disconnect cleanup.
+const DEFAULT_RESUME_WINDOW: Duration = Duration::from_secs(20);
 
 impl Default for SfuOptions {
     /// `devkey` / `secret` (what `livekit-server --dev` accepts) on `127.0.0.1:0`.
@@ -46,6 +60,7 @@ impl Default for SfuOptions {
             api_secret: "secret".into(),
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             rtc_v1: true,
+            resume_window: DEFAULT_RESUME_WINDOW,
         }
     }
 }
@@ -57,6 +72,7 @@ impl fmt::Debug for SfuOptions {
             .field("api_secret", &"<redacted>")
             .field("bind", &self.bind)
             .field("rtc_v1", &self.rtc_v1)
+            .field("resume_window", &self.resume_window)
             .finish()
     }
 }
@@ -98,8 +114,10 @@ pub struct SfuRoom {
 ///   | empty identity, empty room, bad or missing v1 join request | 400   | e.g. `identity cannot be empty`       |
 ///
 ///   The room is always the token's (`video.room`), as on livekit-server.
-/// - **WebRTC** with str0m (the live layer's stack) as an ICE-lite agent with one host
-///   candidate on `127.0.0.1` and one UDP socket per peer connection.
+/// - **WebRTC** with str0m (the live layer's stack) as an ICE-lite agent with two host
+///   candidates on `127.0.0.1` per peer connection: a UDP socket, and a TCP listener for ICE
+///   over TCP (RFC 6544, `tcptype passive`, packets framed as RFC 4571 says) for clients that
+///   cannot use UDP. Both are in the SDP and trickled; clients prefer UDP when it works.
 /// - **Rooms**: the join response lists the room, the participant (SID, identity, name, kind,
 ///   metadata, attributes) and the others; joins (`JOINED`, then `ACTIVE` once its data
 ///   channel is open), updates and departures (`DISCONNECTED` with the reason) are broadcast
@@ -116,18 +134,41 @@ pub struct SfuRoom {
 ///   dropped, as livekit-server does. At most 64 KiB per client is in flight unacknowledged
 ///   (more overflows the official clients' UDP receive buffers, and SCTP then stalls for a
 ///   second), which also caps one packet at 64 KiB (LiveKit clients send at most 15 KiB);
-///   larger ones are dropped with a warning.
+///   larger ones are dropped with a warning. After a cut, reliable data waiting behind SCTP's
+///   retransmission backoff goes out as soon as the client is heard again (the live layer's
+///   SCTP clock skip, capped for an ICE-lite agent), not at the next backed-off timer.
 /// - **Media** is refused: `AddTrack` and data-track requests get a `RequestResponse`
 ///   `NOT_ALLOWED`.
-/// - Pings: both forms (`ping` → `pong`, `ping_req` → `pong_resp`); a client silent for
-///   longer than the ping timeout it was given is dropped.
-/// - **Not yet supported**: resuming a session (a `/rtc?reconnect=1` or a v1 join request with
-///   `reconnect` is served as a fresh join, which replaces the old participant of that
-///   identity), ICE over TCP and TURN (UDP host candidates only), media of any kind.
+/// - **Resume**, as livekit-server 1.13.5: a participant whose websocket drops without a
+///   `Leave` stays in the room, unannounced, while its peer connection lives; one whose
+///   connection goes silent is told to resume (`Leave{RESUME, CONNECTION_TIMEOUT}`, clients of
+///   protocol 13 and up), loses its websocket, and is removed (`CONNECTION_TIMEOUT`) when
+///   [`SfuOptions::resume_window`] (20 s) has passed without a resume. A resume (`/rtc/v1`
+///   join request with `reconnect`, or `/rtc?reconnect=1&sid=…`) is keyed on the token's
+///   identity and answered on the new websocket with `ReconnectResponse` (no ICE servers,
+///   `last_message_seq` = the last reliable sequence accepted from the client), a snapshot of
+///   every participant and a `RoomUpdate`; on `/rtc` the server re-offers its subscriber
+///   connection with new ICE credentials, on `/rtc/v1` the client's ICE-restart offer is
+///   answered on the same peer connection (same DTLS and SCTP association). `SyncState` is
+///   accepted. A resume of an identity the room does not hold gets
+///   `Leave{STATE_MISMATCH, RECONNECT}` and the websocket ends; a fresh join of an identity
+///   already present replaces the old participant.
+/// - **Simulated scenarios** (`SignalRequest.simulate`): `node_failure` and `migration`
+///   (removed without a `Leave`, websocket closed), `server_leave`
+///   (`Leave{DISCONNECT, SERVER_SHUTDOWN}`), `disconnect_signal_on_resume` and
+///   `disconnect_signal_on_resume_no_messages` (armed for 5 s), `switch_candidate_protocol`
+///   TCP (from then on answers, offers and trickles carry only the TCP candidate; on `/rtc`
+///   the subscriber is re-offered with new ICE credentials) and UDP (both again); the others,
+///   TLS included, are ignored.
+/// - Pings: both forms (`ping` → `pong`, `ping_req` → `pong_resp`); a websocket silent for
+///   longer than the ping timeout it was given is dropped (the participant stays for a
+///   resume, as above).
+/// - **Not supported**: TURN (no ICE servers are given, so no relay and no TLS path),
+///   candidates on other interfaces than loopback, media of any kind.
 ///
 /// Everything runs on one background thread with a single-threaded tokio runtime; dropping
 /// the [`Sfu`] tells every participant the server is shutting down, then stops that thread,
-/// closing every socket.
+/// closing every socket; [`Sfu::abort`] stops it without a word, as a killed server.
 ///
 /// ```no_run
 /// use menlo_robot_sdk::dev::{Sfu, SfuOptions};
@@ -162,6 +203,8 @@ impl Sfu {
             api_secret: options.api_secret,
             participants: Arc::new(()),
             single_pc: options.rtc_v1,
+            resume_window: options.resume_window,
+            aborted: Default::default(),
         });
         let serving = Arc::clone(&server);
         let thread = ServerThread::spawn("menlo-dev-sfu", move |stop| http::serve(listener, serving, stop))?;
@@ -182,6 +225,16 @@ impl Sfu {
     /// existed.
     pub fn delete_room(&self, name: &str) -> bool {
         self.server.registry.delete(name)
+    }
+
+    /// Stops at once without telling anyone, as a killed livekit-server: no `Leave`, the
+    /// websockets and peer connections just end (dropping the [`Sfu`] instead says
+    /// `SERVER_SHUTDOWN` first, as livekit-server does when it is stopped). Clients see a
+    /// server gone away and try to resume or reconnect.
+    pub fn abort(self) {
+        self.server
+            .aborted
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The rooms with participants, sorted by name.

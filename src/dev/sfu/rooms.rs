@@ -10,6 +10,8 @@ use proto::participant_info::State;
 use proto::signal_response::Message as Resp;
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::admission::Admission;
+use super::http::SignalWs;
 use super::{SfuRoom, SERVER_PROTOCOL, SERVER_VERSION};
 use crate::dev::token::{random_alnum, unix_now};
 
@@ -22,6 +24,24 @@ pub(super) enum Outbound {
     Data(bool, Vec<u8>),
     /// Tell the client to leave for this reason, then end.
     Close(proto::DisconnectReason),
+    /// The client resumes its session on a new websocket.
+    Resume(Box<Resume>),
+}
+
+/// A resume handed to the participant it resumes.
+pub(super) struct Resume {
+    /// The new signalling websocket.
+    pub ws: SignalWs,
+    /// The resuming request, as admitted.
+    pub admission: Admission,
+}
+
+impl std::fmt::Debug for Resume {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resume")
+            .field("sid", &self.admission.resumed_sid)
+            .finish_non_exhaustive()
+    }
 }
 
 struct Member {
@@ -180,6 +200,42 @@ impl Registry {
         if room.members.is_empty() {
             rooms.remove(room_name);
         }
+    }
+
+    /// Hands a resume to the participant of `identity` in `room_name`; gives it back when
+    /// there is none (it left, or its task is ending), to be refused.
+    pub(super) fn hand_over(
+        &self,
+        room_name: &str,
+        identity: &str,
+        resume: Box<Resume>,
+    ) -> Result<(), Box<Resume>> {
+        let rooms = self.lock();
+        let Some(member) = rooms
+            .get(room_name)
+            .and_then(|room| room.members.iter().find(|m| m.info.identity == identity))
+        else {
+            return Err(resume);
+        };
+        match member.tx.send(Outbound::Resume(resume)) {
+            Err(e) => match e.0 {
+                Outbound::Resume(resume) => Err(resume),
+                _ => Ok(()),
+            },
+            Ok(()) => Ok(()),
+        }
+    }
+
+    /// The room and every visible participant in it (the resuming one included), for the
+    /// snapshot a resumed participant is sent.
+    pub(super) fn room_snapshot(
+        &self,
+        room_name: &str,
+    ) -> Option<(proto::Room, Vec<proto::ParticipantInfo>)> {
+        let rooms = self.lock();
+        let room = rooms.get(room_name)?;
+        let infos = room.visible().map(|m| m.info.clone()).collect();
+        Some((room.to_proto(room_name), infos))
     }
 
     /// Forwards a data packet from `sender_sid` to the other members of the room: those named

@@ -149,7 +149,11 @@ fn engines_talk_through_the_sfu(single_pc: bool) {
     assert_eq!(seen.attributes["lk.agent.name"], "sim-worker");
     assert_eq!(seen.metadata, "robot-meta");
     assert!(seen.sid.starts_with("PA_"), "{seen:?}");
-    assert_eq!(seen.client_protocol, 1, "client protocol carried for RPC v2");
+    assert_eq!(
+        seen.client_protocol,
+        crate::live::signal::CLIENT_PROTOCOL,
+        "client protocol carried for RPC v2"
+    );
     // The robot is told about the user by a broadcast.
     let RoomEvent::ParticipantJoined(seen) = wait_event(
         &robot,

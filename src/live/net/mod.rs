@@ -17,8 +17,6 @@
 //! that connection dropped (a later check opens a new one), never fatal to the room.
 
 pub(crate) mod tcp;
-#[allow(dead_code)] // TURN (issue 10, second half): parsed, not wired yet.
-pub(crate) mod turn;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -222,17 +220,19 @@ impl fmt::Debug for Paths {
 }
 
 impl Paths {
-    /// Binds the UDP socket (if enabled) on the local address whose route reaches the server
-    /// of `url`, and prepares the TCP candidate on the same IP.
-    pub async fn open(url: &str, options: PathOptions) -> Result<Paths, LiveError> {
-        let ip = local_ip_towards(url).await?;
-        Self::on_ip(ip, options).await
+    /// Binds the UDP socket (if enabled) on the local address whose route reaches `server`,
+    /// and prepares the TCP candidate on the same IP. Synchronous (no DNS): a full reconnect
+    /// opens new paths inside the engine's loop. Needs a tokio runtime context.
+    pub fn towards(server: SocketAddr, options: PathOptions) -> Result<Paths, LiveError> {
+        Self::on_ip(local_ip_towards(server)?, options)
     }
 
-    /// Like [`Paths::open`], on a given local IP.
-    pub async fn on_ip(ip: IpAddr, options: PathOptions) -> Result<Paths, LiveError> {
+    /// Like [`Paths::towards`], on a given local IP.
+    pub fn on_ip(ip: IpAddr, options: PathOptions) -> Result<Paths, LiveError> {
         let udp = if options.udp {
-            Some(UdpSocket::bind(SocketAddr::new(ip, 0)).await?)
+            let socket = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))?;
+            socket.set_nonblocking(true)?;
+            Some(UdpSocket::from_std(socket)?)
         } else {
             None
         };
@@ -500,25 +500,15 @@ async fn recv_udp(socket: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result
     }
 }
 
-/// The local IP whose route reaches the server of `url` (a connected UDP probe, nothing sent).
-pub async fn local_ip_towards(url: &str) -> Result<IpAddr, LiveError> {
-    let u = url::Url::parse(url).map_err(|e| LiveError::InvalidUrl(e.to_string()))?;
-    let host = u
-        .host_str()
-        .ok_or_else(|| LiveError::InvalidUrl("missing host".into()))?;
-    let port = u.port_or_known_default().unwrap_or(443);
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let target = tokio::net::lookup_host((host, port))
-        .await?
-        .next()
-        .ok_or_else(|| LiveError::InvalidUrl("host does not resolve".into()))?;
-    let any: SocketAddr = if target.is_ipv4() {
+/// The local IP whose route reaches `server` (a connected UDP probe, nothing sent).
+fn local_ip_towards(server: SocketAddr) -> Result<IpAddr, LiveError> {
+    let any: SocketAddr = if server.is_ipv4() {
         (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
     } else {
         (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
     };
-    let probe = UdpSocket::bind(any).await?;
-    probe.connect(target).await?;
+    let probe = std::net::UdpSocket::bind(any)?;
+    probe.connect(server)?;
     Ok(probe.local_addr()?.ip())
 }
 
@@ -551,7 +541,7 @@ mod tests {
     #[test]
     fn udp_goes_to_the_socket_and_comes_back_with_its_addresses() {
         runtime().block_on(async {
-            let mut paths = Paths::on_ip(loopback(), PathOptions::default()).await.unwrap();
+            let mut paths = Paths::on_ip(loopback(), PathOptions::default()).unwrap();
             let local = paths.local_candidates();
             assert_eq!(local.tcp, Some(SocketAddr::new(loopback(), TCP_ACTIVE_PORT)));
             let udp_local = local.udp.unwrap();
@@ -596,7 +586,7 @@ mod tests {
                 udp: false,
                 ..PathOptions::default()
             };
-            let mut paths = Paths::on_ip(loopback(), options).await.unwrap();
+            let mut paths = Paths::on_ip(loopback(), options).unwrap();
             let tcp_local = paths.local_candidates().tcp.unwrap();
             assert_eq!(paths.local_candidates().udp, None);
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -638,7 +628,7 @@ mod tests {
     #[test]
     fn a_refused_tcp_path_is_reported_and_never_fatal() {
         runtime().block_on(async {
-            let mut paths = Paths::on_ip(loopback(), PathOptions::default()).await.unwrap();
+            let mut paths = Paths::on_ip(loopback(), PathOptions::default()).unwrap();
             let closed = {
                 let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
                 l.local_addr().unwrap()
@@ -703,7 +693,7 @@ mod tests {
                 udp: false,
                 ..PathOptions::default()
             };
-            let paths = Paths::on_ip(loopback(), options).await.unwrap();
+            let paths = Paths::on_ip(loopback(), options).unwrap();
             assert_eq!(
                 describe_attempts(&paths.attempts()),
                 "UDP: disabled; TCP: the server offered no candidate"

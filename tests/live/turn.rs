@@ -1,0 +1,181 @@
+//! The TURN client against livekit-server's embedded TURN: the credentials of a real join
+//! response allocate a relayed address over UDP and over TLS (a test certificate trusted as an
+//! extra root), and a datagram goes to a loopback echo peer and back through it, by Send
+//! indication and then through a bound channel (odd sizes: TCP pads ChannelData). A wrong
+//! credential fails as an authentication failure, not a timeout; an untrusted certificate as
+//! a TLS failure.
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use livekit_protocol::signal_response::Message as Resp;
+use menlo_robot_sdk::__turn::{
+    turn_servers, TurnAllocation, TurnError, TurnOptions, TurnServer, TurnTransport,
+};
+
+use crate::live_common::{LiveKit, TurnPorts};
+
+/// A livekit-server with TURN on, the test certificate's DER, and the TURN ports.
+fn server_with_turn() -> (LiveKit, Vec<u8>, TurnPorts) {
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let (server, ports) =
+        LiveKit::start_with_turn("127.0.0.1", &cert.cert.pem(), &cert.signing_key.serialize_pem());
+    (server, cert.cert.der().to_vec(), ports)
+}
+
+/// Joins `room` over signalling only and returns the join response's TURN servers; the
+/// websocket stays open (the participant stays in the room) until the returned guard drops.
+async fn join_for_turn_servers(
+    server: &LiveKit,
+    room: &str,
+) -> (
+    Vec<TurnServer>,
+    tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+) {
+    use futures_util::StreamExt as _;
+    use prost::Message as _;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let token = server.token(room, "turn-tester", false, &[]);
+    let mut request = format!("{}/rtc?protocol=16&sdk=rust", server.url)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let tcp = tokio::net::TcpStream::connect(server.url.trim_start_matches("ws://"))
+        .await
+        .unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(request, tcp).await.unwrap();
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a join response within 10 s")
+            .expect("signal connection open")
+            .unwrap();
+        let response = livekit_protocol::SignalResponse::decode(frame.into_data().as_ref()).unwrap();
+        if let Some(Resp::Join(join)) = response.message {
+            let (servers, _skipped) = turn_servers(&join.ice_servers);
+            return (servers, ws);
+        }
+    }
+}
+
+/// A UDP peer on loopback that sends every datagram back, and reports whom it came from.
+async fn echo_peer() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<SocketAddr>) {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let (seen, sources) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 2048];
+        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+            let _ = seen.send(from);
+            let _ = socket.send_to(&buf[..n], from).await;
+        }
+    });
+    (addr, sources)
+}
+
+/// Sends `payload` through the relay and waits for the echo (re-sent each second, as ICE
+/// would: the first may race the permission).
+async fn round_trip(allocation: &mut TurnAllocation, peer: SocketAddr, payload: &[u8]) {
+    for _ in 0..5 {
+        allocation.send_to(peer, payload.to_vec()).unwrap();
+        if let Ok(reply) = tokio::time::timeout(Duration::from_secs(1), allocation.recv()).await {
+            let reply = reply.unwrap();
+            assert_eq!(reply.peer, peer);
+            assert_eq!(reply.data, payload);
+            return;
+        }
+    }
+    panic!("no echo through {allocation:?}");
+}
+
+async fn relay_through(server: &TurnServer, options: &TurnOptions) {
+    let (peer, mut sources) = echo_peer().await;
+    let mut allocation = TurnAllocation::allocate(server, options).await.unwrap();
+    assert_eq!(allocation.transport(), server.url.transport);
+    assert_eq!(allocation.relayed_addr().ip(), std::net::Ipv4Addr::LOCALHOST);
+    assert!(allocation.create_permission(peer.ip()).installed().await);
+
+    round_trip(&mut allocation, peer, b"through a send indication").await;
+    assert_eq!(
+        sources.recv().await,
+        Some(allocation.relayed_addr()),
+        "the peer sees the relayed address"
+    );
+
+    allocation.bind_channel(peer);
+    // Odd sizes too: ChannelData over TCP/TLS is padded to 4 bytes.
+    for i in 0..20u8 {
+        round_trip(&mut allocation, peer, &vec![i; 97 + usize::from(i)]).await;
+    }
+}
+
+#[test]
+fn turn_relays_over_udp_and_tls_with_the_join_credentials() {
+    let (server, cert_der, ports) = server_with_turn();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let (servers, _signal) = join_for_turn_servers(&server, "turn-relay").await;
+        let udp = servers
+            .iter()
+            .find(|s| s.url.transport == TurnTransport::Udp)
+            .expect("a turn: UDP server");
+        let tls = servers
+            .iter()
+            .find(|s| s.url.transport == TurnTransport::Tls)
+            .expect("a turns: server");
+        assert_eq!((udp.url.host.as_str(), udp.url.port), ("127.0.0.1", ports.udp));
+        // LiveKit always advertises 443 (it assumes a TLS front); the SDK uses the URL's port,
+        // so the test points it at the real listener.
+        assert_eq!((tls.url.host.as_str(), tls.url.port), ("127.0.0.1", 443));
+        let tls = tls.clone().with_port(ports.tls);
+
+        let options = TurnOptions::new(&[cert_der]).unwrap();
+        relay_through(udp, &options).await;
+        relay_through(&tls, &options).await;
+    });
+}
+
+#[test]
+fn turn_with_a_wrong_credential_fails_as_auth_not_timeout() {
+    let (server, cert_der, ports) = server_with_turn();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let (servers, _signal) = join_for_turn_servers(&server, "turn-auth").await;
+        let options = TurnOptions::new(&[cert_der]).unwrap();
+        for server in servers {
+            let server = match server.url.transport {
+                TurnTransport::Tls => server.with_port(ports.tls),
+                _ => server,
+            };
+            let wrong = server.with_credential("not-the-credential");
+            let started = std::time::Instant::now();
+            let error = TurnAllocation::allocate(&wrong, &options).await.unwrap_err();
+            assert!(matches!(error, TurnError::AuthFailed { .. }), "{error}");
+            assert!(error.to_string().contains("authentication failed"), "{error}");
+            assert!(!error.to_string().contains("not-the-credential"));
+            assert!(
+                started.elapsed() < options.allocate_timeout,
+                "answered, not waited out"
+            );
+        }
+    });
+}
+
+#[test]
+fn turns_with_an_untrusted_certificate_fails_as_tls() {
+    let (server, _cert_der, ports) = server_with_turn();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let (servers, _signal) = join_for_turn_servers(&server, "turn-tls").await;
+        let tls = servers
+            .into_iter()
+            .find(|s| s.url.transport == TurnTransport::Tls)
+            .unwrap();
+        let options = TurnOptions::new(&[]).unwrap();
+        let error = TurnAllocation::allocate(&tls.with_port(ports.tls), &options)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, TurnError::TlsFailed { .. }), "{error}");
+    });
+}
