@@ -299,6 +299,12 @@ impl Room {
             "server_leave" => Scenario::ServerLeave(true),
             "disconnect_signal_on_resume" => Scenario::DisconnectSignalOnResume(true),
             "disconnect_signal_on_resume_no_messages" => Scenario::DisconnectSignalOnResumeNoMessages(true),
+            "switch_candidate_protocol_tcp" => {
+                Scenario::SwitchCandidateProtocol(livekit_protocol::CandidateProtocol::Tcp as i32)
+            }
+            "switch_candidate_protocol_udp" => {
+                Scenario::SwitchCandidateProtocol(livekit_protocol::CandidateProtocol::Udp as i32)
+            }
             _ => return false,
         };
         self.send(Command::Simulate(scenario))

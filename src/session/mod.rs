@@ -501,7 +501,7 @@ impl Session {
     }
 
     /// Test hook: asks livekit-server to simulate a scenario (e.g. `node_failure`,
-    /// `server_leave`); false for an unknown name.
+    /// `server_leave`, `switch_candidate_protocol_tcp`); false for an unknown name.
     #[doc(hidden)]
     pub fn simulate_scenario_for_test(&self, scenario: &str) -> bool {
         self.shared.room.simulate_for_test(scenario)

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::live_common::{Backend, LiveKit, Platform};
 use menlo_robot_sdk::{
-    connect, CaptureOptions, ConnectOptions, OutgoingStream, RpcError, RuntimeHost, StateReply,
+    connect, CaptureOptions, ConnectOptions, OutgoingStream, RpcError, RuntimeHost, Session, StateReply,
 };
 use serde_json::{json, Value};
 
@@ -66,6 +66,28 @@ pub fn serve_state_and_camera(host: &Arc<RuntimeHost>, frame: Vec<u8>) {
     });
 }
 
+/// A server whose ICE-TCP candidates the client can reach on this machine: the embedded SFU
+/// (it listens on loopback), or a livekit-server announcing the machine's primary IPv4
+/// (`None`, after printing why the test is skipped, when there is none, e.g. in a bare
+/// container).
+fn server_for_ice_tcp() -> Option<LiveKit> {
+    if Backend::from_env() == Backend::Embedded {
+        return Some(LiveKit::start());
+    }
+    let server = LiveKit::start_for_ice_tcp();
+    if server.is_none() {
+        eprintln!("skipped: no non-loopback IPv4 address for livekit-server's ICE-TCP candidates");
+    }
+    server
+}
+
+/// The transport of the pair livekit-server selected for the latest `controller-` participant.
+fn server_selected_transport(livekit: &LiveKit) -> String {
+    crate::live_common::wait_until(Duration::from_secs(10), "the server's selected pair", || {
+        selected_transport(livekit, "controller-")
+    })
+}
+
 pub fn simplesim_over_tcp() -> ConnectOptions {
     ConnectOptions::new()
         .worker_names(Vec::<String>::new())
@@ -75,12 +97,7 @@ pub fn simplesim_over_tcp() -> ConnectOptions {
 
 #[test]
 fn without_udp_the_session_connects_over_ice_tcp_and_rpc_and_a_720p_frame_work() {
-    if Backend::from_env() == Backend::Embedded {
-        eprintln!("skipped: the embedded SFU has no ICE-TCP listener yet");
-        return;
-    }
-    let Some(livekit) = LiveKit::start_for_ice_tcp() else {
-        eprintln!("skipped: no non-loopback IPv4 address for the server's ICE-TCP candidates");
+    let Some(livekit) = server_for_ice_tcp() else {
         return;
     };
     let p = Platform::on_livekit(livekit);
@@ -96,11 +113,15 @@ fn without_udp_the_session_connects_over_ice_tcp_and_rpc_and_a_720p_frame_work()
         )
     });
     eprintln!("connected over ICE-TCP in {:?}", started.elapsed());
-    let transport =
-        crate::live_common::wait_until(Duration::from_secs(10), "the server's selected pair", || {
-            selected_transport(&p.livekit, "controller-")
-        });
-    assert_eq!(transport, "tcp4", "the server selected a TCP pair");
+    // Without UDP the client offers no UDP candidate at all; livekit-server also says which
+    // pair it selected.
+    if Backend::from_env() == Backend::LiveKitServer {
+        assert_eq!(
+            server_selected_transport(&p.livekit),
+            "tcp4",
+            "the server selected a TCP pair"
+        );
+    }
     for _ in 0..5 {
         match session.state().get("robot_status").unwrap() {
             StateReply::RobotStatus(state) => assert_eq!(state.robot.entity_id, "robot_1"),
@@ -109,8 +130,99 @@ fn without_udp_the_session_connects_over_ice_tcp_and_rpc_and_a_720p_frame_work()
     }
     let jpeg = session.get_vision("pov", &CaptureOptions::new()).unwrap();
     assert!(jpeg == frame, "the 1280×720 frame arrives intact over TCP");
+
+    // A 2 s cut (every packet and signal frame dropped both ways) is recovered over TCP.
+    session.cut_link_for_test(Duration::from_secs(2));
+    let restored = Instant::now() + Duration::from_secs(2);
+    std::thread::sleep(Duration::from_secs(2));
+    let recovered = read_again_within(&session, Duration::from_secs(30));
+    eprintln!(
+        "ICE-TCP, 2 s cut: first read succeeded {:?} after the restore",
+        recovered.saturating_duration_since(restored)
+    );
+    let jpeg = session.get_vision("pov", &CaptureOptions::new()).unwrap();
+    assert!(jpeg == frame, "a frame after the cut arrives intact over TCP");
     session.disconnect().unwrap();
     assert!(started.elapsed() < Duration::from_secs(120));
+}
+
+/// Reads `robot_status` until one succeeds (each read bounded by the session's call timeout);
+/// returns when it did. Panics after `limit`.
+fn read_again_within(session: &Session, limit: Duration) -> Instant {
+    let deadline = Instant::now() + limit;
+    loop {
+        match session.state().get("robot_status") {
+            Ok(StateReply::RobotStatus(state)) => {
+                assert_eq!(state.robot.entity_id, "robot_1");
+                return Instant::now();
+            }
+            Ok(other) => panic!("typed robot status expected, got {other:?}"),
+            Err(e) => {
+                assert!(Instant::now() < deadline, "no read within {limit:?}: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// `switch_candidate_protocol` TCP (the server prefers TCP candidates from its next ICE
+/// restart on), then a 5 s cut that the session recovers with an ICE restart: the session keeps
+/// working, over TCP (new ICE-TCP connections for the new ICE generation).
+#[test]
+fn after_switching_to_tcp_candidates_an_ice_restart_keeps_the_session_working_over_tcp() {
+    let Some(livekit) = server_for_ice_tcp() else {
+        return;
+    };
+    let p = Platform::on_livekit(livekit);
+    let runtime = Arc::new(p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]));
+    let frame = frame_720p();
+    serve_state_and_camera(&runtime, frame.clone());
+    let options = ConnectOptions::new()
+        .worker_names(Vec::<String>::new())
+        .runtime_identity_prefix("simplesim");
+    let session = connect(&p.client, &p.robot_id, options).unwrap();
+    read_again_within(&session, Duration::from_secs(10));
+    let livekit_server = Backend::from_env() == Backend::LiveKitServer;
+    if livekit_server {
+        assert_eq!(
+            server_selected_transport(&p.livekit),
+            "udp4",
+            "UDP first, while it works"
+        );
+    }
+
+    assert!(session.simulate_scenario_for_test("switch_candidate_protocol_tcp"));
+    // The request goes out on the signal connection before the cut drops it.
+    std::thread::sleep(Duration::from_millis(500));
+    read_again_within(&session, Duration::from_secs(10));
+    session.cut_link_for_test(Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs(5));
+    let recovered = read_again_within(&session, Duration::from_secs(40));
+    let reconnects = session.reconnects_for_test();
+    eprintln!(
+        "after switch_candidate_protocol TCP and a 5 s cut: recoveries {reconnects:?}, read at {recovered:?}"
+    );
+    for _ in 0..5 {
+        read_again_within(&session, Duration::from_secs(10));
+    }
+    let jpeg = session.get_vision("pov", &CaptureOptions::new()).unwrap();
+    assert!(
+        jpeg == frame,
+        "the 1280×720 frame arrives intact after the switch"
+    );
+    if livekit_server {
+        let log = p.livekit.server_log();
+        let tcp_after_switch = log
+            .lines()
+            .skip_while(|l| !l.contains("simulating switch candidate protocol"))
+            .filter_map(|l| l.split_once("\"newPair\"").map(|(_, pair)| pair.to_owned()))
+            .any(|pair| pair.contains("\"localProtocol\": \"tcp\""));
+        assert!(
+            tcp_after_switch,
+            "the server selected a TCP pair after the switch:\n{log}"
+        );
+    }
+    session.disconnect().unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
