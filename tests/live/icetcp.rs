@@ -165,6 +165,36 @@ fn read_again_within(session: &Session, limit: Duration) -> Instant {
     }
 }
 
+/// A full reconnect (`node_failure`: the server forgets the participant) with UDP off: the new
+/// link opens new ICE-TCP connections and calls work over them.
+#[test]
+fn without_udp_a_full_reconnect_rejoins_over_new_tcp_connections() {
+    let Some(livekit) = server_for_ice_tcp() else {
+        return;
+    };
+    let p = Platform::on_livekit(livekit);
+    let runtime = Arc::new(p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]));
+    serve_state_and_camera(&runtime, frame_720p());
+    let session = connect(&p.client, &p.robot_id, simplesim_over_tcp()).unwrap();
+    read_again_within(&session, Duration::from_secs(10));
+    assert!(session.simulate_scenario_for_test("node_failure"));
+    let rejoined = crate::live_common::wait_until(Duration::from_secs(20), "a full reconnect", || {
+        session.reconnects_for_test().first().copied()
+    });
+    assert!(!rejoined.0, "the server forgot the participant: a full reconnect");
+    for _ in 0..3 {
+        read_again_within(&session, Duration::from_secs(10));
+    }
+    if Backend::from_env() == Backend::LiveKitServer {
+        assert_eq!(
+            server_selected_transport(&p.livekit),
+            "tcp4",
+            "the rejoin selected a TCP pair"
+        );
+    }
+    session.disconnect().unwrap();
+}
+
 /// `switch_candidate_protocol` TCP (the server prefers TCP candidates from its next ICE
 /// restart on), then a 5 s cut that the session recovers with an ICE restart: the session keeps
 /// working, over TCP (new ICE-TCP connections for the new ICE generation).
