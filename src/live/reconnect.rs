@@ -42,6 +42,11 @@ pub struct ReconnectConfig {
     pub reconnect_timeout: Duration,
     /// Start a new attempt this often while none succeeded.
     pub attempt_interval: Duration,
+    /// After an attempt failed without reaching the server (refused, network unreachable),
+    /// the next may start this soon: such failures cost nothing, and with the interface down
+    /// every attempt fails at once, so this bounds the wait between the path's return and the
+    /// attempt that finds it.
+    pub unreachable_retry: Duration,
     /// An attempt that has not been answered (ReconnectResponse / JoinResponse) by then fails.
     pub attempt_timeout: Duration,
     /// Resume attempts running at the same time (rejoins never overlap).
@@ -65,6 +70,7 @@ impl Default for ReconnectConfig {
         ReconnectConfig {
             reconnect_timeout: Duration::from_secs(60),
             attempt_interval: Duration::from_secs(1),
+            unreachable_retry: Duration::from_millis(250),
             attempt_timeout: Duration::from_secs(3),
             max_attempts_in_flight: 2,
             transport_timeout: Duration::from_secs(5),
@@ -585,7 +591,10 @@ impl Reconnector {
                 self.close(out, format!("the server refused the token: {detail}"));
                 return;
             }
-            AttemptError::Unreachable(detail) => self.note_error(&detail),
+            AttemptError::Unreachable(detail) => {
+                self.note_error(&detail);
+                self.next_attempt_at = self.next_attempt_at.min(now + self.cfg.unreachable_retry);
+            }
             AttemptError::Failed(detail) => {
                 self.note_error(&detail);
                 if self.phase == Phase::Resuming {
@@ -798,9 +807,18 @@ mod tests {
     }
 
     impl Sim {
+        /// The machine on a plain one-attempt-a-second cadence (no quicker retry after an
+        /// unreachable server), which most tests count on.
         fn connected() -> Sim {
+            Sim::connected_with(ReconnectConfig {
+                unreachable_retry: ReconnectConfig::default().attempt_interval,
+                ..ReconnectConfig::default()
+            })
+        }
+
+        fn connected_with(cfg: ReconnectConfig) -> Sim {
             let t0 = Instant::now();
-            let mut r = Reconnector::new(ReconnectConfig::default(), t0);
+            let mut r = Reconnector::new(cfg, t0);
             assert_eq!(r.state(), LinkState::Connecting);
             assert!(r.handle(t0, Input::Established).is_empty());
             assert_eq!(r.state(), LinkState::Connected);
@@ -1484,5 +1502,53 @@ mod tests {
             .count();
         let rejoins = kinds.len() - resumes;
         assert_eq!((resumes, rejoins), (20, 21), "{kinds:?}");
+    }
+
+    #[test]
+    fn with_the_interface_down_attempts_repeat_every_quarter_second_and_the_return_is_found_at_once() {
+        let mut s = Sim::connected_with(ReconnectConfig::default());
+        let mut actions = s.input(ms(0), Input::SignalLost { detail: "x".into() });
+        let mut next_id = 1;
+        let mut starts = Vec::new();
+        let mut now = ms(0);
+        // Down for 10 s: every attempt fails at once.
+        while now < ms(10_000) {
+            while let Some(id) = actions.iter().find_map(|a| match a {
+                Action::StartAttempt { id, .. } => Some(*id),
+                _ => None,
+            }) {
+                assert_eq!(id, next_id);
+                next_id += 1;
+                starts.push(now);
+                actions = s.input(
+                    now,
+                    Input::AttemptFailed {
+                        id,
+                        error: AttemptError::Unreachable("network unreachable".into()),
+                    },
+                );
+            }
+            now += ms(10);
+            actions = s.to(now).into_iter().map(|(_, a)| a).collect();
+        }
+        // About four a second (not one), none faster than the retry delay.
+        assert!(
+            (38..=42).contains(&starts.len()),
+            "{} attempts: {starts:?}",
+            starts.len()
+        );
+        assert!(starts.windows(2).all(|w| w[1] - w[0] >= ms(250)), "{starts:?}");
+        // The interface is back at 10 s: the next attempt starts within the retry delay.
+        let first_after = loop {
+            if !started(&actions).is_empty() {
+                break now;
+            }
+            now += ms(10);
+            actions = s.to(now).into_iter().map(|(_, a)| a).collect();
+            if !started(&actions).is_empty() {
+                break now;
+            }
+        };
+        assert!(first_after <= ms(10_260), "{first_after:?}");
     }
 }
