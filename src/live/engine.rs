@@ -10,8 +10,8 @@
 //! states, the call ledger) and the replaceable [`Link`] (websocket, network paths — UDP
 //! socket, ICE-TCP connections: [`crate::live::net`] — and str0m peer(s)). A resume replaces
 //! the link's websocket and restarts ICE when the data path was lost; a full reconnect replaces
-//! the whole link. Connection attempts run on tasks of their own, up to the server's answer. Commands made while the link is being replaced are held and
-//! sent once it is back.
+//! the whole link. Connection attempts run on tasks of their own, up to the server's answer.
+//! Commands made while the link is being replaced are held and sent once it is back.
 
 use crate::live::error::{LiveError, RpcError, RpcErrorCode};
 use crate::live::liveness::{Liveness, LivenessConfig, LivenessEvent};
