@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Network-namespace measurements (issue 9): the harness tests, then the link-cut table of
+# Network-namespace measurements (issues 9, 10): the harness tests, the ICE-TCP tests, then the link-cut table of
 # examples/bench_linkcut.rs (the official Python client next to this SDK's Session).
 # Needs root and iproute2; .ci/run calls it last (it skips without root). Arguments go to bench_linkcut, e.g.
 #   bash .ci/netns.sh --cuts 2,20 --modes blackhole
@@ -17,4 +17,6 @@ fi
 ip netns del "$probe"
 export LIVEKIT_SERVER_BIN="${LIVEKIT_SERVER_BIN:-${MENLO_TOOLS_DIR:-$HOME/.local/share/menlo-robot-sdk/bin}/livekit-server}"
 MENLO_NETNS=1 cargo test --all-features --test live netns::
+# ICE over TCP (issue 10): UDP blocked => TCP; everything blocked => an error naming each path.
+MENLO_NETNS=1 cargo test --all-features --test live icetcp::netns_ -- --test-threads=1 --nocapture
 cargo run --quiet --release --example bench_linkcut --features livekit,dev -- "$@"

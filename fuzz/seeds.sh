@@ -111,6 +111,13 @@ seed runtime_resolve simplesim '{"required":{"robot":{"min_count":1},"controller
 seed runtime_resolve none '{"required":{},"participants":[{"identity":"viewer","kind":"standard"}]}'
 seed runtime_resolve dup '{"required":{"rcw":{"min_count":2}},"participants":[{"identity":"rcw","kind":"agent"},{"identity":"rcw","kind":"standard"},{"identity":"rcw:1","kind":"standard"},{"identity":"rcw-2","kind":"agent"}],"prefix":"rcw"}'
 
+
+# --- ice_tcp_framing: [read length, that many stream bytes]… (RFC 4571 frames) -----------
+seedb ice_tcp_framing stun_one_read '\x0a\x00\x08\x00\x01\x00\x00\x21\x12\xa4\x42'
+seedb ice_tcp_framing split_prefix '\x01\x00\x03\x03\x16\xfe\xfd'
+seedb ice_tcp_framing two_frames_and_empty '\x09\x00\x01\x01\x00\x00\x00\x02\x17\x01'
+seedb ice_tcp_framing not_ice '\x06\x00\x04GET '
+
 # --- turn: ICE server URLs as LiveKit sends them, and malformed ones (one per line) -------
 seed turn livekit_udp 'turn:10.0.0.5:3478?transport=udp'
 seed turn livekit_tls 'turns:turn.example.com:443?transport=tcp'

@@ -7,14 +7,15 @@
 //!
 //! The task's state is split in two (design `docs/design/resilience.md` Part 2 §2): the
 //! long-lived [`Engine`] (RPC managers, participants, streams, sequence / replay / receive
-//! states, the call ledger) and the replaceable [`Link`] (websocket, UDP socket(s), str0m
-//! peer(s)). A resume replaces the link's websocket and restarts ICE when the data path was
-//! lost; a full reconnect replaces the whole link. Connection attempts run on tasks of their
-//! own, up to the server's answer. Commands made while the link is being replaced are held and
-//! sent once it is back.
+//! states, the call ledger) and the replaceable [`Link`] (websocket, network paths — UDP
+//! socket, ICE-TCP connections: [`crate::live::net`] — and str0m peer(s)). A resume replaces
+//! the link's websocket and restarts ICE when the data path was lost; a full reconnect replaces
+//! the whole link. Connection attempts run on tasks of their own, up to the server's answer.
+//! Commands made while the link is being replaced are held and sent once it is back.
 
 use crate::live::error::{LiveError, RpcError, RpcErrorCode};
 use crate::live::liveness::{Liveness, LivenessConfig, LivenessEvent};
+use crate::live::net::{self, PathOptions, Paths};
 use crate::live::participants::{Participant, ParticipantChange, ParticipantTracker};
 use crate::live::peer::{Peer, PeerOutput, StunTiming};
 use crate::live::reconnect::{
@@ -41,7 +42,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::net::UdpSocket;
 use tokio_tungstenite::tungstenite::Message;
 
 /// What a room's owner is told, on the executor, as it happens. Implementations must not
@@ -161,6 +161,8 @@ pub(crate) struct ConnectionConfig {
     pub stream_topics: Vec<String>,
     /// How long an interrupted link may take to come back before the room is disconnected.
     pub reconnect_timeout: Duration,
+    /// Which transports ICE may use (both by default; tests switch UDP off).
+    pub paths: PathOptions,
 }
 
 pub(crate) struct ConnectionIo {
@@ -405,34 +407,20 @@ async fn server_address(url: &str) -> Result<SocketAddr, LiveError> {
     Ok(target)
 }
 
-/// A UDP socket on port 0 of the local address used to reach `target` (the server).
-/// Synchronous (no DNS): a full reconnect binds new sockets inside the loop.
-fn bind_udp_towards(target: SocketAddr) -> Result<UdpSocket, LiveError> {
-    let any: SocketAddr = if target.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
-        .parse()
-        .map_err(|_| LiveError::InvalidUrl("addr".into()))?;
-    let probe = std::net::UdpSocket::bind(any)?;
-    probe.connect(target)?;
-    let local_ip = probe.local_addr()?.ip();
-    drop(probe);
-    let socket = std::net::UdpSocket::bind(SocketAddr::new(local_ip, 0))?;
-    socket.set_nonblocking(true)?;
-    Ok(UdpSocket::from_std(socket)?)
-}
-
-/// The replaceable part of a connection: the signal websocket, the socket(s) and the peer
-/// connection(s). A resume replaces only the websocket; a full reconnect replaces all of it.
-/// Every socket read and write goes through [`Link::transmit`] and [`recv_datagram`].
+/// The replaceable part of a connection: the signal websocket, the network paths (one
+/// [`Paths`] per peer) and the peer connection(s). A resume replaces only the websocket; a full
+/// reconnect replaces all of it (new paths: new UDP sockets, new ICE-TCP connections). Every
+/// packet sent or received goes through [`Link::transmit`] and [`recv_datagram`].
 struct Link {
     /// None once lost (until a resume or rejoin brings a new one).
     ws: Option<Ws>,
-    socket: UdpSocket,
+    paths: Paths,
     /// Publisher peer: our channels; in single-PC mode also the receive path.
     peer: Peer,
-    /// Dual-PC mode: the subscriber peer (created on the server's offer) and its socket.
+    /// Dual-PC mode: the subscriber peer (created on the server's offer) and its paths.
     dual: bool,
     sub: Option<Peer>,
-    sub_socket: Option<UdpSocket>,
+    sub_paths: Option<Paths>,
     /// Subscriber candidates trickled before the subscriber offer.
     early_sub_candidates: Vec<String>,
     pub_open: bool,
@@ -444,23 +432,22 @@ struct Link {
 }
 
 impl Link {
-    /// Binds the socket(s) towards `server`, creates the publisher peer and queues its offer.
-    fn open(server: SocketAddr, ws: Ws, dual: bool) -> Result<Link, LiveError> {
-        let socket = bind_udp_towards(server)?;
-        let local_addr = socket.local_addr()?;
-        let sub_socket = if dual {
-            Some(bind_udp_towards(server)?)
+    /// Opens the paths towards `server`, creates the publisher peer and queues its offer.
+    fn open(server: SocketAddr, ws: Ws, dual: bool, options: PathOptions) -> Result<Link, LiveError> {
+        let paths = Paths::towards(server, options)?;
+        let sub_paths = if dual {
+            Some(Paths::towards(server, options)?)
         } else {
             None
         };
-        let (peer, offer) = Peer::new_with_stun_timing(Instant::now(), local_addr, StunTiming::RESILIENT)?;
+        let (peer, offer) = Peer::new_on(Instant::now(), paths.local_candidates(), StunTiming::RESILIENT)?;
         let mut link = Link {
             ws: Some(ws),
-            socket,
+            paths,
             peer,
             dual,
             sub: None,
-            sub_socket,
+            sub_paths,
             early_sub_candidates: Vec::new(),
             pub_open: false,
             sub_open: false,
@@ -490,20 +477,20 @@ impl Link {
         self.pub_open && (!self.dual || self.sub_open)
     }
 
-    /// Sends a datagram of the publisher (or subscriber) peer.
-    async fn transmit(&self, subscriber: bool, dest: SocketAddr, data: &[u8]) {
+    /// Sends a packet of the publisher (or subscriber) peer on the path its transport names,
+    /// for the peer's current ICE generation (ICE-TCP opens new connections after a restart).
+    async fn transmit(&mut self, subscriber: bool, packet: &net::Datagram) {
         if self.is_cut() {
             return;
         }
-        let socket = if subscriber {
-            self.sub_socket.as_ref()
-        } else {
-            Some(&self.socket)
-        };
-        if let Some(socket) = socket {
-            if let Err(e) = socket.send_to(data, dest).await {
-                log::debug!("udp send to {dest} failed: {e}");
+        if subscriber {
+            let generation = self.sub.as_ref().map_or(0, Peer::ice_generation);
+            if let Some(paths) = self.sub_paths.as_mut() {
+                paths.send(packet, generation).await;
             }
+        } else {
+            let generation = self.peer.ice_generation();
+            self.paths.send(packet, generation).await;
         }
     }
 
@@ -529,8 +516,9 @@ impl Link {
     fn close(&mut self) {
         self.ws = None;
         self.peer.close();
-        while let PeerOutput::Transmit(dest, data) = self.peer.poll() {
-            let _ = self.socket.try_send_to(&data, dest);
+        let generation = self.peer.ice_generation();
+        while let PeerOutput::Transmit(packet) = self.peer.poll() {
+            self.paths.try_send(&packet, generation);
         }
         if let Some(sub) = self.sub.as_mut() {
             sub.close();
@@ -538,22 +526,17 @@ impl Link {
     }
 }
 
-/// A datagram read from one of a link's sockets (`subscriber`: from the subscriber socket).
-struct Datagram {
+/// A packet read from one of a link's paths (`subscriber`: from the subscriber's).
+struct Received {
     subscriber: bool,
-    result: std::io::Result<(usize, SocketAddr)>,
+    packet: net::Datagram,
 }
 
-/// Receives on the link's sockets (the one receive arm of the loop).
-async fn recv_datagram(
-    socket: &UdpSocket,
-    sub_socket: Option<&UdpSocket>,
-    buf: &mut [u8],
-    sub_buf: &mut [u8],
-) -> Datagram {
+/// Receives on the link's paths (the one receive arm of the loop). Cancel-safe.
+async fn recv_datagram(paths: &mut Paths, sub_paths: Option<&mut Paths>) -> Received {
     tokio::select! {
-        r = socket.recv_from(buf) => Datagram { subscriber: false, result: r },
-        r = recv_opt(sub_socket, sub_buf) => Datagram { subscriber: true, result: r },
+        packet = paths.recv() => Received { subscriber: false, packet },
+        packet = recv_opt(sub_paths) => Received { subscriber: true, packet },
     }
 }
 
@@ -644,7 +627,7 @@ impl Engine {
             join.ping_timeout
         );
         let opened = match server_address(&cfg.url).await {
-            Ok(server) => Link::open(server, ws, dual).map(|link| (server, link)),
+            Ok(server) => Link::open(server, ws, dual, cfg.paths).map(|link| (server, link)),
             Err(e) => Err(e),
         };
         let (server, link) = match opened {
@@ -819,9 +802,6 @@ impl Engine {
 
     /// Main loop; returns the disconnect reason.
     async fn run_loop(&mut self, connect_deadline: Instant) -> String {
-        // Datagrams are MTU-sized; a larger buffer only guards against truncation.
-        let mut buf = vec![0u8; 65_536];
-        let mut sub_buf = vec![0u8; if self.link.dual { 65_536 } else { 0 }];
         loop {
             if let Err(detail) = self.link.flush_signal().await {
                 if let Some(reason) = self.on_signal_lost(detail) {
@@ -841,9 +821,8 @@ impl Engine {
                         return reason;
                     }
                 }
-                d = recv_datagram(&self.link.socket, self.link.sub_socket.as_ref(), &mut buf, &mut sub_buf) => {
-                    let data = if d.subscriber { &sub_buf } else { &buf };
-                    if let Some(reason) = self.on_datagram(d, data) {
+                d = recv_datagram(&mut self.link.paths, self.link.sub_paths.as_mut()) => {
+                    if let Some(reason) = self.on_datagram(d) {
                         return reason;
                     }
                 }
@@ -858,6 +837,18 @@ impl Engine {
             if let Some(reason) = self.on_tick(connect_deadline).await {
                 return reason;
             }
+        }
+    }
+
+    /// Why connecting failed at the deadline: while ICE has found no working path, every path
+    /// tried and its outcome; once it had one, the data channel simply did not open in time.
+    fn connect_failure(&self) -> LiveError {
+        let link = &self.link;
+        if link.peer.ice_connected() || link.sub.as_ref().is_some_and(Peer::ice_connected) {
+            return LiveError::Timeout("WebRTC data channel");
+        }
+        LiveError::NoPath {
+            attempts: link.paths.attempts(),
         }
     }
 
@@ -904,7 +895,7 @@ impl Engine {
         }
         if !self.ready_sent {
             if now >= connect_deadline {
-                let _ = self.io.ready.send(Err(LiveError::Timeout("WebRTC data channel")));
+                let _ = self.io.ready.send(Err(self.connect_failure()));
                 return Some("connect timeout".into());
             }
             return None;
@@ -983,23 +974,16 @@ impl Engine {
         }
     }
 
-    fn on_datagram(&mut self, d: Datagram, data: &[u8]) -> Option<String> {
+    fn on_datagram(&mut self, d: Received) -> Option<String> {
         if self.link.is_cut() {
             return None;
         }
-        let (n, from) = match d.result {
-            Ok(v) => v,
-            Err(e) => {
-                log::debug!("udp recv error: {e}");
-                return None;
-            }
-        };
         let now = Instant::now();
         let accepted = match (d.subscriber, self.link.sub.as_mut()) {
-            (false, _) => self.link.peer.handle_receive(now, from, &data[..n]),
-            (true, Some(sub)) => sub.handle_receive(now, from, &data[..n]),
+            (false, _) => self.link.peer.handle_datagram(now, &d.packet),
+            (true, Some(sub)) => sub.handle_datagram(now, &d.packet),
             (true, None) => {
-                log::trace!("datagram before the subscriber offer");
+                log::trace!("packet before the subscriber offer");
                 Ok(false)
             }
         };
@@ -1026,7 +1010,7 @@ impl Engine {
     async fn drive_peer(&mut self) -> Result<Instant, String> {
         let pub_timeout = loop {
             match self.link.peer.poll() {
-                PeerOutput::Transmit(dest, data) => self.link.transmit(false, dest, &data).await,
+                PeerOutput::Transmit(packet) => self.link.transmit(false, &packet).await,
                 PeerOutput::Timeout(t) => break t,
                 other => self.on_peer_output(false, other)?,
             }
@@ -1034,7 +1018,7 @@ impl Engine {
         let mut timeout = pub_timeout;
         while let Some(sub) = self.link.sub.as_mut() {
             match sub.poll() {
-                PeerOutput::Transmit(dest, data) => self.link.transmit(true, dest, &data).await,
+                PeerOutput::Transmit(packet) => self.link.transmit(true, &packet).await,
                 PeerOutput::Timeout(t) => {
                     timeout = timeout.min(t);
                     break;
@@ -1172,11 +1156,10 @@ impl Engine {
         let answer = match link.sub.as_mut() {
             Some(sub) => sub.accept_offer(&o.sdp),
             None => {
-                let local = match link.sub_socket.as_ref().map(|s| s.local_addr()) {
-                    Some(Ok(a)) => a,
-                    _ => return Some("subscriber socket unavailable".into()),
+                let Some(locals) = link.sub_paths.as_ref().map(Paths::local_candidates) else {
+                    return Some("subscriber paths unavailable".into());
                 };
-                Peer::new_subscriber_with_stun_timing(now, local, &o.sdp, StunTiming::RESILIENT).map(
+                Peer::new_subscriber_on(now, locals, &o.sdp, StunTiming::RESILIENT).map(
                     |(mut sub, answer)| {
                         for c in link.early_sub_candidates.drain(..) {
                             if let Err(e) = sub.add_remote_candidate(&c) {
@@ -1499,7 +1482,7 @@ impl Engine {
     /// yet written to the old peer go out on the new one; calls written but not acknowledged
     /// fail with `CONNECTION_LOST`.
     fn adopt_join(&mut self, id: AttemptId, ws: Ws, join: proto::JoinResponse) -> Option<Input> {
-        let new_link = match Link::open(self.server, ws, self.link.dual) {
+        let new_link = match Link::open(self.server, ws, self.link.dual, self.cfg.paths) {
             Ok(link) => Link {
                 cut_until: self.link.cut_until,
                 ..link
@@ -1809,10 +1792,10 @@ fn spawn_incoming_streams(
     input
 }
 
-/// Receives on an optional socket; pends forever without one.
-async fn recv_opt(sock: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
-    match sock {
-        Some(s) => s.recv_from(buf).await,
+/// Receives on optional paths; pends forever without them.
+async fn recv_opt(paths: Option<&mut Paths>) -> net::Datagram {
+    match paths {
+        Some(p) => p.recv().await,
         None => std::future::pending().await,
     }
 }

@@ -38,6 +38,17 @@ pub enum LiveError {
     /// An argument was rejected before anything was sent.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// No network path to the server worked within the connect timeout. Lists every path
+    /// tried (UDP first, then ICE over TCP) and why each failed; addresses only, never
+    /// credentials.
+    #[error(
+        "no network path to the server: {}",
+        crate::live::net::describe_attempts(attempts)
+    )]
+    NoPath {
+        /// Each path and its outcome.
+        attempts: Vec<crate::live::net::PathAttempt>,
+    },
 }
 
 /// The code of an [`RpcError`]: LiveKit's built-in codes by name, any other by number.

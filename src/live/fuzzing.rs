@@ -69,6 +69,44 @@ pub fn network_frame(bytes: &[u8]) {
     rpc.fail_all_pending();
 }
 
+/// Feeds `bytes` to the ICE-TCP (RFC 4571) deframer as a TCP stream cut into reads at
+/// boundaries taken from the input itself; returns the packets it yielded before the end or
+/// its first error. Checks: every packet is 1..=65535 bytes, and re-framing the packets and
+/// deframing them again in one read gives the same packets. Must never panic.
+pub fn ice_tcp_stream(bytes: &[u8]) -> Vec<Vec<u8>> {
+    use crate::live::net::tcp::{encode, Deframer, MAX_FRAME_LEN};
+    let mut deframer = Deframer::new();
+    let mut packets = Vec::new();
+    let mut rest = bytes;
+    'reads: while let Some((&cut, tail)) = rest.split_first() {
+        let n = usize::from(cut).min(tail.len());
+        let (read, after) = tail.split_at(n);
+        rest = after;
+        deframer.push(read);
+        loop {
+            match deframer.next_packet() {
+                Ok(Some(p)) => packets.push(p),
+                Ok(None) => break,
+                Err(_) => break 'reads,
+            }
+        }
+    }
+    let mut reframed = Vec::new();
+    for p in &packets {
+        assert!(!p.is_empty() && p.len() <= MAX_FRAME_LEN);
+        encode(p, &mut reframed).expect("a deframed packet fits a frame");
+    }
+    let mut again = Deframer::new();
+    again.push(&reframed);
+    let mut round_trip = Vec::new();
+    while let Ok(Some(p)) = again.next_packet() {
+        round_trip.push(p);
+    }
+    assert_eq!(round_trip, packets, "re-framed packets deframe to themselves");
+    assert_eq!(again.buffered(), 0);
+    packets
+}
+
 /// The TURN servers of `bytes` read as a protobuf `JoinResponse`, if they decode as one.
 pub fn join_turn_servers(bytes: &[u8]) -> Option<(Vec<turn::TurnServer>, Vec<turn::IceUrlError>)> {
     let join = proto::JoinResponse::decode(bytes).ok()?;

@@ -14,6 +14,7 @@ pub(crate) mod error;
 pub(crate) mod executor;
 #[cfg(fuzzing)]
 pub mod fuzzing;
+pub(crate) mod net;
 pub(crate) mod participants;
 pub(crate) mod peer;
 pub(crate) mod queue;

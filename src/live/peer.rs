@@ -1,17 +1,19 @@
 //! The WebRTC side: a str0m peer connection carrying the `_reliable` and `_lossy` data
 //! channels. A *publisher* peer is offered by us and carries our channels (single-PC mode: the
 //! only peer, used both ways); a *subscriber* peer (dual-PC mode) is offered by the server,
-//! which opens its own channels on it to send us data. Sans-IO: the connection feeds UDP
-//! datagrams and timeouts in, and drains transmits and events out.
+//! which opens its own channels on it to send us data. Sans-IO: the connection feeds packets
+//! (UDP datagrams, de-framed ICE-TCP packets) and timeouts in, and drains transmits (with their
+//! transport and source candidate, see [`crate::live::net`]) and events out.
 
 use crate::live::error::LiveError;
+use crate::live::net::{Datagram, LocalCandidates};
 use crate::live::sctp_clock::{self, SctpClock};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::{ChannelConfig, ChannelId, Reliability};
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, TcpType};
 use str0m::{Candidate, Event, IceConnectionState, Output, Rtc, RtcConfig};
 
 /// Label of the reliable data channel.
@@ -41,8 +43,8 @@ pub const MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
 /// Something the connection must act on.
 #[derive(Debug)]
 pub enum PeerOutput {
-    /// Send this datagram.
-    Transmit(SocketAddr, Vec<u8>),
+    /// Send this packet on the path its transport and source name.
+    Transmit(Datagram),
     /// Call [`Peer::handle_timeout`] at this instant (nothing else to drain).
     Timeout(Instant),
     /// The reliable channel opened: the participant can exchange data.
@@ -56,7 +58,11 @@ pub enum PeerOutput {
 /// One peer connection to the SFU.
 pub struct Peer {
     rtc: Rtc,
+    /// Our UDP host candidate (or, with UDP off, the TCP one): its IP family is ours.
     local: SocketAddr,
+    locals: LocalCandidates,
+    /// Bumped on every ICE restart (new local credentials): ICE-TCP needs new connections.
+    ice_generation: u32,
     pending_offer: Option<SdpPendingOffer>,
     reliable: Option<ChannelId>,
     lossy: Option<ChannelId>,
@@ -85,10 +91,12 @@ impl std::fmt::Debug for Peer {
 }
 
 impl Peer {
-    fn with_rtc(rtc: Rtc, local: SocketAddr, now: Instant) -> Peer {
+    fn with_rtc(rtc: Rtc, locals: LocalCandidates, now: Instant) -> Peer {
         Peer {
             rtc,
-            local,
+            local: locals.udp.or(locals.tcp).unwrap_or_else(unspecified),
+            locals,
+            ice_generation: 0,
             pending_offer: None,
             reliable: None,
             lossy: None,
@@ -109,14 +117,24 @@ impl Peer {
 
     #[cfg(test)]
     fn new_rtc(now: Instant, local: SocketAddr) -> Result<Rtc, LiveError> {
-        Self::new_rtc_with(Rtc::builder(), now, local)
+        Self::new_rtc_with(Rtc::builder(), now, udp_only(local))
     }
 
-    fn new_rtc_with(config: RtcConfig, now: Instant, local: SocketAddr) -> Result<Rtc, LiveError> {
+    fn new_rtc_with(config: RtcConfig, now: Instant, locals: LocalCandidates) -> Result<Rtc, LiveError> {
         let mut rtc = config.build(now);
-        let cand =
-            Candidate::host(local, "udp").map_err(|e| LiveError::Rtc(format!("host candidate: {e}")))?;
-        rtc.add_local_candidate(cand);
+        let bad = |e: str0m::error::IceError| LiveError::Rtc(format!("host candidate: {e}"));
+        if let Some(udp) = locals.udp {
+            rtc.add_local_candidate(Candidate::host(udp, "udp").map_err(bad)?);
+        }
+        if let Some(tcp) = locals.tcp {
+            let active = Candidate::builder()
+                .tcp()
+                .host(tcp)
+                .tcptype(TcpType::Active)
+                .build()
+                .map_err(bad)?;
+            rtc.add_local_candidate(active);
+        }
         Ok(rtc)
     }
 
@@ -131,29 +149,37 @@ impl Peer {
             .map_err(|e| LiveError::Rtc(format!("offer rejected: {e}")))?;
         let answer = answer.to_sdp_string();
         // New remote ICE credentials: the server restarted ICE (dual-PC subscriber re-offer).
-        self.ice_restarting |= self
+        let restarted = self
             .last_offer
             .as_deref()
             .is_some_and(|previous| ice_ufrag(previous) != ice_ufrag(offer_sdp));
+        if restarted {
+            self.ice_restarting = true;
+            self.ice_generation += 1;
+        }
         self.last_offer = Some(offer_sdp.to_owned());
         self.last_answer = Some(answer.clone());
         Ok(answer)
     }
 
+    /// Creates the publisher peer (our `_reliable` / `_lossy` channels) with a UDP host
+    /// candidate on `local`, and returns it with the SDP offer.
     #[cfg(test)]
-    /// Creates the publisher peer (our `_reliable` / `_lossy` channels) with a host candidate
-    /// on `local`, and returns it with the SDP offer.
     pub fn new(now: Instant, local: SocketAddr) -> Result<(Peer, String), LiveError> {
-        Self::new_publisher(Self::new_rtc(now, local)?, now, local)
+        Self::new_publisher(Self::new_rtc(now, local)?, now, udp_only(local))
     }
 
-    fn new_publisher(mut rtc: Rtc, now: Instant, local: SocketAddr) -> Result<(Peer, String), LiveError> {
+    fn new_publisher(
+        mut rtc: Rtc,
+        now: Instant,
+        locals: LocalCandidates,
+    ) -> Result<(Peer, String), LiveError> {
         let mut api = rtc.sdp_api();
         let (reliable, lossy) = add_data_channels(&mut api);
         let (offer, pending) = api
             .apply()
             .ok_or_else(|| LiveError::Rtc("no offer produced".into()))?;
-        let mut peer = Self::with_rtc(rtc, local, now);
+        let mut peer = Self::with_rtc(rtc, locals, now);
         peer.pending_offer = Some(pending);
         peer.reliable = Some(reliable);
         peer.lossy = Some(lossy);
@@ -185,11 +211,21 @@ impl Peer {
         }
         let cand =
             Candidate::from_sdp_string(c).map_err(|e| LiveError::Protocol(format!("bad candidate: {e}")))?;
-        if cand.proto() != Protocol::Udp {
+        let usable = match cand.proto() {
+            Protocol::Udp => self.locals.udp.is_some(),
+            // We only connect out (active); the SFU listens (passive).
+            Protocol::Tcp => self.locals.tcp.is_some() && cand.tcptype() == Some(TcpType::Passive),
+            _ => false,
+        };
+        if !usable {
+            log::debug!(
+                "ignoring a remote {:?} candidate we have no path for",
+                cand.proto()
+            );
             return Ok(());
         }
-        // Our only local candidate is `self.local`: a remote candidate of the other address
-        // family can never pair with it. Handing it to str0m anyway is harmful: when it is the
+        // Our local candidates share `self.local`'s IP: a remote candidate of the other address
+        // family can never pair with them. Handing it to str0m anyway is harmful: when it is the
         // first remote candidate (LiveKit trickles e.g. `fd00::2` and `127.0.0.1` in either
         // order), the ICE agent has candidates but no pairs and reports `Disconnected`.
         if cand.addr().is_ipv4() != self.local.is_ipv4() {
@@ -200,17 +236,35 @@ impl Peer {
         Ok(())
     }
 
-    /// Feeds a received datagram; returns whether this connection accepted it (a sign of a
-    /// live data path). Datagrams str0m does not recognise are ignored.
+    /// Feeds a received UDP datagram; returns whether this connection accepted it (a sign of
+    /// a live data path). Datagrams str0m does not recognise are ignored.
+    #[cfg(test)]
     pub fn handle_receive(
         &mut self,
         now: Instant,
         source: SocketAddr,
         data: &[u8],
     ) -> Result<bool, LiveError> {
+        self.handle_packet(now, Protocol::Udp, source, self.local, data)
+    }
+
+    /// Feeds a packet received on any path ([`crate::live::net::Paths::recv`]); returns
+    /// whether this connection accepted it, as [`Peer::handle_receive`].
+    pub fn handle_datagram(&mut self, now: Instant, packet: &Datagram) -> Result<bool, LiveError> {
+        self.handle_packet(now, packet.proto, packet.source, packet.destination, &packet.data)
+    }
+
+    fn handle_packet(
+        &mut self,
+        now: Instant,
+        proto: Protocol,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) -> Result<bool, LiveError> {
         self.now = self.now.max(now);
-        let Ok(recv) = Receive::new(Protocol::Udp, source, self.local, data) else {
-            log::trace!("ignoring unrecognised datagram from {source}");
+        let Ok(recv) = Receive::new(proto, source, destination, data) else {
+            log::trace!("ignoring unrecognised packet from {source}");
             return Ok(false);
         };
         self.clock
@@ -301,7 +355,14 @@ impl Peer {
                 }
             };
             match out {
-                Output::Transmit(t) => return PeerOutput::Transmit(t.destination, t.contents.to_vec()),
+                Output::Transmit(t) => {
+                    return PeerOutput::Transmit(Datagram {
+                        proto: t.proto,
+                        source: t.source,
+                        destination: t.destination,
+                        data: t.contents.to_vec(),
+                    })
+                }
                 Output::Timeout(t) => {
                     // A good moment to push queued data (buffer may have drained).
                     if !self.queue.is_empty() && self.reliable_open {
@@ -365,6 +426,12 @@ impl Peer {
         }
     }
 
+    /// The ICE generation: 0, then one more after every ICE restart (ours or the server's).
+    /// Transmits go out with it so ICE-TCP uses a fresh connection per generation.
+    pub fn ice_generation(&self) -> u32 {
+        self.ice_generation
+    }
+
     /// Closes the connection locally.
     pub fn close(&mut self) {
         self.closed = true;
@@ -372,24 +439,48 @@ impl Peer {
     }
 
     /// Like [`Peer::new`], with the given STUN timing.
+    #[cfg(test)]
     pub fn new_with_stun_timing(
         now: Instant,
         local: SocketAddr,
         timing: StunTiming,
     ) -> Result<(Peer, String), LiveError> {
-        let rtc = Self::new_rtc_with(timing.rtc_config(), now, local)?;
-        Self::new_publisher(rtc, now, local)
+        Self::new_on(now, udp_only(local), timing)
     }
 
-    /// Like [`Peer::new_subscriber`], with the given STUN timing.
+    /// The publisher peer offering the given host candidates (UDP and/or TCP active), with
+    /// the given STUN timing; returns it with the SDP offer.
+    pub fn new_on(
+        now: Instant,
+        locals: LocalCandidates,
+        timing: StunTiming,
+    ) -> Result<(Peer, String), LiveError> {
+        let rtc = Self::new_rtc_with(timing.rtc_config(), now, locals)?;
+        Self::new_publisher(rtc, now, locals)
+    }
+
+    /// A subscriber peer from the server's SDP offer, with a UDP host candidate on `local` and
+    /// the given STUN timing; returns it with our answer.
+    #[cfg(test)]
     pub fn new_subscriber_with_stun_timing(
         now: Instant,
         local: SocketAddr,
         offer_sdp: &str,
         timing: StunTiming,
     ) -> Result<(Peer, String), LiveError> {
-        let rtc = Self::new_rtc_with(timing.rtc_config(), now, local)?;
-        let mut peer = Self::with_rtc(rtc, local, now);
+        Self::new_subscriber_on(now, udp_only(local), offer_sdp, timing)
+    }
+
+    /// Like [`Peer::new_subscriber_with_stun_timing`], offering the given host candidates (UDP
+    /// and/or TCP active).
+    pub fn new_subscriber_on(
+        now: Instant,
+        locals: LocalCandidates,
+        offer_sdp: &str,
+        timing: StunTiming,
+    ) -> Result<(Peer, String), LiveError> {
+        let rtc = Self::new_rtc_with(timing.rtc_config(), now, locals)?;
+        let mut peer = Self::with_rtc(rtc, locals, now);
         let answer = peer.accept_offer(offer_sdp)?;
         Ok((peer, answer))
     }
@@ -411,6 +502,7 @@ impl Peer {
             .ok_or_else(|| LiveError::Rtc("ICE restart produced no offer".into()))?;
         self.pending_offer = Some(pending);
         self.ice_restarting = true;
+        self.ice_generation += 1;
         let offer = offer.to_sdp_string();
         self.last_offer = Some(offer.clone());
         Ok(offer)
@@ -485,6 +577,19 @@ impl Peer {
             })
             .collect()
     }
+}
+
+/// Host candidates: UDP only, on `local`.
+#[cfg(test)]
+fn udp_only(local: SocketAddr) -> LocalCandidates {
+    LocalCandidates {
+        udp: Some(local),
+        tcp: None,
+    }
+}
+
+fn unspecified() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 0))
 }
 
 /// The `a=ice-ufrag` value of an SDP (session or first media level).
@@ -564,8 +669,9 @@ mod tests {
             let timing = StunTiming::RESILIENT;
             let (client, offer) = Peer::new_with_stun_timing(now, CLIENT.parse().unwrap(), timing).unwrap();
             let local = SERVER.parse().unwrap();
-            let rtc = Peer::new_rtc_with(timing.rtc_config().set_ice_lite(true), now, local).unwrap();
-            let mut server = Peer::with_rtc(rtc, local, now);
+            let rtc =
+                Peer::new_rtc_with(timing.rtc_config().set_ice_lite(true), now, udp_only(local)).unwrap();
+            let mut server = Peer::with_rtc(rtc, udp_only(local), now);
             server.clock = SctpClock::new(SctpClock::ICE_LITE_MAX_SKIP);
             let answer = server.accept_offer(&offer).unwrap();
             Self::connect_peers(now, client, server, &answer)
@@ -595,7 +701,11 @@ mod tests {
                 let mut delivered = false;
                 let client_timeout = loop {
                     match self.client.poll() {
-                        PeerOutput::Transmit(dest, data) => {
+                        PeerOutput::Transmit(Datagram {
+                            destination: dest,
+                            data,
+                            ..
+                        }) => {
                             assert_eq!(dest, SERVER.parse().unwrap());
                             delivered = true;
                             if self.link_up {
@@ -616,7 +726,11 @@ mod tests {
                 };
                 let server_timeout = loop {
                     match self.server.poll() {
-                        PeerOutput::Transmit(dest, data) => {
+                        PeerOutput::Transmit(Datagram {
+                            destination: dest,
+                            data,
+                            ..
+                        }) => {
                             assert_eq!(dest, CLIENT.parse().unwrap());
                             delivered = true;
                             if self.link_up {
@@ -709,7 +823,9 @@ mod tests {
         p.run_until(until, |p| p.received.len() == 2);
         assert_eq!(p.received_numbers(), [1, 2]);
 
+        assert_eq!(p.client.ice_generation(), 0);
         let offer = p.client.ice_restart().unwrap();
+        assert_eq!(p.client.ice_generation(), 1, "ICE-TCP needs new connections");
         assert!(
             p.client.ice_restart().is_err(),
             "a second offer before the answer"
@@ -720,6 +836,7 @@ mod tests {
             !p.server.ice_connected(),
             "the answering side sees the restart too"
         );
+        assert_eq!(p.server.ice_generation(), 1);
         p.client.accept_answer(&answer).unwrap();
         let until = p.now + Duration::from_secs(3);
         p.run_until(until, |p| p.client.ice_connected() && p.server.ice_connected());
@@ -905,6 +1022,38 @@ mod tests {
             "10 s cut then 256 KiB: delivered {without:?} after the restore without clock skip, {with:?} with"
         );
         assert!(with < without && with <= Duration::from_secs(1), "{with:?}");
+    }
+
+    #[test]
+    fn offers_a_tcp_active_candidate_and_parses_the_servers_tcp_ones() {
+        let locals = LocalCandidates {
+            udp: Some(CLIENT.parse().unwrap()),
+            tcp: Some("10.0.0.1:9".parse().unwrap()),
+        };
+        let (mut peer, offer) = Peer::new_on(Instant::now(), locals, StunTiming::RESILIENT).unwrap();
+        let candidates: Vec<&str> = offer.lines().filter(|l| l.starts_with("a=candidate")).collect();
+        assert!(candidates
+            .iter()
+            .any(|c| c.contains(" udp ") && c.contains("10.0.0.1 5000")));
+        assert!(
+            candidates
+                .iter()
+                .any(|c| c.contains(" tcp ") && c.contains("10.0.0.1 9 typ host tcptype active")),
+            "{candidates:?}"
+        );
+        for remote in [
+            "candidate:1 1 tcp 1671430143 10.0.0.2 7881 typ host tcptype passive",
+            "candidate:2 1 tcp 1671430143 10.0.0.2 7882 typ host tcptype active",
+            "candidate:3 1 udp 2130706431 10.0.0.2 7883 typ host",
+        ] {
+            peer.add_remote_candidate(remote).unwrap();
+        }
+        let tcp_only = LocalCandidates {
+            udp: None,
+            tcp: Some("10.0.0.1:9".parse().unwrap()),
+        };
+        let (_, offer) = Peer::new_on(Instant::now(), tcp_only, StunTiming::RESILIENT).unwrap();
+        assert!(!offer.contains(" udp "), "no UDP candidate when UDP is off");
     }
 
     /// Design Part 4 step 4: the peers survive a 30 s cut through an ICE restart.

@@ -248,8 +248,8 @@ impl MiniClient {
         loop {
             let wake = loop {
                 match self.peer.poll() {
-                    PeerOutput::Transmit(dest, data) => {
-                        let _ = self.socket.send_to(&data, dest).await;
+                    PeerOutput::Transmit(packet) => {
+                        let _ = self.socket.send_to(&packet.data, packet.destination).await;
                     }
                     PeerOutput::Timeout(t) => break t,
                     PeerOutput::Open => self.open = true,

@@ -28,6 +28,8 @@ pub struct RoomOptions {
     /// How long an interrupted link may take to come back (resume or full reconnect) before
     /// the room is disconnected.
     pub reconnect_timeout: Duration,
+    /// Which transports ICE may use (UDP and ICE over TCP by default).
+    pub paths: crate::live::net::PathOptions,
 }
 
 impl Default for RoomOptions {
@@ -38,6 +40,7 @@ impl Default for RoomOptions {
             extra_root_certs_der: Vec::new(),
             stream_topics: Vec::new(),
             reconnect_timeout: timeouts::RECONNECT,
+            paths: crate::live::net::PathOptions::default(),
         }
     }
 }
@@ -146,6 +149,7 @@ impl Room {
             extra_roots_der: options.extra_root_certs_der.clone(),
             stream_topics: options.stream_topics.clone(),
             reconnect_timeout: options.reconnect_timeout,
+            paths: options.paths,
         };
         let io = ConnectionIo {
             commands: cmd_rx,
@@ -295,6 +299,12 @@ impl Room {
             "server_leave" => Scenario::ServerLeave(true),
             "disconnect_signal_on_resume" => Scenario::DisconnectSignalOnResume(true),
             "disconnect_signal_on_resume_no_messages" => Scenario::DisconnectSignalOnResumeNoMessages(true),
+            "switch_candidate_protocol_tcp" => {
+                Scenario::SwitchCandidateProtocol(livekit_protocol::CandidateProtocol::Tcp as i32)
+            }
+            "switch_candidate_protocol_udp" => {
+                Scenario::SwitchCandidateProtocol(livekit_protocol::CandidateProtocol::Udp as i32)
+            }
             _ => return false,
         };
         self.send(Command::Simulate(scenario))

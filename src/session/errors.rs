@@ -83,6 +83,12 @@ pub(crate) fn join_failure(err: LiveError, url: &str, connect_timeout: Duration)
             may_still_be_running: false,
             source: None,
         },
+        no_path @ LiveError::NoPath { .. } => Error::Timeout {
+            operation: format!("joining the room ({no_path})"),
+            after: connect_timeout,
+            may_still_be_running: false,
+            source: None,
+        },
         LiveError::InvalidUrl(_) | LiveError::InvalidArgument(_) => {
             Error::invalid("livekit_url", err.to_string())
         }
@@ -208,5 +214,31 @@ mod tests {
             join_failure(LiveError::Io(io), "ws://x", T),
             Error::Transport { .. }
         ));
+    }
+
+    #[test]
+    fn a_connect_without_any_path_names_each_path_and_why() {
+        use crate::live::net::{PathAttempt, PathKind, PathOutcome};
+        let attempts = vec![
+            PathAttempt {
+                kind: PathKind::Udp,
+                remote: Some("10.0.0.2:7882".parse().unwrap()),
+                outcome: PathOutcome::NoAnswer,
+            },
+            PathAttempt {
+                kind: PathKind::Tcp,
+                remote: Some("10.0.0.2:7881".parse().unwrap()),
+                outcome: PathOutcome::Refused,
+            },
+        ];
+        let err = join_failure(LiveError::NoPath { attempts }, "ws://10.0.0.2:7880", T);
+        assert!(matches!(err, Error::Timeout { after, .. } if after == T));
+        let text = err.to_string();
+        for part in [
+            "UDP 10.0.0.2:7882: no answer (timed out)",
+            "TCP 10.0.0.2:7881: connection refused",
+        ] {
+            assert!(text.contains(part), "{text}");
+        }
     }
 }

@@ -100,6 +100,10 @@ pub fn connect(client: &Client, robot_id: &str, options: ConnectOptions) -> Resu
             connect_timeout: options.connect_timeout,
             extra_root_certs_der: options.root_certificates.clone(),
             stream_topics: vec![calls::CAMERA_CAPTURE_TOPIC.to_owned()],
+            paths: crate::live::net::PathOptions {
+                udp: options.ice_udp,
+                ..Default::default()
+            },
             reconnect_timeout: options.reconnect_timeout,
             ..RoomOptions::default()
         };
@@ -497,7 +501,7 @@ impl Session {
     }
 
     /// Test hook: asks livekit-server to simulate a scenario (e.g. `node_failure`,
-    /// `server_leave`); false for an unknown name.
+    /// `server_leave`, `switch_candidate_protocol_tcp`); false for an unknown name.
     #[doc(hidden)]
     pub fn simulate_scenario_for_test(&self, scenario: &str) -> bool {
         self.shared.room.simulate_for_test(scenario)

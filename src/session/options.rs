@@ -179,6 +179,7 @@ pub struct ConnectOptions {
     pub(crate) reconnect_timeout: Duration,
     pub(crate) root_certificates: Vec<Vec<u8>>,
     pub(crate) callbacks: ConnectCallbacks,
+    pub(crate) ice_udp: bool,
 }
 
 impl Default for ConnectOptions {
@@ -195,6 +196,7 @@ impl Default for ConnectOptions {
             reconnect_timeout: timeouts::RECONNECT,
             root_certificates: Vec::new(),
             callbacks: ConnectCallbacks::new(),
+            ice_udp: true,
         }
     }
 }
@@ -261,6 +263,12 @@ impl ConnectOptions {
     }
 
     /// Bound of joining the room: signaling, ICE, DTLS, data channel (default 15 s).
+    ///
+    /// Network paths: UDP to the server's UDP candidates, and at the same time ICE over TCP
+    /// to its TCP candidates (livekit-server's `rtc.tcp_port`, 7881 by default), for networks
+    /// that drop UDP. UDP is preferred whenever it works; nothing needs configuring. When no
+    /// path works within this bound, the error names each path tried and why it failed
+    /// (e.g. `UDP 10.0.0.2:7882: no answer (timed out); TCP 10.0.0.2:7881: connection refused`).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
@@ -297,6 +305,14 @@ impl ConnectOptions {
     /// Lifecycle callbacks.
     pub fn callbacks(mut self, callbacks: ConnectCallbacks) -> Self {
         self.callbacks = callbacks;
+        self
+    }
+
+    /// Test knob: `false` offers no UDP candidate, so the room must connect over ICE-TCP
+    /// (as on a network that drops UDP). Not for production use.
+    #[doc(hidden)]
+    pub fn ice_udp_for_tests(mut self, enabled: bool) -> Self {
+        self.ice_udp = enabled;
         self
     }
 }

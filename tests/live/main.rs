@@ -8,6 +8,7 @@
 mod live_common;
 
 mod fallback;
+mod icetcp;
 mod interop;
 mod netns;
 mod platform;

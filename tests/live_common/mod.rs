@@ -116,6 +116,20 @@ impl LiveKit {
         Self::start_with(Backend::from_env(), Some((key, secret)))
     }
 
+    /// A livekit-server whose ICE candidates carry this machine's primary IPv4 address
+    /// (`node_ip`) instead of 127.0.0.1, or `None` without one. ICE over TCP needs it on
+    /// loopback: the server's TCP mux files a connection under the local address it arrived
+    /// on, and with `node_ip: 127.0.0.1` its ICE agents read the interface's address instead.
+    pub fn start_for_ice_tcp() -> Option<LiveKit> {
+        let probe = UdpSocket::bind("0.0.0.0:0").ok()?;
+        probe.connect("192.0.2.1:9").ok()?;
+        let ip = probe.local_addr().ok()?.ip();
+        if ip.is_loopback() || ip.is_unspecified() {
+            return None;
+        }
+        Some(Self::start_process(None, None, &ip.to_string()))
+    }
+
     /// A livekit-server child process with its embedded TURN on (UDP and TLS listeners on
     /// free ports, relaying to loopback peers), the TLS certificate `cert_pem`/`key_pem` for
     /// `domain` (an IPv4 literal passes LiveKit's domain check, `localhost` does not).
@@ -130,7 +144,7 @@ impl LiveKit {
             key_pem,
             ports: &ports,
         };
-        (Self::start_process(None, Some(turn)), ports)
+        (Self::start_process(None, Some(turn), "127.0.0.1"), ports)
     }
 
     fn start_with(backend: Backend, keys: Option<(&str, &str)>) -> LiveKit {
@@ -147,17 +161,19 @@ impl LiveKit {
                 dir: None,
             };
         }
-        Self::start_process(keys, None)
+        Self::start_process(keys, None, "127.0.0.1")
     }
 
-    fn start_process(keys: Option<(&str, &str)>, turn: Option<TurnYaml<'_>>) -> LiveKit {
+    fn start_process(keys: Option<(&str, &str)>, turn: Option<TurnYaml<'_>>, node_ip: &str) -> LiveKit {
         let port = server_port();
         let udp = server_port();
+        // ICE over TCP on a port of its own (see `start_for_ice_tcp` for using it).
+        let tcp = server_port();
         let dir = std::env::temp_dir().join(format!("menlo-lk-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("livekit.yaml");
         let mut yaml = format!(
-            "rtc:\n  udp_port: {udp}\n  node_ip: 127.0.0.1\n  use_external_ip: false\n  tcp_port: 0\n"
+            "rtc:\n  udp_port: {udp}\n  node_ip: {node_ip}\n  use_external_ip: false\n  tcp_port: {tcp}\n"
         );
         if let Some(turn) = turn {
             yaml.push_str(&turn.write(&dir));
@@ -262,6 +278,14 @@ impl LiveKit {
         )
     }
 
+    /// The livekit-server child's log so far (empty for other backends).
+    pub fn server_log(&self) -> String {
+        self.dir
+            .as_ref()
+            .and_then(|d| std::fs::read_to_string(d.join("server.log")).ok())
+            .unwrap_or_default()
+    }
+
     /// A token for the standard participant `identity` in `room` that may update its own
     /// metadata and attributes (`canUpdateOwnMetadata`).
     pub fn token_updating_own_metadata(&self, room: &str, identity: &str) -> String {
@@ -350,6 +374,11 @@ impl Platform {
     /// A platform on a LiveKit server with its own key pair.
     pub fn start_with_livekit_keys(key: &str, secret: &str) -> Platform {
         Self::on(LiveKit::start_with_keys(key, secret))
+    }
+
+    /// A platform on a server started by the caller.
+    pub fn on_livekit(livekit: LiveKit) -> Platform {
+        Self::on(livekit)
     }
 
     fn on(livekit: LiveKit) -> Platform {

@@ -382,6 +382,31 @@ impl Topology {
         }
     }
 
+    /// Makes the router silently drop what the client sends that matches `selector` (e.g.
+    /// `["ipproto", "udp"]`, or `["ipproto", "tcp", "dport", "7881"]`) with a rule of
+    /// preference `pref` (keep clear of 90/91, the [`Mode::Blackhole`] cut). Dropping one
+    /// direction suffices: nothing the server sends back can be an answer.
+    pub fn block_from_client(&self, pref: u32, selector: &[&str]) -> Result<(), String> {
+        let r = self.name(Side::Router);
+        let pref = pref.to_string();
+        let mut args = vec!["-n", &r, "rule", "add", "iif", "vRc"];
+        args.extend_from_slice(selector);
+        args.extend_from_slice(&["blackhole", "pref", &pref]);
+        ip(&args)
+    }
+
+    /// Removes a rule added by [`Topology::block_from_client`].
+    pub fn unblock(&self, pref: u32) -> Result<(), String> {
+        ip(&[
+            "-n",
+            &self.name(Side::Router),
+            "rule",
+            "del",
+            "pref",
+            &pref.to_string(),
+        ])
+    }
+
     /// Starts livekit-server (`--dev`, keys devkey/secret) in the server namespace with
     /// `node_ip` = [`Topology::server_addr`], UDP on [`ICE_UDP_PORT`] and ICE over TCP on
     /// [`ICE_TCP_PORT`]; returns once it listens on all three ports. Its log goes to
@@ -513,6 +538,15 @@ impl LineProcess {
     /// Every line available now, without waiting.
     pub fn drain(&self) -> Vec<String> {
         self.lines.try_iter().collect()
+    }
+
+    /// Writes one line to the child's stdin.
+    pub fn send_line(&mut self, line: &str) -> Result<(), String> {
+        use std::io::Write as _;
+        let stdin = self.stdin.as_mut().ok_or("stdin already closed")?;
+        writeln!(stdin, "{line}")
+            .and_then(|()| stdin.flush())
+            .map_err(|e| e.to_string())
     }
 
     /// Closes the child's stdin (the readers of the link-cut benchmark stop on it).

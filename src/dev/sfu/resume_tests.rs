@@ -154,9 +154,9 @@ impl MiniClient {
         loop {
             let wake = loop {
                 match self.peer.poll() {
-                    PeerOutput::Transmit(dest, data) => {
+                    PeerOutput::Transmit(packet) => {
                         if !peer_silent {
-                            let _ = self.socket.send_to(&data, dest).await;
+                            let _ = self.socket.send_to(&packet.data, packet.destination).await;
                         }
                     }
                     PeerOutput::Timeout(t) => break t,
