@@ -358,7 +358,7 @@ async fn run_attempt(spec: AttemptSpec) -> AttemptOutcome {
 
 /// rustls client config with an explicit provider (ring), webpki roots plus `extra_roots_der`.
 /// Explicit, so that it works whichever rustls crypto features other crates enable.
-fn tls_config(extra_roots_der: &[Vec<u8>]) -> Result<Arc<rustls::ClientConfig>, LiveError> {
+pub(crate) fn tls_config(extra_roots_der: &[Vec<u8>]) -> Result<Arc<rustls::ClientConfig>, LiveError> {
     let mut roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };

@@ -776,7 +776,7 @@ impl TurnOptions {
     /// websocket does), and [`DEFAULT_ALLOCATE_TIMEOUT`]. Fails on a malformed root.
     pub fn new(extra_roots_der: &[Vec<u8>]) -> Result<TurnOptions, String> {
         Ok(TurnOptions {
-            tls: tls_client_config(extra_roots_der)?,
+            tls: crate::live::engine::tls_config(extra_roots_der).map_err(|e| e.to_string())?,
             allocate_timeout: DEFAULT_ALLOCATE_TIMEOUT,
         })
     }
@@ -788,24 +788,6 @@ impl fmt::Debug for TurnOptions {
             .field("allocate_timeout", &self.allocate_timeout)
             .finish_non_exhaustive()
     }
-}
-
-fn tls_client_config(extra_roots_der: &[Vec<u8>]) -> Result<Arc<rustls::ClientConfig>, String> {
-    let mut roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    for der in extra_roots_der {
-        roots
-            .add(rustls::pki_types::CertificateDer::from(der.clone()))
-            .map_err(|e| format!("bad root certificate: {e}"))?;
-    }
-    let config =
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("tls setup: {e}"))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-    Ok(Arc::new(config))
 }
 
 trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send {}

@@ -40,6 +40,19 @@ fn serve_state(host: &RuntimeHost, delay: Duration) -> Arc<AtomicUsize> {
     calls
 }
 
+/// A platform, a runtime answering `state` (counting the calls) and a session that has
+/// already read from it once.
+fn connected_to_a_state_runtime(
+    options: ConnectOptions,
+) -> (Platform, RuntimeHost, Arc<AtomicUsize>, Session) {
+    let p = Platform::start();
+    let runtime = p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]);
+    let calls = serve_state(&runtime, Duration::ZERO);
+    let session = connect(&p.client, &p.robot_id, options).unwrap();
+    session.state().robot_status().unwrap();
+    (p, runtime, calls, session)
+}
+
 fn simplesim() -> ConnectOptions {
     ConnectOptions::new()
         .worker_names(Vec::<String>::new())
@@ -110,11 +123,7 @@ fn a_dropped_signal_connection_resumes_and_every_call_in_flight_is_answered_once
 #[test]
 fn node_failure_leads_to_a_full_reconnect_and_calls_work_afterwards() {
     init_log();
-    let p = Platform::start();
-    let runtime = p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]);
-    let calls = serve_state(&runtime, Duration::ZERO);
-    let session = connect(&p.client, &p.robot_id, simplesim()).unwrap();
-    session.state().robot_status().unwrap();
+    let (_platform, _runtime, calls, session) = connected_to_a_state_runtime(simplesim());
     let sid_before = session.local_identity().to_owned();
 
     let asked = Instant::now();
@@ -394,11 +403,7 @@ fn a_five_second_cut_resumes_and_calls_made_before_and_during_it_are_answered_on
 #[test]
 fn a_ten_second_cut_loses_the_signal_too_and_resumes_with_an_ice_restart() {
     init_log();
-    let p = Platform::start();
-    let runtime = p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]);
-    let calls = serve_state(&runtime, Duration::ZERO);
-    let session = connect(&p.client, &p.robot_id, simplesim()).unwrap();
-    session.state().robot_status().unwrap();
+    let (_platform, _runtime, calls, session) = connected_to_a_state_runtime(simplesim());
 
     let cut = Duration::from_secs(10);
     session.cut_link_for_test(cut);
@@ -424,11 +429,7 @@ fn a_ten_second_cut_loses_the_signal_too_and_resumes_with_an_ice_restart() {
 #[test]
 fn a_25_second_cut_outlives_the_server_and_ends_in_a_full_reconnect() {
     init_log();
-    let p = Platform::start();
-    let runtime = p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]);
-    let calls = serve_state(&runtime, Duration::ZERO);
-    let session = connect(&p.client, &p.robot_id, simplesim()).unwrap();
-    session.state().robot_status().unwrap();
+    let (_platform, _runtime, calls, session) = connected_to_a_state_runtime(simplesim());
 
     let cut = Duration::from_secs(25);
     session.cut_link_for_test(cut);
