@@ -6,20 +6,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::live_common::{Backend, LiveKit, Platform};
+use crate::live_common::{robot_status, Backend, LiveKit, Platform};
 use menlo_robot_sdk::{
     connect, CaptureOptions, ConnectOptions, OutgoingStream, RpcError, RuntimeHost, Session, StateReply,
 };
 use serde_json::{json, Value};
-
-fn robot_status() -> String {
-    json!({
-        "timestamp": {"wall_time_ms": 1},
-        "runtime": {"status": "ready", "accepts_tool_calls": true, "accepts_capture_requests": true},
-        "robot": {"entity_id": "robot_1", "status": "ready"}
-    })
-    .to_string()
-}
 
 /// A JPEG-looking 1280×720-sized frame: `FF D8 FF E0`, noise, `FF D9`.
 pub fn frame_720p() -> Vec<u8> {

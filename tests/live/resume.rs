@@ -10,21 +10,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::live_common::{server_binary, wait_until, Platform, KEY, SECRET};
+use crate::live_common::{robot_status, server_binary, wait_until, Platform, KEY, SECRET};
 use menlo_robot_sdk::dev::{mint_livekit_token, ControlPlane, LiveKitSettings, Principal, TokenOptions};
 use menlo_robot_sdk::{
     connect, Client, ConnectOptions, NewRobot, ReconnectKind, RuntimeHost, Session, SessionEvent,
 };
 use serde_json::json;
-
-fn robot_status() -> String {
-    json!({
-        "timestamp": {"wall_time_ms": 1},
-        "runtime": {"status": "ready", "accepts_tool_calls": true, "accepts_capture_requests": true},
-        "robot": {"entity_id": "robot_1", "status": "ready"}
-    })
-    .to_string()
-}
 
 /// Serves `runtime.tools_list` and `runtime.state` (after `delay`, so that calls stay in
 /// flight); counts the state calls.

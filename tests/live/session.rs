@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::live_common::{free_tcp_port, wait_until, Backend, Platform};
+use crate::live_common::{free_tcp_port, robot_status, wait_until, Backend, Platform};
 use crossbeam_channel as cb;
 use menlo_robot_sdk::dev::Fault;
 use menlo_robot_sdk::ActionPhase;
@@ -37,15 +37,6 @@ fn cancelled_result(action_id: &str) -> String {
         "status": "failed",
         "error": {"code": "CANCELLED", "message": "cancelled by the caller"},
         "meta": meta(action_id),
-    })
-    .to_string()
-}
-
-fn robot_status() -> String {
-    json!({
-        "timestamp": {"wall_time_ms": 1},
-        "runtime": {"status": "ready", "accepts_tool_calls": true, "accepts_capture_requests": true},
-        "robot": {"entity_id": "robot_1", "status": "ready"}
     })
     .to_string()
 }

@@ -518,3 +518,14 @@ pub fn wait_until<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> O
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// A `runtime.state` reply for `robot_status`: a ready robot whose runtime takes tool calls
+/// and captures.
+pub fn robot_status() -> String {
+    serde_json::json!({
+        "timestamp": {"wall_time_ms": 1},
+        "runtime": {"status": "ready", "accepts_tool_calls": true, "accepts_capture_requests": true},
+        "robot": {"entity_id": "robot_1", "status": "ready"}
+    })
+    .to_string()
+}
