@@ -40,8 +40,10 @@ use str0m::{Input, Rtc, RtcError};
 /// path with 1 s consent checks is never silent that long).
 const SILENCE_BEFORE_RESTORE: Duration = Duration::from_millis(1500);
 /// How long stuck bytes may go without any acknowledgement after the return (or after a skip)
-/// before the clock is skipped: one round trip (assumed ≤ 200 ms) plus 100 ms.
-const DRAIN_GRACE: Duration = Duration::from_millis(300);
+/// before the clock is skipped: one round trip (assumed ≤ 100 ms: Wi-Fi to a nearby server)
+/// plus 50 ms. On a slower path a skip costs one duplicate retransmission; the congestion
+/// window has usually collapsed already, since T3 fired during the silence.
+const DRAIN_GRACE: Duration = Duration::from_millis(150);
 /// Skips per return of the path (a retransmission lost again is retried by the next one).
 const MAX_SKIPS_PER_RESTORE: u32 = 5;
 /// A return of the path is handled for this long: the ICE restart that follows a long cut
