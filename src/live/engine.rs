@@ -533,6 +533,15 @@ impl Link {
         }
     }
 
+    /// New TURN servers (a resume's answer) for the paths that use no relay yet.
+    fn replan_turn(&mut self, plan: net::TurnPlan) {
+        let now = Instant::now();
+        if let Some(sub_paths) = self.sub_paths.as_mut() {
+            sub_paths.replan_turn(plan.clone(), now);
+        }
+        self.paths.replan_turn(plan, now);
+    }
+
     /// When [`Link::poll_turn`] is due.
     fn turn_timeout(&self) -> Option<Instant> {
         let sub = self.sub_paths.as_ref().and_then(Paths::turn_timeout);
@@ -673,9 +682,14 @@ impl Engine {
             join.ping_timeout
         );
         let opened = match server_address(&cfg.url).await {
-            Ok(server) => {
-                Link::open(server, ws, dual, cfg.paths, turn_plan(&cfg, &join)).map(|link| (server, link))
-            }
+            Ok(server) => Link::open(
+                server,
+                ws,
+                dual,
+                cfg.paths,
+                turn_plan(&cfg, &join.ice_servers, join.client_configuration.as_ref()),
+            )
+            .map(|link| (server, link)),
             Err(e) => Err(e),
         };
         let (server, link) = match opened {
@@ -1535,6 +1549,10 @@ impl Engine {
                 // The offer in flight went out on the old websocket: its answer is lost.
                 self.link.peer.abandon_pending_offer();
                 self.last_message_seq = r.last_message_seq;
+                // Fresh TURN credentials: used if the resumed link falls back on a relay.
+                if let Some(plan) = turn_plan(&self.cfg, &r.ice_servers, r.client_configuration.as_ref()) {
+                    self.link.replan_turn(plan);
+                }
                 if signal::resume_disabled(r.client_configuration.as_ref()) {
                     let now = Instant::now();
                     self.reconnector.handle(now, Input::ResumeDisabled);
@@ -1550,7 +1568,7 @@ impl Engine {
     /// yet written to the old peer go out on the new one; calls written but not acknowledged
     /// fail with `CONNECTION_LOST`.
     fn adopt_join(&mut self, id: AttemptId, ws: Ws, join: proto::JoinResponse) -> Option<Input> {
-        let turn = turn_plan(&self.cfg, &join);
+        let turn = turn_plan(&self.cfg, &join.ice_servers, join.client_configuration.as_ref());
         let new_link = match Link::open(self.server, ws, self.link.dual, self.cfg.paths, turn) {
             Ok(link) => Link {
                 cut_until: self.link.cut_until,
@@ -1767,8 +1785,12 @@ impl Engine {
 /// What the user is told an outage is about.
 /// The TURN servers of a join response to fall back on, if it names any (skipped URLs and
 /// an unusable TLS configuration are logged, never fatal).
-fn turn_plan(cfg: &ConnectionConfig, join: &proto::JoinResponse) -> Option<net::TurnPlan> {
-    let (servers, skipped) = crate::live::turn::turn_servers(&join.ice_servers);
+fn turn_plan(
+    cfg: &ConnectionConfig,
+    ice_servers: &[proto::IceServer],
+    client_configuration: Option<&proto::ClientConfiguration>,
+) -> Option<net::TurnPlan> {
+    let (servers, skipped) = crate::live::turn::turn_servers(ice_servers);
     for reason in skipped {
         log::debug!("ignoring an ICE server URL: {reason}");
     }
@@ -1782,10 +1804,8 @@ fn turn_plan(cfg: &ConnectionConfig, join: &proto::JoinResponse) -> Option<net::
             return None;
         }
     };
-    let force = join
-        .client_configuration
-        .as_ref()
-        .is_some_and(|c| c.force_relay == proto::ClientConfigSetting::Enabled as i32);
+    let force =
+        client_configuration.is_some_and(|c| c.force_relay == proto::ClientConfigSetting::Enabled as i32);
     Some(net::TurnPlan {
         servers,
         options,

@@ -8,7 +8,7 @@
 //! And TURN as a path of the engine: with the client's UDP and ICE-TCP host candidates
 //! switched off (doc-hidden test knobs), a session connects through the relay over TLS (the
 //! advertised `turns:…:443` mapped to the real listener by a doc-hidden test hook), reads
-//! state and receives a 1280×720 frame; with the certificate untrusted, the connect error
+//! state, receives a 1280×720 frame and rides out a 2 s cut; with the certificate untrusted, the connect error
 //! names the TURN/TLS failure.
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -250,6 +250,25 @@ fn without_udp_and_tcp_the_session_connects_through_turn_tls() {
         jpeg == frame,
         "the 1280×720 frame arrives intact through the relay"
     );
+
+    // A 2 s cut (every packet and signal frame dropped both ways) is recovered through it.
+    session.cut_link_for_test(Duration::from_secs(2));
+    std::thread::sleep(Duration::from_secs(2));
+    let restored = Instant::now();
+    let deadline = restored + Duration::from_secs(30);
+    while let Err(e) = session.state().get("robot_status") {
+        assert!(
+            Instant::now() < deadline,
+            "no read within 30 s of the restore: {e}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let recovered = restored.elapsed();
+    let jpeg = session.get_vision("pov", &CaptureOptions::new()).unwrap();
+    assert!(
+        jpeg == frame,
+        "a frame after the cut arrives intact through the relay"
+    );
     session.disconnect().unwrap();
 
     // The same room over UDP, for the figure next to it.
@@ -265,7 +284,10 @@ fn without_udp_and_tcp_the_session_connects_through_turn_tls() {
     let over_udp = started.elapsed();
     direct.state().get("robot_status").unwrap();
     direct.disconnect().unwrap();
-    eprintln!("connect: TURN/TLS {over_turn:?} (host paths off), UDP {over_udp:?}");
+    eprintln!(
+        "connect: TURN/TLS {over_turn:?} (host paths off), UDP {over_udp:?}; \
+         TURN/TLS 2 s cut: first read {recovered:?} after the restore"
+    );
 }
 
 #[test]

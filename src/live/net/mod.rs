@@ -322,6 +322,17 @@ impl Paths {
         self.relays.plan(plan, now);
     }
 
+    /// New TURN servers (a resume's answer): without a working relay, they replace the old
+    /// ones and TURN may start again once the peer checks anew ([`Paths::arm_turn`]).
+    pub fn replan_turn(&mut self, mut plan: TurnPlan, now: Instant) {
+        if self.relays.has_relay() {
+            return;
+        }
+        self.relays = Relays::new();
+        plan.force = false;
+        self.plan_turn(plan, now);
+    }
+
     /// The peer started its connectivity checks (its answer arrived): TURN starts 1.5 s
     /// later unless a pair works by then.
     pub fn arm_turn(&mut self, now: Instant) {

@@ -141,6 +141,11 @@ impl Relays {
         }
     }
 
+    /// Whether an allocation is up.
+    pub(crate) fn has_relay(&self) -> bool {
+        !self.active.is_empty()
+    }
+
     /// The relayed candidates so far: (relayed address, local address).
     pub(crate) fn candidates(&self) -> Vec<(SocketAddr, SocketAddr)> {
         self.active
