@@ -433,14 +433,27 @@ struct Link {
 
 impl Link {
     /// Opens the paths towards `server`, creates the publisher peer and queues its offer.
-    fn open(server: SocketAddr, ws: Ws, dual: bool, options: PathOptions) -> Result<Link, LiveError> {
-        let paths = Paths::towards(server, options)?;
-        let sub_paths = if dual {
+    fn open(
+        server: SocketAddr,
+        ws: Ws,
+        dual: bool,
+        options: PathOptions,
+        turn: Option<net::TurnPlan>,
+    ) -> Result<Link, LiveError> {
+        let now = Instant::now();
+        let mut paths = Paths::towards(server, options)?;
+        let mut sub_paths = if dual {
             Some(Paths::towards(server, options)?)
         } else {
             None
         };
-        let (peer, offer) = Peer::new_on(Instant::now(), paths.local_candidates(), StunTiming::RESILIENT)?;
+        if let Some(plan) = turn {
+            if let Some(sub_paths) = sub_paths.as_mut() {
+                sub_paths.plan_turn(plan.clone(), now);
+            }
+            paths.plan_turn(plan, now);
+        }
+        let (peer, offer) = Peer::new_on(now, paths.local_candidates(), StunTiming::RESILIENT)?;
         let mut link = Link {
             ws: Some(ws),
             paths,
@@ -511,6 +524,48 @@ impl Link {
         Ok(())
     }
 
+    /// Starts TURN allocations of the paths whose peer has no working pair yet, when due.
+    fn poll_turn(&mut self, now: Instant) {
+        self.paths.poll_turn(now, self.peer.ice_connected());
+        if let Some(sub_paths) = self.sub_paths.as_mut() {
+            let connected = self.sub.as_ref().is_some_and(Peer::ice_connected);
+            sub_paths.poll_turn(now, connected);
+        }
+    }
+
+    /// New TURN servers (a resume's answer) for the paths that use no relay yet.
+    fn replan_turn(&mut self, plan: net::TurnPlan) {
+        let now = Instant::now();
+        if let Some(sub_paths) = self.sub_paths.as_mut() {
+            sub_paths.replan_turn(plan.clone(), now);
+        }
+        self.paths.replan_turn(plan, now);
+    }
+
+    /// When [`Link::poll_turn`] is due.
+    fn turn_timeout(&self) -> Option<Instant> {
+        let sub = self.sub_paths.as_ref().and_then(Paths::turn_timeout);
+        match (self.paths.turn_timeout(), sub) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Offers a new relayed candidate to the peer whose paths allocated it (the subscriber
+    /// takes its paths' relays when it is created).
+    fn add_relayed(&mut self, subscriber: bool, relayed: SocketAddr, local: SocketAddr) {
+        let peer = if subscriber {
+            self.sub.as_mut()
+        } else {
+            Some(&mut self.peer)
+        };
+        if let Some(peer) = peer {
+            if let Err(e) = peer.add_relayed_candidate(relayed, local) {
+                log::warn!("ignoring relayed candidate {relayed}: {e}");
+            }
+        }
+    }
+
     /// Closes the peers (best effort, non-blocking flush of their close packets) and drops
     /// the websocket without a Leave.
     fn close(&mut self) {
@@ -529,14 +584,14 @@ impl Link {
 /// A packet read from one of a link's paths (`subscriber`: from the subscriber's).
 struct Received {
     subscriber: bool,
-    packet: net::Datagram,
+    event: net::PathEvent,
 }
 
 /// Receives on the link's paths (the one receive arm of the loop). Cancel-safe.
 async fn recv_datagram(paths: &mut Paths, sub_paths: Option<&mut Paths>) -> Received {
     tokio::select! {
-        packet = paths.recv() => Received { subscriber: false, packet },
-        packet = recv_opt(sub_paths) => Received { subscriber: true, packet },
+        event = paths.next_event() => Received { subscriber: false, event },
+        event = recv_opt(sub_paths) => Received { subscriber: true, event },
     }
 }
 
@@ -627,7 +682,14 @@ impl Engine {
             join.ping_timeout
         );
         let opened = match server_address(&cfg.url).await {
-            Ok(server) => Link::open(server, ws, dual, cfg.paths).map(|link| (server, link)),
+            Ok(server) => Link::open(
+                server,
+                ws,
+                dual,
+                cfg.paths,
+                turn_plan(&cfg, &join.ice_servers, join.client_configuration.as_ref()),
+            )
+            .map(|link| (server, link)),
             Err(e) => Err(e),
         };
         let (server, link) = match opened {
@@ -866,12 +928,16 @@ impl Engine {
         if let Some(t) = self.peer_lost_at {
             deadline = deadline.min(t + PEER_LOSS_GRACE);
         }
+        if let Some(t) = self.link.turn_timeout() {
+            deadline = deadline.min(t);
+        }
         deadline
     }
 
     /// Everything due after any wake-up: timers, commands, liveness, the reconnect machine.
     async fn on_tick(&mut self, connect_deadline: Instant) -> Option<String> {
         let now = Instant::now();
+        self.link.poll_turn(now);
         if let Err(e) = self.link.peer.handle_timeout(now) {
             return Some(format!("webrtc failure: {e}"));
         }
@@ -975,13 +1041,20 @@ impl Engine {
     }
 
     fn on_datagram(&mut self, d: Received) -> Option<String> {
+        let packet = match d.event {
+            net::PathEvent::Packet(packet) => packet,
+            net::PathEvent::Relayed { relayed, local } => {
+                self.link.add_relayed(d.subscriber, relayed, local);
+                return None;
+            }
+        };
         if self.link.is_cut() {
             return None;
         }
         let now = Instant::now();
         let accepted = match (d.subscriber, self.link.sub.as_mut()) {
-            (false, _) => self.link.peer.handle_datagram(now, &d.packet),
-            (true, Some(sub)) => sub.handle_datagram(now, &d.packet),
+            (false, _) => self.link.peer.handle_datagram(now, &packet),
+            (true, Some(sub)) => sub.handle_datagram(now, &packet),
             (true, None) => {
                 log::trace!("packet before the subscriber offer");
                 Ok(false)
@@ -1081,6 +1154,7 @@ impl Engine {
         let now = Instant::now();
         match m {
             Resp::Answer(a) => {
+                self.link.paths.arm_turn(now);
                 if let Err(e) = self.link.peer.accept_answer(&a.sdp) {
                     if !self.ready_sent {
                         return Some(format!("SDP answer rejected: {e}"));
@@ -1164,6 +1238,14 @@ impl Engine {
                         for c in link.early_sub_candidates.drain(..) {
                             if let Err(e) = sub.add_remote_candidate(&c) {
                                 log::warn!("ignoring remote candidate: {e}");
+                            }
+                        }
+                        if let Some(sub_paths) = link.sub_paths.as_mut() {
+                            sub_paths.arm_turn(now);
+                            for (relayed, local) in sub_paths.relayed_candidates() {
+                                if let Err(e) = sub.add_relayed_candidate(relayed, local) {
+                                    log::warn!("ignoring relayed candidate {relayed}: {e}");
+                                }
                             }
                         }
                         link.sub = Some(sub);
@@ -1467,6 +1549,10 @@ impl Engine {
                 // The offer in flight went out on the old websocket: its answer is lost.
                 self.link.peer.abandon_pending_offer();
                 self.last_message_seq = r.last_message_seq;
+                // Fresh TURN credentials: used if the resumed link falls back on a relay.
+                if let Some(plan) = turn_plan(&self.cfg, &r.ice_servers, r.client_configuration.as_ref()) {
+                    self.link.replan_turn(plan);
+                }
                 if signal::resume_disabled(r.client_configuration.as_ref()) {
                     let now = Instant::now();
                     self.reconnector.handle(now, Input::ResumeDisabled);
@@ -1482,7 +1568,8 @@ impl Engine {
     /// yet written to the old peer go out on the new one; calls written but not acknowledged
     /// fail with `CONNECTION_LOST`.
     fn adopt_join(&mut self, id: AttemptId, ws: Ws, join: proto::JoinResponse) -> Option<Input> {
-        let new_link = match Link::open(self.server, ws, self.link.dual, self.cfg.paths) {
+        let turn = turn_plan(&self.cfg, &join.ice_servers, join.client_configuration.as_ref());
+        let new_link = match Link::open(self.server, ws, self.link.dual, self.cfg.paths, turn) {
             Ok(link) => Link {
                 cut_until: self.link.cut_until,
                 ..link
@@ -1696,6 +1783,36 @@ impl Engine {
 }
 
 /// What the user is told an outage is about.
+/// The TURN servers of a join response to fall back on, if it names any (skipped URLs and
+/// an unusable TLS configuration are logged, never fatal).
+fn turn_plan(
+    cfg: &ConnectionConfig,
+    ice_servers: &[proto::IceServer],
+    client_configuration: Option<&proto::ClientConfiguration>,
+) -> Option<net::TurnPlan> {
+    let (servers, skipped) = crate::live::turn::turn_servers(ice_servers);
+    for reason in skipped {
+        log::debug!("ignoring an ICE server URL: {reason}");
+    }
+    if servers.is_empty() {
+        return None;
+    }
+    let options = match crate::live::turn::TurnOptions::new(&cfg.extra_roots_der) {
+        Ok(options) => options,
+        Err(e) => {
+            log::warn!("TURN unavailable: {e}");
+            return None;
+        }
+    };
+    let force =
+        client_configuration.is_some_and(|c| c.force_relay == proto::ClientConfigSetting::Enabled as i32);
+    Some(net::TurnPlan {
+        servers,
+        options,
+        force,
+    })
+}
+
 fn loss_description(reason: LossReason) -> &'static str {
     match reason {
         LossReason::DataPath => "no data from the server",
@@ -1793,9 +1910,9 @@ fn spawn_incoming_streams(
 }
 
 /// Receives on optional paths; pends forever without them.
-async fn recv_opt(paths: Option<&mut Paths>) -> net::Datagram {
+async fn recv_opt(paths: Option<&mut Paths>) -> net::PathEvent {
     match paths {
-        Some(p) => p.recv().await,
+        Some(p) => p.next_event().await,
         None => std::future::pending().await,
     }
 }

@@ -39,7 +39,7 @@ pub enum LiveError {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     /// No network path to the server worked within the connect timeout. Lists every path
-    /// tried (UDP first, then ICE over TCP) and why each failed; addresses only, never
+    /// tried (UDP first, then ICE over TCP, then TURN relays) and why each failed; addresses only, never
     /// credentials.
     #[error(
         "no network path to the server: {}",

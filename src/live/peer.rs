@@ -79,6 +79,10 @@ pub struct Peer {
     last_answer: Option<String>,
     /// Virtual time for str0m: skipped forward so SCTP retransmits at once after a cut.
     clock: SctpClock,
+    /// Remote UDP candidates kept while we have no UDP candidate: a TURN relay may come.
+    parked_udp: Vec<Candidate>,
+    /// A relayed (TURN) candidate was added: remote UDP candidates pair with it.
+    relayed: bool,
 }
 
 impl std::fmt::Debug for Peer {
@@ -112,6 +116,8 @@ impl Peer {
             last_offer: None,
             last_answer: None,
             clock: SctpClock::new(SctpClock::FULL_ICE_MAX_SKIP),
+            parked_udp: Vec::new(),
+            relayed: false,
         }
     }
 
@@ -211,8 +217,35 @@ impl Peer {
         }
         let cand =
             Candidate::from_sdp_string(c).map_err(|e| LiveError::Protocol(format!("bad candidate: {e}")))?;
+        if cand.proto() == Protocol::Udp && self.locals.udp.is_none() && !self.relayed {
+            // Pairless candidates make str0m's agent report Disconnected; a relayed
+            // candidate added later takes these along.
+            self.parked_udp.push(cand);
+            return Ok(());
+        }
+        self.add_usable_remote(cand);
+        Ok(())
+    }
+
+    /// Adds a TURN relayed candidate (`relayed` is its address and base, `local` our socket
+    /// towards the TURN server); remote UDP candidates pair with it.
+    pub fn add_relayed_candidate(&mut self, relayed: SocketAddr, local: SocketAddr) -> Result<(), LiveError> {
+        let candidate = Candidate::relayed(relayed, local, "udp")
+            .map_err(|e| LiveError::Rtc(format!("relayed candidate: {e}")))?;
+        if self.locals.udp.is_none() && self.locals.tcp.is_none() {
+            self.local = relayed;
+        }
+        self.rtc.add_local_candidate(candidate);
+        self.relayed = true;
+        for cand in std::mem::take(&mut self.parked_udp) {
+            self.add_usable_remote(cand);
+        }
+        Ok(())
+    }
+
+    fn add_usable_remote(&mut self, cand: Candidate) {
         let usable = match cand.proto() {
-            Protocol::Udp => self.locals.udp.is_some(),
+            Protocol::Udp => self.locals.udp.is_some() || self.relayed,
             // We only connect out (active); the SFU listens (passive).
             Protocol::Tcp => self.locals.tcp.is_some() && cand.tcptype() == Some(TcpType::Passive),
             _ => false,
@@ -222,7 +255,7 @@ impl Peer {
                 "ignoring a remote {:?} candidate we have no path for",
                 cand.proto()
             );
-            return Ok(());
+            return;
         }
         // Our local candidates share `self.local`'s IP: a remote candidate of the other address
         // family can never pair with them. Handing it to str0m anyway is harmful: when it is the
@@ -230,10 +263,9 @@ impl Peer {
         // order), the ICE agent has candidates but no pairs and reports `Disconnected`.
         if cand.addr().is_ipv4() != self.local.is_ipv4() {
             log::debug!("ignoring a remote candidate of another address family");
-            return Ok(());
+            return;
         }
         self.rtc.add_remote_candidate(cand);
-        Ok(())
     }
 
     /// Feeds a received UDP datagram; returns whether this connection accepted it (a sign of

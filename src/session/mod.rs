@@ -102,6 +102,8 @@ pub fn connect(client: &Client, robot_id: &str, options: ConnectOptions) -> Resu
             stream_topics: vec![calls::CAMERA_CAPTURE_TOPIC.to_owned()],
             paths: crate::live::net::PathOptions {
                 udp: options.ice_udp,
+                tcp: options.ice_tcp,
+                turn_tls_port: options.turn_tls_port,
                 ..Default::default()
             },
             reconnect_timeout: options.reconnect_timeout,

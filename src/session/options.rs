@@ -180,6 +180,8 @@ pub struct ConnectOptions {
     pub(crate) root_certificates: Vec<Vec<u8>>,
     pub(crate) callbacks: ConnectCallbacks,
     pub(crate) ice_udp: bool,
+    pub(crate) ice_tcp: bool,
+    pub(crate) turn_tls_port: Option<u16>,
 }
 
 impl Default for ConnectOptions {
@@ -197,6 +199,8 @@ impl Default for ConnectOptions {
             root_certificates: Vec::new(),
             callbacks: ConnectCallbacks::new(),
             ice_udp: true,
+            ice_tcp: true,
+            turn_tls_port: None,
         }
     }
 }
@@ -313,6 +317,23 @@ impl ConnectOptions {
     #[doc(hidden)]
     pub fn ice_udp_for_tests(mut self, enabled: bool) -> Self {
         self.ice_udp = enabled;
+        self
+    }
+
+    /// Test knob: `false` offers no ICE-TCP candidate (with UDP off too, only a TURN relay
+    /// can connect the room). Not for production use.
+    #[doc(hidden)]
+    pub fn ice_tcp_for_tests(mut self, enabled: bool) -> Self {
+        self.ice_tcp = enabled;
+        self
+    }
+
+    /// Test hook: TURN over TLS only, on this port instead of the advertised one
+    /// (livekit-server advertises `turns:<domain>:443`, the port of the load balancer that
+    /// usually fronts it). Not for production use.
+    #[doc(hidden)]
+    pub fn turn_tls_port_for_tests(mut self, port: u16) -> Self {
+        self.turn_tls_port = Some(port);
         self
     }
 }

@@ -4,15 +4,24 @@
 //! indication and then through a bound channel (odd sizes: TCP pads ChannelData). A wrong
 //! credential fails as an authentication failure, not a timeout; an untrusted certificate as
 //! a TLS failure.
+//!
+//! And TURN as a path of the engine: with the client's UDP and ICE-TCP host candidates
+//! switched off (doc-hidden test knobs), a session connects through the relay over TLS (the
+//! advertised `turns:…:443` mapped to the real listener by a doc-hidden test hook), reads
+//! state, receives a 1280×720 frame and rides out a 2 s cut; with the certificate untrusted, the connect error
+//! names the TURN/TLS failure.
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use livekit_protocol::signal_response::Message as Resp;
 use menlo_robot_sdk::__turn::{
     turn_servers, TurnAllocation, TurnError, TurnOptions, TurnServer, TurnTransport,
 };
 
-use crate::live_common::{LiveKit, TurnPorts};
+use crate::icetcp::{frame_720p, serve_state_and_camera};
+use crate::live_common::{LiveKit, Platform, TurnPorts};
+use menlo_robot_sdk::{connect, CaptureOptions, ConnectOptions, StateReply};
 
 /// A livekit-server with TURN on, the test certificate's DER, and the TURN ports.
 fn server_with_turn() -> (LiveKit, Vec<u8>, TurnPorts) {
@@ -178,4 +187,132 @@ fn turns_with_an_untrusted_certificate_fails_as_tls() {
             .unwrap_err();
         assert!(matches!(error, TurnError::TlsFailed { .. }), "{error}");
     });
+}
+
+/// Options of a controller that reaches the server only through TURN over TLS: no UDP or
+/// ICE-TCP host candidate, the TLS listener's real port for the advertised 443.
+fn relay_only(ports: TurnPorts) -> ConnectOptions {
+    ConnectOptions::new()
+        .worker_names(Vec::<String>::new())
+        .runtime_identity_prefix("simplesim")
+        .ice_udp_for_tests(false)
+        .ice_tcp_for_tests(false)
+        .turn_tls_port_for_tests(ports.tls)
+}
+
+/// [`server_with_turn`] with the server's candidates on the machine's primary IPv4 (where its
+/// UDP mux listens), or `None` after saying why the test is skipped.
+fn server_with_turn_for_relay() -> Option<(LiveKit, Vec<u8>, TurnPorts)> {
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let started = LiveKit::start_with_turn_on_primary_ip(
+        "127.0.0.1",
+        &cert.cert.pem(),
+        &cert.signing_key.serialize_pem(),
+    );
+    let Some((server, ports)) = started else {
+        eprintln!("skipped: no non-loopback IPv4 address for livekit-server's candidates");
+        return None;
+    };
+    Some((server, cert.cert.der().to_vec(), ports))
+}
+
+#[test]
+fn without_udp_and_tcp_the_session_connects_through_turn_tls() {
+    let Some((livekit, cert_der, ports)) = server_with_turn_for_relay() else {
+        return;
+    };
+    let p = Platform::on_livekit(livekit);
+    let runtime = Arc::new(p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]));
+    let frame = frame_720p();
+    serve_state_and_camera(&runtime, frame.clone());
+
+    let started = Instant::now();
+    let session = connect(
+        &p.client,
+        &p.robot_id,
+        relay_only(ports).add_root_certificate(cert_der),
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "no TURN/TLS connection: {e}\nserver log:\n{}",
+            p.livekit.server_log()
+        )
+    });
+    let over_turn = started.elapsed();
+    for _ in 0..5 {
+        match session.state().get("robot_status").unwrap() {
+            StateReply::RobotStatus(state) => assert_eq!(state.robot.entity_id, "robot_1"),
+            other => panic!("typed robot status expected, got {other:?}"),
+        }
+    }
+    let jpeg = session.get_vision("pov", &CaptureOptions::new()).unwrap();
+    assert!(
+        jpeg == frame,
+        "the 1280×720 frame arrives intact through the relay"
+    );
+
+    // A 2 s cut (every packet and signal frame dropped both ways) is recovered through it.
+    session.cut_link_for_test(Duration::from_secs(2));
+    std::thread::sleep(Duration::from_secs(2));
+    let restored = Instant::now();
+    let deadline = restored + Duration::from_secs(30);
+    while let Err(e) = session.state().get("robot_status") {
+        assert!(
+            Instant::now() < deadline,
+            "no read within 30 s of the restore: {e}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let recovered = restored.elapsed();
+    let jpeg = session.get_vision("pov", &CaptureOptions::new()).unwrap();
+    assert!(
+        jpeg == frame,
+        "a frame after the cut arrives intact through the relay"
+    );
+    session.disconnect().unwrap();
+
+    // The same room over UDP, for the figure next to it.
+    let started = Instant::now();
+    let direct = connect(
+        &p.client,
+        &p.robot_id,
+        ConnectOptions::new()
+            .worker_names(Vec::<String>::new())
+            .runtime_identity_prefix("simplesim"),
+    )
+    .unwrap();
+    let over_udp = started.elapsed();
+    direct.state().get("robot_status").unwrap();
+    direct.disconnect().unwrap();
+    eprintln!(
+        "connect: TURN/TLS {over_turn:?} (host paths off), UDP {over_udp:?}; \
+         TURN/TLS 2 s cut: first read {recovered:?} after the restore"
+    );
+}
+
+#[test]
+fn when_only_an_untrusted_turn_tls_is_left_the_error_says_so() {
+    let Some((livekit, _cert_der, ports)) = server_with_turn_for_relay() else {
+        return;
+    };
+    let secret = livekit.secret.clone();
+    let p = Platform::on_livekit(livekit);
+    let _runtime = p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]);
+    let started = Instant::now();
+    let options = relay_only(ports).connect_timeout(Duration::from_secs(8));
+    let error = match connect(&p.client, &p.robot_id, options) {
+        Ok(_) => panic!("connected without a trusted relay"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "bounded by the connect timeout"
+    );
+    assert!(error.contains("UDP: disabled"), "{error}");
+    assert!(error.contains("TCP: disabled"), "{error}");
+    assert!(
+        error.contains(&format!("TURN/TLS 127.0.0.1:{}: TLS failed", ports.tls)),
+        "{error}"
+    );
+    assert!(!error.contains(&secret) && !error.contains(&p.api_key), "{error}");
 }

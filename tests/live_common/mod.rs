@@ -121,13 +121,30 @@ impl LiveKit {
     /// loopback: the server's TCP mux files a connection under the local address it arrived
     /// on, and with `node_ip: 127.0.0.1` its ICE agents read the interface's address instead.
     pub fn start_for_ice_tcp() -> Option<LiveKit> {
-        let probe = UdpSocket::bind("0.0.0.0:0").ok()?;
-        probe.connect("192.0.2.1:9").ok()?;
-        let ip = probe.local_addr().ok()?.ip();
-        if ip.is_loopback() || ip.is_unspecified() {
-            return None;
-        }
+        let ip = primary_ipv4()?;
         Some(Self::start_process(None, None, &ip.to_string()))
+    }
+
+    /// [`LiveKit::start_with_turn`] with the server's candidates (and the relayed addresses)
+    /// on the machine's primary IPv4, or `None` without one: livekit-server's UDP mux does not
+    /// listen on loopback, so a relay can reach it only there.
+    pub fn start_with_turn_on_primary_ip(
+        domain: &str,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> Option<(LiveKit, TurnPorts)> {
+        let ip = primary_ipv4()?;
+        let ports = TurnPorts {
+            udp: server_port(),
+            tls: server_port(),
+        };
+        let turn = TurnYaml {
+            domain,
+            cert_pem,
+            key_pem,
+            ports: &ports,
+        };
+        Some((Self::start_process(None, Some(turn), &ip.to_string()), ports))
     }
 
     /// A livekit-server child process with its embedded TURN on (UDP and TLS listeners on
@@ -309,6 +326,14 @@ impl LiveKit {
             let _ = child.wait();
         }
     }
+}
+
+/// The IPv4 address of the route to the outside (nothing sent), unless only loopback exists.
+fn primary_ipv4() -> Option<std::net::IpAddr> {
+    let probe = UdpSocket::bind("0.0.0.0:0").ok()?;
+    probe.connect("192.0.2.1:9").ok()?;
+    let ip = probe.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
 }
 
 /// The ports of a livekit-server's embedded TURN ([`LiveKit::start_with_turn`]).

@@ -10,14 +10,18 @@
 //! candidate is opened, in parallel, on the first packet str0m sends to it, so no time is
 //! lost when UDP is blocked. str0m's candidate priorities (host UDP 126 above host TCP 90)
 //! make UDP win whenever both work; TCP carries the session only when UDP does not answer.
-//! Nothing is asked of the user. When no path works within the connect timeout, the error
+//! Nothing is asked of the user. When neither works within 1.5 s of the first checks, the
+//! TURN servers of the join response are tried too (see [`relay`]). When no path works within the connect timeout, the error
 //! ([`crate::live::LiveError::NoPath`]) lists every path tried and why it failed.
 //!
 //! Sending and receiving go through [`Paths`]; errors of one TCP connection are logged and
 //! that connection dropped (a later check opens a new one), never fatal to the room.
 
+pub(crate) mod relay;
 pub(crate) mod tcp;
 
+pub use relay::TurnPlan;
+use relay::{RelayEvent, Relays};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -58,6 +62,10 @@ pub struct PathOptions {
     pub tcp: bool,
     /// Bound of one TCP connect.
     pub tcp_connect_timeout: Duration,
+    /// Test hook: `turns:` servers are reached on this port instead of the advertised one
+    /// (livekit-server advertises 443, what a load balancer in front of it would serve), and
+    /// the other TURN servers are left out.
+    pub turn_tls_port: Option<u16>,
 }
 
 impl Default for PathOptions {
@@ -66,6 +74,7 @@ impl Default for PathOptions {
             udp: true,
             tcp: true,
             tcp_connect_timeout: Duration::from_secs(5),
+            turn_tls_port: None,
         }
     }
 }
@@ -86,6 +95,12 @@ pub enum PathKind {
     Udp,
     /// ICE over TCP.
     Tcp,
+    /// Relayed by a TURN server reached over UDP.
+    TurnUdp,
+    /// Relayed by a TURN server reached over TCP.
+    TurnTcp,
+    /// Relayed by a TURN server reached over TLS.
+    TurnTls,
 }
 
 impl fmt::Display for PathKind {
@@ -93,6 +108,9 @@ impl fmt::Display for PathKind {
         f.write_str(match self {
             PathKind::Udp => "UDP",
             PathKind::Tcp => "TCP",
+            PathKind::TurnUdp => "TURN/UDP",
+            PathKind::TurnTcp => "TURN/TCP",
+            PathKind::TurnTls => "TURN/TLS",
         })
     }
 }
@@ -114,6 +132,14 @@ pub enum PathOutcome {
     ConnectTimedOut,
     /// The TCP connection failed otherwise (reason).
     Failed(String),
+    /// The TURN server rejected the credentials (STUN error 401, or 400 from pion).
+    AuthFailed(u16),
+    /// The TLS handshake with the TURN server failed (reason).
+    TlsFailed(String),
+    /// The TURN server did not answer in time.
+    TimedOut,
+    /// A relayed address was allocated; nothing came back through it.
+    Allocated,
 }
 
 impl fmt::Display for PathOutcome {
@@ -126,6 +152,10 @@ impl fmt::Display for PathOutcome {
             PathOutcome::Refused => f.write_str("connection refused"),
             PathOutcome::ConnectTimedOut => f.write_str("connect timed out"),
             PathOutcome::Failed(why) => write!(f, "failed: {why}"),
+            PathOutcome::AuthFailed(code) => write!(f, "authentication failed ({code})"),
+            PathOutcome::TlsFailed(why) => write!(f, "TLS failed: {why}"),
+            PathOutcome::TimedOut => f.write_str("timed out"),
+            PathOutcome::Allocated => f.write_str("relay allocated, no answer through it"),
         }
     }
 }
@@ -207,7 +237,22 @@ pub struct Paths {
     tcp_events: mpsc::UnboundedReceiver<TcpEvent>,
     udp_paths: BTreeMap<SocketAddr, PathRecord>,
     tcp_paths: BTreeMap<SocketAddr, PathRecord>,
+    relays: Relays,
     buf: Vec<u8>,
+}
+
+/// What arrived on the paths.
+#[derive(Debug)]
+pub enum PathEvent {
+    /// A packet, for the peer.
+    Packet(Datagram),
+    /// A TURN allocation succeeded: a relayed candidate for the peer.
+    Relayed {
+        /// The relayed address (the candidate's address and base).
+        relayed: SocketAddr,
+        /// Our end of the connection to the TURN server.
+        local: SocketAddr,
+    },
 }
 
 impl fmt::Debug for Paths {
@@ -253,6 +298,7 @@ impl Paths {
             tcp_events,
             udp_paths: BTreeMap::new(),
             tcp_paths: BTreeMap::new(),
+            relays: Relays::new(),
             // Datagrams are MTU-sized; a larger buffer only guards against truncation.
             buf: vec![0u8; 65_536],
         })
@@ -263,9 +309,57 @@ impl Paths {
         self.locals
     }
 
+    /// The TURN servers to fall back on (join response); `force` (or no host path at all)
+    /// starts them at once.
+    pub fn plan_turn(&mut self, mut plan: TurnPlan, now: Instant) {
+        if let Some(port) = self.options.turn_tls_port {
+            plan.servers
+                .retain(|s| s.url.transport == crate::live::turn::TurnTransport::Tls);
+            plan.servers = plan.servers.into_iter().map(|s| s.with_port(port)).collect();
+        }
+        // Without host paths there is nothing to wait for.
+        plan.force |= !self.options.udp && !self.options.tcp;
+        self.relays.plan(plan, now);
+    }
+
+    /// New TURN servers (a resume's answer): without a working relay, they replace the old
+    /// ones and TURN may start again once the peer checks anew ([`Paths::arm_turn`]).
+    pub fn replan_turn(&mut self, mut plan: TurnPlan, now: Instant) {
+        if self.relays.has_relay() {
+            return;
+        }
+        self.relays = Relays::new();
+        plan.force = false;
+        self.plan_turn(plan, now);
+    }
+
+    /// The peer started its connectivity checks (its answer arrived): TURN starts 1.5 s
+    /// later unless a pair works by then.
+    pub fn arm_turn(&mut self, now: Instant) {
+        self.relays.arm(now);
+    }
+
+    /// Starts the TURN allocations when due (not when `ice_connected`).
+    pub fn poll_turn(&mut self, now: Instant, ice_connected: bool) {
+        self.relays.poll(now, ice_connected);
+    }
+
+    /// When [`Paths::poll_turn`] is due.
+    pub fn turn_timeout(&self) -> Option<Instant> {
+        self.relays.timeout()
+    }
+
+    /// The relayed candidates allocated so far: (relayed address, local address).
+    pub fn relayed_candidates(&self) -> Vec<(SocketAddr, SocketAddr)> {
+        self.relays.candidates()
+    }
+
     /// Sends what str0m produced, by its transport: UDP from the socket, TCP on the
     /// connection to the destination for this ICE generation (opened on first use).
     pub async fn send(&mut self, packet: &Datagram, ice_generation: u32) {
+        if self.relays.route(packet) {
+            return;
+        }
         match packet.proto {
             Protocol::Udp => {
                 let Some(socket) = &self.udp else {
@@ -283,6 +377,9 @@ impl Paths {
 
     /// Best-effort, non-blocking [`Paths::send`] (for the last packets at shutdown).
     pub fn try_send(&mut self, packet: &Datagram, ice_generation: u32) {
+        if self.relays.route(packet) {
+            return;
+        }
         match packet.proto {
             Protocol::Udp => {
                 if let Some(socket) = &self.udp {
@@ -371,8 +468,19 @@ impl Paths {
         }
     }
 
-    /// The next packet from any path. Cancel-safe (use it in `select!`).
+    /// The next packet from any path, ignoring new relayed candidates (tests).
+    #[cfg(test)]
     pub async fn recv(&mut self) -> Datagram {
+        loop {
+            if let PathEvent::Packet(packet) = self.next_event().await {
+                return packet;
+            }
+        }
+    }
+
+    /// The next packet from any path, or a new relayed candidate. Cancel-safe (use it in
+    /// `select!`).
+    pub async fn next_event(&mut self) -> PathEvent {
         loop {
             tokio::select! {
                 received = recv_udp(self.udp.as_ref(), &mut self.buf) => match received {
@@ -382,20 +490,26 @@ impl Paths {
                             .or_default()
                             .record_received(&self.buf[..n]);
                         if let Some(destination) = self.locals.udp {
-                            return Datagram {
+                            return PathEvent::Packet(Datagram {
                                 proto: Protocol::Udp,
                                 source,
                                 destination,
                                 data: self.buf[..n].to_vec(),
-                            };
+                            });
                         }
                     }
                     Err(e) => log::debug!("udp recv error: {e}"),
                 },
                 Some(event) = self.tcp_events.recv() => {
                     if let Some(packet) = self.on_tcp_event(event) {
-                        return packet;
+                        return PathEvent::Packet(packet);
                     }
+                }
+                event = self.relays.recv() => {
+                    return match event {
+                        RelayEvent::Packet(packet) => PathEvent::Packet(packet),
+                        RelayEvent::Allocated { relayed, local } => PathEvent::Relayed { relayed, local },
+                    };
                 }
             }
         }
@@ -434,7 +548,8 @@ impl Paths {
         }
     }
 
-    /// Every path tried so far and how it fared, UDP first (for the connect error).
+    /// Every path tried so far and how it fared, UDP first, TURN last (for the connect
+    /// error).
     pub fn attempts(&self) -> Vec<PathAttempt> {
         let mut attempts = Vec::new();
         let kinds = [
@@ -465,6 +580,7 @@ impl Paths {
                 });
             }
         }
+        attempts.extend(self.relays.attempts());
         attempts
     }
 
@@ -473,7 +589,7 @@ impl Paths {
     pub fn counters(&self, kind: PathKind) -> (u64, u64) {
         let records = match kind {
             PathKind::Udp => &self.udp_paths,
-            PathKind::Tcp => &self.tcp_paths,
+            _ => &self.tcp_paths,
         };
         records
             .values()
