@@ -654,6 +654,9 @@ fn an_acknowledged_tool_call_is_answered_across_a_full_reconnect() {
         .unwrap();
     let id = started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(id, pending.action_id());
+    // The handler runs once the runtime has sent its acknowledgement; give that packet time
+    // to reach us (an unacknowledged call fails as ConnectionLost instead, by design).
+    std::thread::sleep(Duration::from_millis(500));
     // The runtime acknowledged the call; now our participant is replaced by a new one.
     assert!(session.simulate_scenario_for_test("node_failure"));
     assert!(
