@@ -5,7 +5,8 @@
 //!   the same `runtime.state` RPC performed by the official Python client
 //!   (tests/peers/bench_caller.py);
 //! - `get_vision` frames per second at 1280×720 (a ~230 KB byte stream per frame), next to
-//!   the same capture requested by the Python client;
+//!   the same capture requested by the Python client; then the same from a [`RuntimeHost`]
+//!   runtime in this process (a 1280×720-sized frame), for the Rust session and the Python client;
 //! - connect-to-first-skill time (`connect()` → `discover_skills()` returned);
 //! - the first call's delay after a runtime joins late: a `state` read is started on a
 //!   connected session, then a [`RuntimeHost`] joins; from its handlers being registered to
@@ -29,7 +30,7 @@ mod live_common;
 
 use std::time::{Duration, Instant};
 
-use live_common::{server_binary, thread_count, Platform, PyPeer};
+use live_common::{frame_720p, serve_state_and_camera, server_binary, thread_count, Platform, PyPeer};
 use menlo_robot_sdk::{connect, CaptureOptions, ConnectOptions, RuntimeHost, Session, StateReply};
 
 const WARMUP: usize = 50;
@@ -169,6 +170,48 @@ fn first_call_after_late_join(p: &Platform, announcing: bool) -> Res<f64> {
     host.disconnect();
     Ok(delay)
 }
+/// 1280×720-sized frames from a [`RuntimeHost`] runtime (this process), captured by the Rust
+/// [`Session`] and by the official Python client in turn: (fps, p50 ms) for each.
+fn runtime_host_frames(p: &Platform) -> Res<((f64, f64), (f64, f64))> {
+    let robot = p.create_robot();
+    let identity = format!("simplesim:{robot}");
+    let host = std::sync::Arc::new(p.runtime_in(&robot, &identity, false, &[]));
+    serve_state_and_camera(&host, frame_720p());
+    let session = connect(&p.client, &robot, simplesim())?;
+    let capture = CaptureOptions::new().width(1280).height(720);
+    for _ in 0..3 {
+        session.get_vision("pov", &capture)?;
+    }
+    let mut rust = Vec::with_capacity(FRAMES);
+    let started = Instant::now();
+    for _ in 0..FRAMES {
+        let t = Instant::now();
+        session.get_vision("pov", &capture)?;
+        rust.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let rust_fps = FRAMES as f64 / started.elapsed().as_secs_f64();
+    session.disconnect()?;
+    let token = p.livekit.token(&robot, "py-bench-host", false, &[]);
+    let caller = PyPeer::spawn(
+        "bench_caller.py",
+        &[&p.livekit.url, &token, &identity, "20", "5", &FRAMES.to_string()],
+    );
+    caller.wait_event("bench", Duration::from_secs(180));
+    let py = caller.wait_event("capture_bench", Duration::from_secs(180));
+    let py_latencies = sorted(
+        py["latencies_ms"]
+            .as_array()
+            .ok_or("bench_caller.py printed no capture latencies")?
+            .iter()
+            .filter_map(|v| v.as_f64())
+            .collect(),
+    );
+    let py_fps = FRAMES as f64 / py["elapsed_s"].as_f64().unwrap_or(f64::NAN);
+    Ok((
+        (rust_fps, pct(&sorted(rust), 0.5)),
+        (py_fps, pct(&py_latencies, 0.5)),
+    ))
+}
 
 fn late_runtime_delays(p: &Platform, announcing: bool) -> Res<Vec<f64>> {
     let samples = (0..LATE_RUNTIME_SAMPLES).map(|_| first_call_after_late_join(p, announcing));
@@ -255,6 +298,7 @@ fn main() -> Res<()> {
     session.disconnect()?;
     drop(session);
 
+    let ((host_fps, host_p50), (host_py_fps, host_py_p50)) = runtime_host_frames(&p)?;
     let late_plain = late_runtime_delays(&p, false)?;
     let late_announced = late_runtime_delays(&p, true)?;
 
@@ -336,6 +380,17 @@ fn main() -> Res<()> {
             FRAMES as f64 / py_capture["elapsed_s"].as_f64().unwrap_or(f64::NAN),
             pct(&py_frames, 0.5)
         ),
+    );
+    println!(
+        "{:<48} {:<34} >= Python: {}",
+        format!("same size from a RuntimeHost runtime, Rust, {FRAMES}"),
+        format!("{host_fps:.1} fps  (frame p50 {host_p50:.1} ms)"),
+        verdict(host_fps >= host_py_fps)
+    );
+    println!(
+        "{:<48} {:<34} (reference)",
+        format!("same, by the Python client, {FRAMES} frames"),
+        format!("{host_py_fps:.1} fps  (frame p50 {host_py_p50:.1} ms)"),
     );
     println!(
         "{:<48} {:<34} -",

@@ -2,60 +2,12 @@
 //! free port per server): with the client's UDP switched off (a doc-hidden test knob), the
 //! session must connect over TCP, and RPC and a 1280×720 frame must work over it.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::live_common::{robot_status, Backend, LiveKit, Platform};
-use menlo_robot_sdk::{
-    connect, CaptureOptions, ConnectOptions, OutgoingStream, RpcError, RuntimeHost, Session, StateReply,
-};
+use crate::live_common::{frame_720p, serve_state_and_camera, Backend, LiveKit, Platform};
+use menlo_robot_sdk::{connect, CaptureOptions, ConnectOptions, Session, StateReply};
 use serde_json::{json, Value};
-
-/// A JPEG-looking 1280×720-sized frame: `FF D8 FF E0`, noise, `FF D9`.
-pub fn frame_720p() -> Vec<u8> {
-    let len = 1280 * 720 / 4;
-    let mut bytes = vec![0xFF, 0xD8, 0xFF, 0xE0];
-    let mut x = 720u64;
-    while bytes.len() < len - 2 {
-        x = x
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        bytes.push((x >> 33) as u8);
-    }
-    bytes.extend([0xFF, 0xD9]);
-    bytes
-}
-
-/// Answers `runtime.tools_list`, `runtime.state` and `runtime.cameras_capture` (the frame as a byte stream).
-pub fn serve_state_and_camera(host: &Arc<RuntimeHost>, frame: Vec<u8>) {
-    host.handle("runtime.tools_list", |_| {
-        Ok(
-            json!([{"name":"go_to","description":"go somewhere","input_schema":{"type":"object"}}])
-                .to_string(),
-        )
-    });
-    host.handle("runtime.state", |_| Ok(robot_status()));
-    let weak = Arc::downgrade(host);
-    host.handle("runtime.cameras_capture", move |call| {
-        let request: Value = serde_json::from_str(&call.payload).map_err(|e| RpcError::application(e.to_string()))?;
-        let id = request["stream"]["id"].as_str().unwrap_or_default().to_owned();
-        let topic = request["stream"]["topic"].as_str().unwrap_or_default().to_owned();
-        let host = weak.upgrade().ok_or_else(|| RpcError::application("gone"))?;
-        let attributes: HashMap<String, String> = [("request_id".to_owned(), id.clone())].into();
-        let stream = attributes.into_iter().fold(
-            OutgoingStream::new(topic)
-                .name("pov.jpg")
-                .mime_type("image/jpeg")
-                .destination(call.caller_identity.clone()),
-            |stream, (key, value)| stream.attribute(key, value),
-        );
-        host.send_bytes(frame.clone(), stream)
-            .map_err(|e| RpcError::application(e.to_string()))?;
-        let meta = json!({"action_id": format!("cap-{id}"), "started_at_ms": 1, "finished_at_ms": 2, "duration_ms": 1});
-        Ok(json!({"status":"done","result":{"payload":{"kind":"byte_stream"}},"meta":meta}).to_string())
-    });
-}
 
 /// A server whose ICE-TCP candidates the client can reach on this machine: the embedded SFU
 /// (it listens on loopback), or a livekit-server announcing the machine's primary IPv4

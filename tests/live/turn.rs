@@ -19,7 +19,7 @@ use menlo_robot_sdk::__turn::{
     turn_servers, TurnAllocation, TurnError, TurnOptions, TurnServer, TurnTransport,
 };
 
-use crate::icetcp::{frame_720p, serve_state_and_camera};
+use crate::live_common::{frame_720p, serve_state_and_camera};
 use crate::live_common::{LiveKit, Platform, TurnPorts};
 use menlo_robot_sdk::{connect, CaptureOptions, ConnectOptions, StateReply};
 

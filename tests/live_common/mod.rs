@@ -554,3 +554,48 @@ pub fn robot_status() -> String {
     })
     .to_string()
 }
+
+/// A JPEG-looking 1280×720-sized frame: `FF D8 FF E0`, noise, `FF D9`.
+pub fn frame_720p() -> Vec<u8> {
+    let len = 1280 * 720 / 4;
+    let mut bytes = vec![0xFF, 0xD8, 0xFF, 0xE0];
+    let mut x = 720u64;
+    while bytes.len() < len - 2 {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        bytes.push((x >> 33) as u8);
+    }
+    bytes.extend([0xFF, 0xD9]);
+    bytes
+}
+
+/// Answers `runtime.tools_list`, `runtime.state` and `runtime.cameras_capture` (the frame as a byte stream).
+pub fn serve_state_and_camera(host: &std::sync::Arc<RuntimeHost>, frame: Vec<u8>) {
+    host.handle("runtime.tools_list", |_| {
+        Ok(
+            serde_json::json!([{"name":"go_to","description":"go somewhere","input_schema":{"type":"object"}}])
+                .to_string(),
+        )
+    });
+    host.handle("runtime.state", |_| Ok(robot_status()));
+    let weak = std::sync::Arc::downgrade(host);
+    host.handle("runtime.cameras_capture", move |call| {
+        let request: serde_json::Value = serde_json::from_str(&call.payload).map_err(|e| menlo_robot_sdk::RpcError::application(e.to_string()))?;
+        let id = request["stream"]["id"].as_str().unwrap_or_default().to_owned();
+        let topic = request["stream"]["topic"].as_str().unwrap_or_default().to_owned();
+        let host = weak.upgrade().ok_or_else(|| menlo_robot_sdk::RpcError::application("gone"))?;
+        let attributes: std::collections::HashMap<String, String> = [("request_id".to_owned(), id.clone())].into();
+        let stream = attributes.into_iter().fold(
+            menlo_robot_sdk::OutgoingStream::new(topic)
+                .name("pov.jpg")
+                .mime_type("image/jpeg")
+                .destination(call.caller_identity.clone()),
+            |stream, (key, value)| stream.attribute(key, value),
+        );
+        host.send_bytes(frame.clone(), stream)
+            .map_err(|e| menlo_robot_sdk::RpcError::application(e.to_string()))?;
+        let meta = serde_json::json!({"action_id": format!("cap-{id}"), "started_at_ms": 1, "finished_at_ms": 2, "duration_ms": 1});
+        Ok(serde_json::json!({"status":"done","result":{"payload":{"kind":"byte_stream"}},"meta":meta}).to_string())
+    });
+}
