@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::live_common::{free_tcp_port, robot_status, wait_until, Backend, Platform};
+use crate::live_common::{fake_jpeg, free_tcp_port, robot_status, wait_until, Backend, Platform};
 use crossbeam_channel as cb;
 use menlo_robot_sdk::dev::Fault;
 use menlo_robot_sdk::ActionPhase;
@@ -109,20 +109,6 @@ fn wait_event(session: &Session, timeout: Duration, pred: impl Fn(&SessionEvent)
             None => panic!("no matching session event within {timeout:?}"),
         }
     }
-}
-
-/// A JPEG-looking frame: `FF D8 FF E0`, noise, `FF D9`.
-fn fake_jpeg(len: usize, seed: u64) -> Vec<u8> {
-    let mut bytes = vec![0xFF, 0xD8, 0xFF, 0xE0];
-    let mut x = seed;
-    while bytes.len() < len - 2 {
-        x = x
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        bytes.push((x >> 33) as u8);
-    }
-    bytes.extend([0xFF, 0xD9]);
-    bytes
 }
 
 fn is_invalid(err: &Error, field: &str) -> bool {

@@ -134,23 +134,27 @@ impl LiveKit {
         key_pem: &str,
     ) -> Option<(LiveKit, TurnPorts)> {
         let ip = primary_ipv4()?;
-        let ports = TurnPorts {
-            udp: server_port(),
-            tls: server_port(),
-        };
-        let turn = TurnYaml {
+        Some(Self::start_with_turn_at(
             domain,
             cert_pem,
             key_pem,
-            ports: &ports,
-        };
-        Some((Self::start_process(None, Some(turn), &ip.to_string()), ports))
+            &ip.to_string(),
+        ))
     }
 
     /// A livekit-server child process with its embedded TURN on (UDP and TLS listeners on
     /// free ports, relaying to loopback peers), the TLS certificate `cert_pem`/`key_pem` for
     /// `domain` (an IPv4 literal passes LiveKit's domain check, `localhost` does not).
     pub fn start_with_turn(domain: &str, cert_pem: &str, key_pem: &str) -> (LiveKit, TurnPorts) {
+        Self::start_with_turn_at(domain, cert_pem, key_pem, "127.0.0.1")
+    }
+
+    fn start_with_turn_at(
+        domain: &str,
+        cert_pem: &str,
+        key_pem: &str,
+        node_ip: &str,
+    ) -> (LiveKit, TurnPorts) {
         let ports = TurnPorts {
             udp: server_port(),
             tls: server_port(),
@@ -161,7 +165,7 @@ impl LiveKit {
             key_pem,
             ports: &ports,
         };
-        (Self::start_process(None, Some(turn), "127.0.0.1"), ports)
+        (Self::start_process(None, Some(turn), node_ip), ports)
     }
 
     fn start_with(backend: Backend, keys: Option<(&str, &str)>) -> LiveKit {
@@ -555,11 +559,10 @@ pub fn robot_status() -> String {
     .to_string()
 }
 
-/// A JPEG-looking 1280×720-sized frame: `FF D8 FF E0`, noise, `FF D9`.
-pub fn frame_720p() -> Vec<u8> {
-    let len = 1280 * 720 / 4;
+/// A JPEG-looking frame of `len` bytes: `FF D8 FF E0`, noise from `seed`, `FF D9`.
+pub fn fake_jpeg(len: usize, seed: u64) -> Vec<u8> {
     let mut bytes = vec![0xFF, 0xD8, 0xFF, 0xE0];
-    let mut x = 720u64;
+    let mut x = seed;
     while bytes.len() < len - 2 {
         x = x
             .wrapping_mul(6_364_136_223_846_793_005)
@@ -568,6 +571,11 @@ pub fn frame_720p() -> Vec<u8> {
     }
     bytes.extend([0xFF, 0xD9]);
     bytes
+}
+
+/// A JPEG-looking frame of a 1280×720 capture's size (a quarter of its pixels in bytes).
+pub fn frame_720p() -> Vec<u8> {
+    fake_jpeg(1280 * 720 / 4, 720)
 }
 
 /// Answers `runtime.tools_list`, `runtime.state` and `runtime.cameras_capture` (the frame as a byte stream).
