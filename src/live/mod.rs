@@ -23,6 +23,7 @@ pub(crate) mod rpc;
 pub(crate) mod sctp_clock;
 pub(crate) mod signal;
 pub(crate) mod streams;
+pub(crate) mod write_queue;
 // TURN relay client (issue 10); the ICE paths (`net/`) plug it in as relayed candidates.
 #[allow(dead_code)]
 pub mod turn;

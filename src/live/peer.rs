@@ -8,7 +8,7 @@
 use crate::live::error::LiveError;
 use crate::live::net::{Datagram, LocalCandidates};
 use crate::live::sctp_clock::{self, SctpClock};
-use std::collections::VecDeque;
+use crate::live::write_queue::WriteQueue;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
@@ -37,8 +37,6 @@ pub(crate) fn add_data_channels(api: &mut str0m::change::SdpApi<'_>) -> (Channel
     let lossy = channel(LOSSY_LABEL, false, Reliability::MaxRetransmits { retransmits: 0 });
     (reliable, lossy)
 }
-/// Cap on bytes queued while the reliable channel is not open or is full.
-pub const MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
 
 /// Something the connection must act on.
 #[derive(Debug)]
@@ -68,8 +66,7 @@ pub struct Peer {
     lossy: Option<ChannelId>,
     reliable_open: bool,
     lossy_open: bool,
-    queue: VecDeque<Vec<u8>>,
-    queued_bytes: usize,
+    queue: WriteQueue,
     closed: bool,
     now: Instant,
     writes_paused: bool,
@@ -106,8 +103,7 @@ impl Peer {
             lossy: None,
             reliable_open: false,
             lossy_open: false,
-            queue: VecDeque::new(),
-            queued_bytes: 0,
+            queue: WriteQueue::default(),
             closed: false,
             now,
             writes_paused: false,
@@ -338,11 +334,9 @@ impl Peer {
             }
             return Ok(());
         }
-        if self.queued_bytes + data.len() > MAX_QUEUED_BYTES {
+        if !self.queue.push(data) {
             return Err(LiveError::Rtc("send queue full".into()));
         }
-        self.queued_bytes += data.len();
-        self.queue.push_back(data);
         self.flush();
         Ok(())
     }
@@ -354,23 +348,7 @@ impl Peer {
         let (true, Some(id)) = (self.reliable_open, self.reliable) else {
             return;
         };
-        while let Some(front) = self.queue.front() {
-            let Some(mut ch) = self.rtc.channel(id) else {
-                return;
-            };
-            match ch.write(true, front) {
-                Ok(true) => {
-                    self.clock.on_written(front.len());
-                    self.queued_bytes -= front.len();
-                    self.queue.pop_front();
-                }
-                Ok(false) => return, // full: retried on BufferedAmountLow / next poll
-                Err(e) => {
-                    log::warn!("data channel write failed: {e}");
-                    return;
-                }
-            }
-        }
+        self.queue.flush(&mut self.rtc, id, &mut self.clock);
     }
 
     /// Drains the next output. Call until it returns [`PeerOutput::Timeout`].
@@ -549,8 +527,7 @@ impl Peer {
     /// Takes the reliable messages not yet written into SCTP, oldest first (a full reconnect
     /// sends them on the new connection).
     pub fn take_unwritten(&mut self) -> Vec<Vec<u8>> {
-        self.queued_bytes = 0;
-        self.queue.drain(..).collect()
+        self.queue.take()
     }
 
     /// Stops (true) or restarts (false) writing reliable messages into SCTP. While paused they

@@ -6,7 +6,7 @@
 //! *offerer* is the server's subscriber connection on `/rtc`, on which the server opens its own
 //! channels.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -17,9 +17,8 @@ use str0m::{Candidate, Event, IceConnectionState, Output, Rtc};
 
 use crate::live::peer::{add_data_channels, LOSSY_LABEL, RELIABLE_LABEL};
 use crate::live::sctp_clock::SctpClock;
+use crate::live::write_queue::WriteQueue;
 
-/// Reliable bytes queued for one peer before it counts as stalled and is dropped.
-const MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
 /// Data written to a channel but not yet acknowledged by the client, at most (str0m's
 /// default is 128 KiB). Whatever is in flight can land in the client's UDP receive buffer at
 /// once; the official clients' default buffer holds about 90 full datagrams, and every one
@@ -66,8 +65,7 @@ pub(super) struct ServerPeer {
     reliable: Option<ChannelId>,
     lossy: Option<ChannelId>,
     reliable_open: bool,
-    queue: VecDeque<Vec<u8>>,
-    queued_bytes: usize,
+    queue: WriteQueue,
     closed: bool,
     /// When the client's last datagram arrived (`None`: never); the participant decides
     /// from it when the connection counts as failed.
@@ -110,8 +108,7 @@ impl ServerPeer {
             reliable: None,
             lossy: None,
             reliable_open: false,
-            queue: VecDeque::new(),
-            queued_bytes: 0,
+            queue: WriteQueue::default(),
             closed: false,
             last_heard: None,
             clock: SctpClock::new(SctpClock::ICE_LITE_MAX_SKIP),
@@ -258,11 +255,9 @@ impl ServerPeer {
             }
             return Ok(());
         }
-        if self.queued_bytes + data.len() > MAX_QUEUED_BYTES {
+        if !self.queue.push(data) {
             return Err("reliable send queue overflow".into());
         }
-        self.queued_bytes += data.len();
-        self.queue.push_back(data);
         self.flush();
         Ok(())
     }
@@ -271,23 +266,7 @@ impl ServerPeer {
         let (true, Some(id)) = (self.reliable_open, self.reliable) else {
             return;
         };
-        while let Some(front) = self.queue.front() {
-            let Some(mut ch) = self.rtc.channel(id) else {
-                return;
-            };
-            match ch.write(true, front) {
-                Ok(true) => {
-                    self.clock.on_written(front.len());
-                    self.queued_bytes -= front.len();
-                    self.queue.pop_front();
-                }
-                Ok(false) => return,
-                Err(e) => {
-                    log::debug!("sfu: data channel write failed: {e}");
-                    return;
-                }
-            }
-        }
+        self.queue.flush(&mut self.rtc, id, &mut self.clock);
     }
 
     /// Drains the next output; call until it returns [`PeerOutput::Timeout`].
