@@ -9,6 +9,10 @@ if [ "$(id -u)" != 0 ]; then
   echo "netns.sh: needs root (ip netns); skipped" >&2
   exit 0
 fi
+if ! command -v ip >/dev/null 2>&1; then
+  echo "netns.sh: iproute2 (ip) is not installed; skipped" >&2
+  exit 0
+fi
 probe="mlcprobe$$"
 if ! ip netns add "$probe" 2>/dev/null; then
   echo "netns.sh: this machine does not allow network namespaces (ip netns add failed); skipped" >&2
