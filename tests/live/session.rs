@@ -1803,6 +1803,19 @@ fn frozen_runtime_child() {
     let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
 }
 
+/// Whether every thread of process `pid` is in the stopped state (`T` in `/proc`).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|task| {
+        std::fs::read_to_string(task.path().join("stat"))
+            .ok()
+            .and_then(|stat| stat.rsplit_once(") ").map(|(_, rest)| rest.starts_with('T')))
+            .unwrap_or(false)
+    })
+}
+
 /// A child process, killed (even when stopped) and reaped when dropped.
 struct Child(std::process::Child);
 
@@ -1849,6 +1862,13 @@ fn a_call_the_runtime_never_acknowledges_fails_at_its_own_timeout() {
         .status()
         .unwrap();
     assert!(stopped.success());
+    // kill(2) returns before the stop: one thread takes SIGSTOP and stops the others when it
+    // next runs, so on a loaded machine the rest can still answer a call for a while.
+    wait_until(
+        Duration::from_secs(10),
+        "every thread of the runtime stopped",
+        || all_threads_stopped(child.0.id()).then_some(()),
+    );
     let started = Instant::now();
     let err = session.state().robot_status().unwrap_err();
     let elapsed = started.elapsed();
