@@ -166,15 +166,15 @@ impl fmt::Display for PathOutcome {
 pub struct PathAttempt {
     /// The transport.
     pub kind: PathKind,
-    /// The server candidate's address.
-    pub remote: Option<SocketAddr>,
+    /// The server's address (`ip:port`, or `host:port` for a TURN server not resolved yet).
+    pub remote: Option<String>,
     /// What happened.
     pub outcome: PathOutcome,
 }
 
 impl fmt::Display for PathAttempt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.remote {
+        match &self.remote {
             Some(remote) => write!(f, "{} {remote}: {}", self.kind, self.outcome),
             None => write!(f, "{}: {}", self.kind, self.outcome),
         }
@@ -575,7 +575,7 @@ impl Paths {
             for (remote, record) in records {
                 attempts.push(PathAttempt {
                     kind,
-                    remote: Some(*remote),
+                    remote: Some(remote.to_string()),
                     outcome: outcome_of(record),
                 });
             }
@@ -785,12 +785,12 @@ mod tests {
                 [
                     PathAttempt {
                         kind: PathKind::Udp,
-                        remote: Some(silent_udp),
+                        remote: Some(silent_udp.to_string()),
                         outcome: PathOutcome::NoAnswer
                     },
                     PathAttempt {
                         kind: PathKind::Tcp,
-                        remote: Some(closed),
+                        remote: Some(closed.to_string()),
                         outcome: PathOutcome::Refused
                     },
                 ]

@@ -61,7 +61,8 @@ pub(crate) struct Relays {
     plan: Option<TurnPlan>,
     start_at: Option<Instant>,
     started: bool,
-    pending: Vec<PathKind>,
+    /// Allocations under way: the path and the server's `host:port`.
+    pending: Vec<(PathKind, String)>,
     results_tx: mpsc::UnboundedSender<AllocateResult>,
     results: mpsc::UnboundedReceiver<AllocateResult>,
     active: Vec<Relay>,
@@ -131,7 +132,8 @@ impl Relays {
                 server.url.host,
                 server.url.port
             );
-            self.pending.push(kind);
+            self.pending
+                .push((kind, endpoint(&server.url.host, server.url.port)));
             let options = plan.options.clone();
             let results = self.results_tx.clone();
             tokio::spawn(async move {
@@ -185,7 +187,7 @@ impl Relays {
         loop {
             tokio::select! {
                 Some((kind, result)) = self.results.recv() => {
-                    if let Some(pos) = self.pending.iter().position(|k| *k == kind) {
+                    if let Some(pos) = self.pending.iter().position(|(k, _)| *k == kind) {
                         self.pending.remove(pos);
                     }
                     match result {
@@ -237,7 +239,7 @@ impl Relays {
         for relay in &self.active {
             attempts.push(PathAttempt {
                 kind: relay.kind,
-                remote: Some(relay.allocation.server_addr()),
+                remote: Some(relay.allocation.server_addr().to_string()),
                 outcome: if relay.record.answers > 0 {
                     PathOutcome::Answered
                 } else {
@@ -245,10 +247,10 @@ impl Relays {
                 },
             });
         }
-        for kind in &self.pending {
+        for (kind, server) in &self.pending {
             attempts.push(PathAttempt {
                 kind: *kind,
-                remote: None,
+                remote: Some(server.clone()),
                 outcome: PathOutcome::TimedOut,
             });
         }
@@ -293,8 +295,17 @@ fn attempt_of_error(kind: PathKind, error: &TurnError) -> PathAttempt {
     };
     PathAttempt {
         kind,
-        remote,
+        remote: remote.map(|addr| addr.to_string()),
         outcome,
+    }
+}
+
+/// `host:port`, the host bracketed when it is an IPv6 address.
+fn endpoint(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     }
 }
 
