@@ -1,6 +1,6 @@
 //! The TURN client against livekit-server's embedded TURN: the credentials of a real join
-//! response allocate a relayed address over UDP and over TLS (a test certificate trusted as an
-//! extra root), and a datagram goes to a loopback echo peer and back through it, by Send
+//! response allocate a relayed address over UDP, over TLS (a test certificate trusted as an
+//! extra root) and over plain TCP (the server's `external_tls` listener), and a datagram goes to a loopback echo peer and back through it, by Send
 //! indication and then through a bound channel (odd sizes: TCP pads ChannelData). A wrong
 //! credential fails as an authentication failure, not a timeout; an untrusted certificate as
 //! a TLS failure.
@@ -186,6 +186,24 @@ fn turns_with_an_untrusted_certificate_fails_as_tls() {
             .await
             .unwrap_err();
         assert!(matches!(error, TurnError::TlsFailed { .. }), "{error}");
+    });
+}
+
+#[test]
+fn turn_relays_over_tcp_with_the_join_credentials() {
+    // livekit-server serves TURN over plain TCP only behind a TLS-terminating front
+    // (`external_tls`); the client then reaches the listener itself with `transport=tcp`.
+    let (server, ports) = LiveKit::start_with_turn_over_plain_tcp();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let (servers, _signal) = join_for_turn_servers(&server, "turn-tcp").await;
+        let advertised = servers
+            .iter()
+            .find(|s| s.url.transport == TurnTransport::Tls)
+            .expect("a turns: server");
+        let mut tcp = advertised.clone().with_port(ports.tls);
+        tcp.url.transport = TurnTransport::Tcp;
+        relay_through(&tcp, &TurnOptions::new(&[]).unwrap()).await;
     });
 }
 
