@@ -556,8 +556,14 @@ fn python_row(topology: &Topology, server: &LiveKit, label: &str, index: usize) 
     let mut reader = LineProcess::spawn(command).expect("the Python reader");
     let client = "Python livekit 1.2.0";
     if try_wait_for(&reader, &["ready"], PYTHON_READY_TIMEOUT).is_none() {
+        // A TURN/TLS failure shows on the server's side: pion logs the handshake's alert.
+        let log = server.server_log();
+        let tls_error = log
+            .lines()
+            .find_map(|l| l.find("TLS handshake failed").map(|at| l[at..].to_owned()));
+        let why = tls_error.map_or(String::new(), |e| format!("; server log: {e}"));
         let row = json!({"client": client, "path": label,
-                         "error": format!("not connected within {PYTHON_READY_TIMEOUT:?}")});
+                         "error": format!("not connected within {PYTHON_READY_TIMEOUT:?}{why}")});
         eprintln!("icetcp netns row: {row}");
         return row;
     }
