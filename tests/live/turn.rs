@@ -334,3 +334,43 @@ fn when_only_an_untrusted_turn_tls_is_left_the_error_says_so() {
     );
     assert!(!error.contains(&secret) && !error.contains(&p.api_key), "{error}");
 }
+
+#[test]
+fn over_two_peer_connections_both_are_relayed_through_turn_tls() {
+    let Some((livekit, cert_der, ports)) = server_with_turn_for_relay() else {
+        return;
+    };
+    let p = Platform::on_livekit(livekit);
+    let runtime = Arc::new(p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]));
+    let frame = frame_720p();
+    serve_state_and_camera(&runtime, frame.clone());
+    // A front that refuses `/rtc/v1` makes the session join on `/rtc`: a publisher and a
+    // subscriber peer connection, each of which must find the relay on its own.
+    let proxy_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server_port: u16 = p.livekit.url.rsplit(':').next().unwrap().parse().unwrap();
+    let (port, seen) = crate::fallback::start_v0_only_proxy(&proxy_runtime, server_port);
+    let options = relay_only(ports)
+        .add_root_certificate(cert_der)
+        .livekit_url(format!("ws://127.0.0.1:{port}"));
+    let session = connect(&p.client, &p.robot_id, options).unwrap_or_else(|e| {
+        panic!(
+            "no TURN/TLS connection over two peer connections: {e}\nserver log:\n{}",
+            p.livekit.server_log()
+        )
+    });
+    let joined_on = seen.lock().unwrap().clone();
+    assert!(
+        joined_on.iter().any(|path| path == "/rtc"),
+        "joined on {joined_on:?}"
+    );
+    // Requests go out on the publisher connection, replies and the frame come back on the
+    // subscriber's.
+    session.state().get("robot_status").unwrap();
+    let jpeg = session.get_vision("pov", &CaptureOptions::new()).unwrap();
+    assert!(jpeg == frame, "the 1280×720 frame arrives intact");
+    session.disconnect().unwrap();
+}
