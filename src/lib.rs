@@ -122,7 +122,7 @@ pub use sessions::Sessions;
 pub use transport::{JitterFn, SleepFn};
 
 #[cfg(feature = "livekit")]
-pub use live::{OutgoingStream, Participant, ParticipantKind, RpcError, RpcErrorCode};
+pub use live::{NetworkPath, OutgoingStream, Participant, ParticipantKind, RpcError, RpcErrorCode};
 #[cfg(feature = "livekit")]
 pub use runtime::{
     ActionKind, ActionMeta, ActionPhase, ActionProgress, ActionResult, ActionStatus, ActiveAction,
