@@ -178,6 +178,11 @@ fn after_switching_to_tcp_candidates_an_ice_restart_keeps_the_session_working_ov
         "a session with UDP available rides on UDP"
     );
     assert!(!NetworkPath::Udp.is_relayed());
+    assert_eq!(
+        runtime.network_path(),
+        Some(NetworkPath::Udp),
+        "so does the runtime host"
+    );
     let livekit_server = Backend::from_env() == Backend::LiveKitServer;
     if livekit_server {
         assert_eq!(
