@@ -21,6 +21,7 @@ fi
 ip netns del "$probe"
 export LIVEKIT_SERVER_BIN="${LIVEKIT_SERVER_BIN:-${MENLO_TOOLS_DIR:-$HOME/.local/share/menlo-robot-sdk/bin}/livekit-server}"
 MENLO_NETNS=1 cargo test --all-features --test live netns::
-# ICE over TCP (issue 10): UDP blocked => TCP; everything blocked => an error naming each path.
+# Restrictive networks (issue 10): the per-path table (UDP; UDP blocked => ICE over TCP; UDP and TCP 7881 blocked
+# => TURN over TLS on 443), each next to the official Python client; everything blocked => an error naming each path.
 MENLO_NETNS=1 cargo test --all-features --test live icetcp::netns_ -- --test-threads=1 --nocapture
 cargo run --quiet --release --example bench_linkcut --features livekit,dev -- "$@"

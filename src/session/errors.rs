@@ -222,12 +222,12 @@ mod tests {
         let attempts = vec![
             PathAttempt {
                 kind: NetworkPath::Udp,
-                remote: Some("10.0.0.2:7882".parse().unwrap()),
+                remote: Some("10.0.0.2:7882".into()),
                 outcome: PathOutcome::NoAnswer,
             },
             PathAttempt {
                 kind: NetworkPath::Tcp,
-                remote: Some("10.0.0.2:7881".parse().unwrap()),
+                remote: Some("10.0.0.2:7881".into()),
                 outcome: PathOutcome::Refused,
             },
         ];

@@ -1,6 +1,6 @@
 //! The TURN client against livekit-server's embedded TURN: the credentials of a real join
-//! response allocate a relayed address over UDP and over TLS (a test certificate trusted as an
-//! extra root), and a datagram goes to a loopback echo peer and back through it, by Send
+//! response allocate a relayed address over UDP, over TLS (a test certificate trusted as an
+//! extra root) and over plain TCP (the server's `external_tls` listener), and a datagram goes to a loopback echo peer and back through it, by Send
 //! indication and then through a bound channel (odd sizes: TCP pads ChannelData). A wrong
 //! credential fails as an authentication failure, not a timeout; an untrusted certificate as
 //! a TLS failure.
@@ -189,6 +189,24 @@ fn turns_with_an_untrusted_certificate_fails_as_tls() {
     });
 }
 
+#[test]
+fn turn_relays_over_tcp_with_the_join_credentials() {
+    // livekit-server serves TURN over plain TCP only behind a TLS-terminating front
+    // (`external_tls`); the client then reaches the listener itself with `transport=tcp`.
+    let (server, ports) = LiveKit::start_with_turn_over_plain_tcp();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let (servers, _signal) = join_for_turn_servers(&server, "turn-tcp").await;
+        let advertised = servers
+            .iter()
+            .find(|s| s.url.transport == TurnTransport::Tls)
+            .expect("a turns: server");
+        let mut tcp = advertised.clone().with_port(ports.tls);
+        tcp.url.transport = TurnTransport::Tcp;
+        relay_through(&tcp, &TurnOptions::new(&[]).unwrap()).await;
+    });
+}
+
 /// Options of a controller that reaches the server only through TURN over TLS: no UDP or
 /// ICE-TCP host candidate, the TLS listener's real port for the advertised 443.
 fn relay_only(ports: TurnPorts) -> ConnectOptions {
@@ -327,4 +345,44 @@ fn when_only_an_untrusted_turn_tls_is_left_the_error_says_so() {
         "{error}"
     );
     assert!(!error.contains(&secret) && !error.contains(&p.api_key), "{error}");
+}
+
+#[test]
+fn over_two_peer_connections_both_are_relayed_through_turn_tls() {
+    let Some((livekit, cert_der, ports)) = server_with_turn_for_relay() else {
+        return;
+    };
+    let p = Platform::on_livekit(livekit);
+    let runtime = Arc::new(p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]));
+    let frame = frame_720p();
+    serve_state_and_camera(&runtime, frame.clone());
+    // A front that refuses `/rtc/v1` makes the session join on `/rtc`: a publisher and a
+    // subscriber peer connection, each of which must find the relay on its own.
+    let proxy_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server_port: u16 = p.livekit.url.rsplit(':').next().unwrap().parse().unwrap();
+    let (port, seen) = crate::fallback::start_v0_only_proxy(&proxy_runtime, server_port);
+    let options = relay_only(ports)
+        .add_root_certificate(cert_der)
+        .livekit_url(format!("ws://127.0.0.1:{port}"));
+    let session = connect(&p.client, &p.robot_id, options).unwrap_or_else(|e| {
+        panic!(
+            "no TURN/TLS connection over two peer connections: {e}\nserver log:\n{}",
+            p.livekit.server_log()
+        )
+    });
+    let joined_on = seen.lock().unwrap().clone();
+    assert!(
+        joined_on.iter().any(|path| path == "/rtc"),
+        "joined on {joined_on:?}"
+    );
+    // Requests go out on the publisher connection, replies and the frame come back on the
+    // subscriber's.
+    session.state().get("robot_status").unwrap();
+    let jpeg = session.get_vision("pov", &CaptureOptions::new()).unwrap();
+    assert!(jpeg == frame, "the 1280×720 frame arrives intact");
+    session.disconnect().unwrap();
 }

@@ -161,11 +161,27 @@ impl LiveKit {
         };
         let turn = TurnYaml {
             domain,
-            cert_pem,
-            key_pem,
+            tls: Some((cert_pem, key_pem)),
             ports: &ports,
         };
         (Self::start_process(None, Some(turn), node_ip), ports)
+    }
+
+    /// A livekit-server child process whose embedded TURN serves plain TCP on the port it
+    /// would serve TLS on (`external_tls`: TLS is left to a load balancer in front), and UDP.
+    /// It still advertises `turns:127.0.0.1:443`; clients reach `turn:…?transport=tcp` on
+    /// [`TurnPorts::tls`].
+    pub fn start_with_turn_over_plain_tcp() -> (LiveKit, TurnPorts) {
+        let ports = TurnPorts {
+            udp: server_port(),
+            tls: server_port(),
+        };
+        let turn = TurnYaml {
+            domain: "127.0.0.1",
+            tls: None,
+            ports: &ports,
+        };
+        (Self::start_process(None, Some(turn), "127.0.0.1"), ports)
     }
 
     fn start_with(backend: Backend, keys: Option<(&str, &str)>) -> LiveKit {
@@ -349,24 +365,26 @@ pub struct TurnPorts {
 
 struct TurnYaml<'a> {
     domain: &'a str,
-    cert_pem: &'a str,
-    key_pem: &'a str,
+    /// Certificate and key PEMs; `None` serves plain TCP on the TLS port (`external_tls`).
+    tls: Option<(&'a str, &'a str)>,
     ports: &'a TurnPorts,
 }
 
 impl TurnYaml<'_> {
     /// The `turn:` section; the certificate and key go to files in `dir`.
     fn write(&self, dir: &std::path::Path) -> String {
-        let (cert, key) = (dir.join("turn-cert.pem"), dir.join("turn-key.pem"));
-        std::fs::write(&cert, self.cert_pem).unwrap();
-        std::fs::write(&key, self.key_pem).unwrap();
+        let tls = match self.tls {
+            Some((cert_pem, key_pem)) => {
+                let (cert, key) = (dir.join("turn-cert.pem"), dir.join("turn-key.pem"));
+                std::fs::write(&cert, cert_pem).unwrap();
+                std::fs::write(&key, key_pem).unwrap();
+                format!("  cert_file: {}\n  key_file: {}\n", cert.display(), key.display())
+            }
+            None => "  external_tls: true\n".to_owned(),
+        };
         format!(
-            "turn:\n  enabled: true\n  domain: {}\n  udp_port: {}\n  tls_port: {}\n  cert_file: {}\n  key_file: {}\n  allow_restricted_peer_cidrs: [\"127.0.0.0/8\"]\n",
-            self.domain,
-            self.ports.udp,
-            self.ports.tls,
-            cert.display(),
-            key.display()
+            "turn:\n  enabled: true\n  domain: {}\n  udp_port: {}\n  tls_port: {}\n{tls}  allow_restricted_peer_cidrs: [\"127.0.0.0/8\"]\n",
+            self.domain, self.ports.udp, self.ports.tls,
         )
     }
 }

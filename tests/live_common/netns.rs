@@ -28,6 +28,10 @@ const PREFIX: &str = "mlc";
 pub const SIGNAL_PORT: u16 = 7880;
 pub const ICE_TCP_PORT: u16 = 7881;
 pub const ICE_UDP_PORT: u16 = 7882;
+/// livekit-server's embedded TURN (with [`Topology::start_livekit_with_turn`]): TLS on 443,
+/// the port LiveKit advertises for `turns:` whatever it listens on, and UDP on 3478.
+pub const TURN_TLS_PORT: u16 = 443;
+pub const TURN_UDP_PORT: u16 = 3478;
 const SERVER_START_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Which namespace of the topology.
@@ -412,15 +416,48 @@ impl Topology {
     /// [`ICE_TCP_PORT`]; returns once it listens on all three ports. Its log goes to
     /// `server.log` in a temporary directory removed with the returned handle.
     pub fn start_livekit(&self) -> Result<super::LiveKit, String> {
+        self.start_livekit_with("", &[])
+    }
+
+    /// [`Topology::start_livekit`] with the embedded TURN on: TLS on [`TURN_TLS_PORT`] with
+    /// the certificate `cert_pem`/`key_pem` (for the server's address, the TURN domain), UDP
+    /// on [`TURN_UDP_PORT`], relaying to the server's own private address.
+    pub fn start_livekit_with_turn(&self, cert_pem: &str, key_pem: &str) -> Result<super::LiveKit, String> {
+        let dir = self.livekit_dir()?;
+        let (cert, key) = (dir.join("turn-cert.pem"), dir.join("turn-key.pem"));
+        std::fs::write(&cert, cert_pem).map_err(|e| e.to_string())?;
+        std::fs::write(&key, key_pem).map_err(|e| e.to_string())?;
+        let turn = format!(
+            "turn:\n  enabled: true\n  domain: {}\n  udp_port: {TURN_UDP_PORT}\n  tls_port: {TURN_TLS_PORT}\n  \
+             cert_file: {}\n  key_file: {}\n  allow_restricted_peer_cidrs: [\"10.202.0.0/16\"]\n",
+            self.server_addr(),
+            cert.display(),
+            key.display()
+        );
+        self.start_livekit_with(&turn, &[TURN_TLS_PORT])
+    }
+
+    fn livekit_dir(&self) -> Result<PathBuf, String> {
         let dir = std::env::temp_dir().join(format!("menlo-netns-lk-{}-{}", std::process::id(), self.index));
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        Ok(dir)
+    }
+
+    /// Starts livekit-server with `extra_yaml` appended to its configuration; returns once it
+    /// listens on its own ports and on `extra_tcp_ports`.
+    fn start_livekit_with(
+        &self,
+        extra_yaml: &str,
+        extra_tcp_ports: &[u16],
+    ) -> Result<super::LiveKit, String> {
+        let dir = self.livekit_dir()?;
         let config = dir.join("livekit.yaml");
         let node_ip = self.server_addr();
         std::fs::write(
             &config,
             format!(
                 "port: {SIGNAL_PORT}\nrtc:\n  udp_port: {ICE_UDP_PORT}\n  tcp_port: {ICE_TCP_PORT}\n  \
-                 node_ip: {node_ip}\n  use_external_ip: false\n"
+                 node_ip: {node_ip}\n  use_external_ip: false\n{extra_yaml}"
             ),
         )
         .map_err(|e| e.to_string())?;
@@ -446,7 +483,7 @@ impl Topology {
             dir: Some(dir.clone()),
         };
         let deadline = Instant::now() + SERVER_START_TIMEOUT;
-        while !server_listening(pid) {
+        while !server_listening(pid, extra_tcp_ports) {
             if Instant::now() > deadline || !pid_alive(pid) {
                 let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
                 let tail: String = log.lines().rev().take(5).collect::<Vec<_>>().join(" | ");
@@ -462,7 +499,7 @@ impl Topology {
 
 /// True once process `pid` is livekit-server (past `ip netns exec`) and its namespace has
 /// listeners on the signal and ICE-TCP ports and a socket on the ICE-UDP port.
-fn server_listening(pid: u32) -> bool {
+fn server_listening(pid: u32, extra_tcp_ports: &[u16]) -> bool {
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
     if comm.trim() != "livekit-server" {
         return false;
@@ -475,6 +512,9 @@ fn server_listening(pid: u32) -> bool {
     (listening(&tcp, SIGNAL_PORT) || listening(&tcp6, SIGNAL_PORT))
         && (listening(&tcp, ICE_TCP_PORT) || listening(&tcp6, ICE_TCP_PORT))
         && (socket_on(&udp, ICE_UDP_PORT, None) || socket_on(&udp6, ICE_UDP_PORT, None))
+        && extra_tcp_ports
+            .iter()
+            .all(|&port| listening(&tcp, port) || listening(&tcp6, port))
 }
 
 /// Whether a `/proc/net/{tcp,udp}` table has a local socket on `port` (in `state`, if given).

@@ -142,15 +142,15 @@ impl fmt::Display for PathOutcome {
 pub struct PathAttempt {
     /// The transport.
     pub kind: NetworkPath,
-    /// The server candidate's address.
-    pub remote: Option<SocketAddr>,
+    /// The server's address (`ip:port`, or `host:port` for a TURN server not resolved yet).
+    pub remote: Option<String>,
     /// What happened.
     pub outcome: PathOutcome,
 }
 
 impl fmt::Display for PathAttempt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.remote {
+        match &self.remote {
             Some(remote) => write!(f, "{} {remote}: {}", self.kind, self.outcome),
             None => write!(f, "{}: {}", self.kind, self.outcome),
         }
@@ -560,7 +560,7 @@ impl Paths {
             for (remote, record) in records {
                 attempts.push(PathAttempt {
                     kind,
-                    remote: Some(*remote),
+                    remote: Some(remote.to_string()),
                     outcome: outcome_of(record),
                 });
             }
@@ -770,12 +770,12 @@ mod tests {
                 [
                     PathAttempt {
                         kind: NetworkPath::Udp,
-                        remote: Some(silent_udp),
+                        remote: Some(silent_udp.to_string()),
                         outcome: PathOutcome::NoAnswer
                     },
                     PathAttempt {
                         kind: NetworkPath::Tcp,
-                        remote: Some(closed),
+                        remote: Some(closed.to_string()),
                         outcome: PathOutcome::Refused
                     },
                 ]

@@ -66,7 +66,8 @@ pub(crate) struct Relays {
     plan: Option<TurnPlan>,
     start_at: Option<Instant>,
     started: bool,
-    pending: Vec<NetworkPath>,
+    /// Allocations under way: the path and the server's `host:port`.
+    pending: Vec<(NetworkPath, String)>,
     results_tx: mpsc::UnboundedSender<AllocateResult>,
     results: mpsc::UnboundedReceiver<AllocateResult>,
     active: Vec<Relay>,
@@ -136,7 +137,8 @@ impl Relays {
                 server.url.host,
                 server.url.port
             );
-            self.pending.push(kind);
+            self.pending
+                .push((kind, endpoint(&server.url.host, server.url.port)));
             let options = plan.options.clone();
             let results = self.results_tx.clone();
             tokio::spawn(async move {
@@ -190,7 +192,7 @@ impl Relays {
         loop {
             tokio::select! {
                 Some((kind, result)) = self.results.recv() => {
-                    if let Some(pos) = self.pending.iter().position(|k| *k == kind) {
+                    if let Some(pos) = self.pending.iter().position(|(k, _)| *k == kind) {
                         self.pending.remove(pos);
                     }
                     match result {
@@ -243,7 +245,7 @@ impl Relays {
         for relay in &self.active {
             attempts.push(PathAttempt {
                 kind: relay.kind,
-                remote: Some(relay.allocation.server_addr()),
+                remote: Some(relay.allocation.server_addr().to_string()),
                 outcome: if relay.record.answers > 0 {
                     PathOutcome::Answered
                 } else {
@@ -251,10 +253,10 @@ impl Relays {
                 },
             });
         }
-        for kind in &self.pending {
+        for (kind, server) in &self.pending {
             attempts.push(PathAttempt {
                 kind: *kind,
-                remote: None,
+                remote: Some(server.clone()),
                 outcome: PathOutcome::TimedOut,
             });
         }
@@ -299,8 +301,17 @@ fn attempt_of_error(kind: NetworkPath, error: &TurnError) -> PathAttempt {
     };
     PathAttempt {
         kind,
-        remote,
+        remote: remote.map(|addr| addr.to_string()),
         outcome,
+    }
+}
+
+/// `host:port`, the host bracketed when it is an IPv6 address.
+fn endpoint(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     }
 }
 
