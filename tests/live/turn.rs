@@ -384,5 +384,6 @@ fn over_two_peer_connections_both_are_relayed_through_turn_tls() {
     session.state().get("robot_status").unwrap();
     let jpeg = session.get_vision("pov", &CaptureOptions::new()).unwrap();
     assert!(jpeg == frame, "the 1280×720 frame arrives intact");
+    assert_eq!(session.network_path(), Some(NetworkPath::TurnTls));
     session.disconnect().unwrap();
 }
