@@ -335,7 +335,8 @@ fn netns_client() {
         reads.push(t.elapsed());
     }
     reads.sort();
-    emit(json!({"event": "reads", "n": reads.len(),
+    let path = session.network_path().map(|p| p.to_string());
+    emit(json!({"event": "reads", "n": reads.len(), "network_path": path,
                 "p50_ms": percentile_ms(&reads, 0.5), "p99_ms": percentile_ms(&reads, 0.99)}));
     let t = Instant::now();
     let jpeg = session
@@ -487,7 +488,8 @@ fn connect_read_capture_and_cut(topology: &Topology, turn: &TurnServer, label: &
     let transport = selected_transport(server, "controller-");
     let row = json!({"client": "Rust", "path": label, "connect_ms": connected["ms"],
                      "p50_ms": reads["p50_ms"], "p99_ms": reads["p99_ms"], "frame_ms": frame["ms"],
-                     "after_2s_cut": recovered, "server_selected": transport});
+                     "after_2s_cut": recovered, "server_selected": transport,
+                     "network_path": reads["network_path"]});
     eprintln!("icetcp netns row: {row}");
     assert_eq!(recovered["event"], "recovered", "{label}: {recovered}");
     row
@@ -512,6 +514,7 @@ fn netns_udp_then_tcp_then_turn_tls_each_carry_rpc_a_frame_and_a_2s_cut() {
         udp["server_selected"], "udp4",
         "with every path open UDP wins: {udp}"
     );
+    assert_eq!(udp["network_path"], "UDP", "{udp}");
     rows.push(udp);
     rows.push(python_row(&topology, &turn.server, "UDP", 0));
 
@@ -520,6 +523,7 @@ fn netns_udp_then_tcp_then_turn_tls_each_carry_rpc_a_frame_and_a_2s_cut() {
         .unwrap();
     let tcp = connect_read_capture_and_cut(&topology, &turn, "TCP (UDP blocked)");
     assert_eq!(tcp["server_selected"], "tcp4", "{tcp}");
+    assert_eq!(tcp["network_path"], "TCP", "{tcp}");
     rows.push(tcp);
     rows.push(python_row(&topology, &turn.server, "TCP (UDP blocked)", 1));
 
@@ -532,6 +536,7 @@ fn netns_udp_then_tcp_then_turn_tls_each_carry_rpc_a_frame_and_a_2s_cut() {
     // The relay sits in the server's namespace: the server sees the client at the relay's
     // address, its own.
     assert_eq!(relayed["server_selected"], "udp4", "{relayed}");
+    assert_eq!(relayed["network_path"], "TURN/TLS", "{relayed}");
     rows.push(relayed);
     rows.push(python_row(&topology, &turn.server, label, 2));
     print_table(&rows);

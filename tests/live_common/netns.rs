@@ -429,7 +429,8 @@ impl Topology {
         std::fs::write(&key, key_pem).map_err(|e| e.to_string())?;
         let turn = format!(
             "turn:\n  enabled: true\n  domain: {}\n  udp_port: {TURN_UDP_PORT}\n  tls_port: {TURN_TLS_PORT}\n  \
-             cert_file: {}\n  key_file: {}\n  allow_restricted_peer_cidrs: [\"10.202.0.0/16\"]\n",
+             cert_file: {}\n  key_file: {}\n  allow_restricted_peer_cidrs: [\"10.202.0.0/16\"]\n  \
+             relay_range_start: 61000\n  relay_range_end: 65000\n",
             self.server_addr(),
             cert.display(),
             key.display()
