@@ -131,13 +131,21 @@ async fn read_answer(tcp: &mut TcpStream) -> Result<ConnectAnswer, String> {
             return Err("the proxy closed the connection without an answer".into());
         }
         buf.push(byte[0]);
-        if buf.ends_with(b"\r\n\r\n") || buf.ends_with(b"\n\n") {
-            if let Some(answer) = parse_connect_answer(&buf)? {
-                return Ok(answer);
-            }
-        } else if buf.len() > MAX_ANSWER_HEAD {
-            return Err("answer head too large".into());
+        if let Some(answer) = answer_so_far(&buf)? {
+            return Ok(answer);
         }
+    }
+}
+
+/// The answer once `buf` (the bytes read so far, one at a time) holds its whole head;
+/// `Ok(None)` while it does not; an error for a malformed or oversized head.
+pub fn answer_so_far(buf: &[u8]) -> Result<Option<ConnectAnswer>, String> {
+    if buf.ends_with(b"\r\n\r\n") || buf.ends_with(b"\n\n") {
+        parse_connect_answer(buf)
+    } else if buf.len() > MAX_ANSWER_HEAD {
+        Err("answer head too large".into())
+    } else {
+        Ok(None)
     }
 }
 
