@@ -3,6 +3,8 @@
 //! the client's UDP and ICE-TCP host candidates are off, so the relay is the only path; a
 //! proxy answering 407 or 403 makes `connect` fail with the proxy's refusal, within the
 //! connect timeout, rolled back and without the proxy password; `no_proxy()` bypasses it.
+//! `wss://` signalling runs its TLS inside the tunnel; a proxy refusing only the TURN port
+//! shows in the connect error's path report.
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -165,4 +167,63 @@ fn an_unsupported_proxy_is_refused_before_anything_is_created() {
     );
     assert!(!format!("{error} {error:?}").contains(PASSWORD));
     assert!(p.rcs.requests().is_empty());
+}
+
+#[test]
+fn wss_signalling_runs_its_tls_inside_the_tunnel() {
+    let p = Platform::start();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server_port: u16 = p.livekit.url.rsplit(':').next().unwrap().parse().unwrap();
+    let (port, ca) = crate::tls::start_tls_proxy(&rt, server_port);
+    let runtime = Arc::new(p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]));
+    serve_state_and_camera(&runtime, frame_720p());
+    let proxy = ConnectProxy::start(ProxyMode::Tunnel);
+    let options = simplesim()
+        .livekit_url(format!("wss://127.0.0.1:{port}"))
+        .add_root_certificate(ca)
+        .proxy(proxy.url());
+    let session = connect(&p.client, &p.robot_id, options).expect("wss through the proxy");
+    session.state().get("robot_status").unwrap();
+    assert_eq!(proxy.targets(), [format!("127.0.0.1:{port}")]);
+    session.disconnect().unwrap();
+}
+
+#[test]
+fn a_proxy_refusing_the_turn_port_shows_in_the_path_report() {
+    let Some((livekit, cert_der, ports)) = server_with_turn() else {
+        return;
+    };
+    let p = Platform::on_livekit(livekit);
+    let _runtime = p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]);
+    let proxy = ConnectProxy::start(ProxyMode::RefusePort {
+        port: ports.tls,
+        code: 403,
+        reason: "Forbidden",
+    });
+    let timeout = Duration::from_secs(6);
+    let options = relay_only(ports)
+        .add_root_certificate(cert_der)
+        .proxy(proxy.url())
+        .connect_timeout(timeout);
+    let started = Instant::now();
+    let error = match connect(&p.client, &p.robot_id, options) {
+        Ok(_) => panic!("connected although the proxy refuses the relay"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        started.elapsed() < timeout + Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    let turn_tls = format!("127.0.0.1:{}", ports.tls);
+    let expected = format!(
+        "TURN/TLS {turn_tls}: failed: via proxy {}: refused CONNECT to {turn_tls} (403 Forbidden)",
+        proxy.address
+    );
+    assert!(error.contains(&expected), "{expected:?} missing in {error}");
+    assert_eq!(p.client.sessions().get(&p.robot_id).unwrap(), None, "rolled back");
 }

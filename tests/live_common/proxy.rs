@@ -18,6 +18,12 @@ pub enum ProxyMode {
     Tunnel,
     /// Answers every CONNECT with this status line's code and reason.
     Refuse(u16, &'static str),
+    /// Tunnels every CONNECT except those to `port`, answered with `code` and `reason`.
+    RefusePort {
+        port: u16,
+        code: u16,
+        reason: &'static str,
+    },
     /// Answers 407 unless `Proxy-Authorization: Basic` carries these credentials.
     RequireAuth {
         user: &'static str,
@@ -109,6 +115,9 @@ fn serve(mut client: TcpStream, mode: &ProxyMode, targets: &Mutex<Vec<String>>) 
         .map(|(_, value)| value.trim().to_owned());
     match mode {
         ProxyMode::Refuse(code, reason) => {
+            let _ = write!(client, "HTTP/1.1 {code} {reason}\r\nContent-Length: 0\r\n\r\n");
+        }
+        ProxyMode::RefusePort { port, code, reason } if target.ends_with(&format!(":{port}")) => {
             let _ = write!(client, "HTTP/1.1 {code} {reason}\r\nContent-Length: 0\r\n\r\n");
         }
         ProxyMode::RequireAuth { user, password }
