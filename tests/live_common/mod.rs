@@ -383,8 +383,10 @@ impl TurnYaml<'_> {
             }
             None => "  external_tls: true\n".to_owned(),
         };
+        // `--dev` alone relays on ports 30000-30002, too few for the servers of tests running
+        // in parallel (allocations then fail with 508 Insufficient Capacity).
         format!(
-            "turn:\n  enabled: true\n  domain: {}\n  udp_port: {}\n  tls_port: {}\n{tls}  allow_restricted_peer_cidrs: [\"127.0.0.0/8\"]\n",
+            "turn:\n  enabled: true\n  domain: {}\n  udp_port: {}\n  tls_port: {}\n{tls}  allow_restricted_peer_cidrs: [\"127.0.0.0/8\"]\n  relay_range_start: 30000\n  relay_range_end: 40000\n",
             self.domain, self.ports.udp, self.ports.tls,
         )
     }
