@@ -900,7 +900,18 @@ impl TurnAllocation {
         let started = Instant::now();
         let deadline = started + options.allocate_timeout;
         let transport = server.url.transport;
-        let addr = resolve(&server.url).await?;
+        let addr = match resolve(&server.url).await {
+            Ok(addr) => addr,
+            // Behind a proxy the local resolver may know no outside names: the tunnel names
+            // the host and the proxy resolves it. The address is then only a label.
+            Err(e) => match proxy_for(server, options) {
+                Some(proxy) => {
+                    log::debug!("{e}; the proxy {} resolves it", proxy.address());
+                    SocketAddr::new(IpAddr::from([0, 0, 0, 0]), server.url.port)
+                }
+                None => return Err(e),
+            },
+        };
         let timed_out = || TurnError::TimedOut {
             server: addr,
             transport,
@@ -1081,6 +1092,9 @@ async fn connect(
 
 /// The proxy for a TCP or TLS connection to `server`, unless NO_PROXY exempts its host.
 fn proxy_for<'a>(server: &TurnServer, options: &'a TurnOptions) -> Option<&'a LiveProxy> {
+    if server.url.transport == TurnTransport::Udp {
+        return None;
+    }
     let host = url_host(&server.url.host);
     options.proxy.as_ref().filter(|proxy| proxy.applies_to(&host))
 }

@@ -3,12 +3,12 @@
 //! the client's UDP and ICE-TCP host candidates are off, so the relay is the only path; a
 //! proxy answering 407 or 403 makes `connect` fail with the proxy's refusal, within the
 //! connect timeout, rolled back and without the proxy password; `no_proxy()` bypasses it.
-//! `wss://` signalling runs its TLS inside the tunnel; a proxy refusing only the TURN port
-//! shows in the connect error's path report.
+//! `wss://` signalling runs its TLS inside the tunnel; a TURN host only the proxy can resolve
+//! still relays; a proxy refusing only the TURN port shows in the connect error's path report.
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::live_common::proxy::{ConnectProxy, ProxyMode};
+use crate::live_common::proxy::{ConnectProxy, ProxyMode, PROXY_ONLY_HOST};
 use crate::live_common::{frame_720p, serve_state_and_camera};
 use crate::live_common::{LiveKit, Platform, TurnPorts};
 use menlo_robot_sdk::{connect, CaptureOptions, ConnectOptions, StateReply};
@@ -33,12 +33,14 @@ fn relay_only(ports: TurnPorts) -> ConnectOptions {
 /// A livekit-server with TURN/TLS (a test certificate) whose candidates carry the primary
 /// IPv4, or `None` after saying why the test is skipped.
 fn server_with_turn() -> Option<(LiveKit, Vec<u8>, TurnPorts)> {
-    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
-    let started = LiveKit::start_with_turn_on_primary_ip(
-        "127.0.0.1",
-        &cert.cert.pem(),
-        &cert.signing_key.serialize_pem(),
-    );
+    server_with_turn_named("127.0.0.1")
+}
+
+/// [`server_with_turn`] advertising its TURN server (and certifying it) as `domain`.
+fn server_with_turn_named(domain: &str) -> Option<(LiveKit, Vec<u8>, TurnPorts)> {
+    let cert = rcgen::generate_simple_self_signed(vec![domain.to_string()]).unwrap();
+    let started =
+        LiveKit::start_with_turn_on_primary_ip(domain, &cert.cert.pem(), &cert.signing_key.serialize_pem());
     let Some((server, ports)) = started else {
         eprintln!("skipped: no non-loopback IPv4 address for livekit-server's candidates");
         return None;
@@ -226,4 +228,24 @@ fn a_proxy_refusing_the_turn_port_shows_in_the_path_report() {
     );
     assert!(error.contains(&expected), "{expected:?} missing in {error}");
     assert_eq!(p.client.sessions().get(&p.robot_id).unwrap(), None, "rolled back");
+}
+
+#[test]
+fn a_turn_host_only_the_proxy_resolves_still_relays() {
+    let Some((livekit, cert_der, ports)) = server_with_turn_named(PROXY_ONLY_HOST) else {
+        return;
+    };
+    let p = Platform::on_livekit(livekit);
+    let runtime = Arc::new(p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]));
+    serve_state_and_camera(&runtime, frame_720p());
+    let proxy = ConnectProxy::start(ProxyMode::Tunnel);
+    let options = relay_only(ports)
+        .add_root_certificate(cert_der)
+        .proxy(proxy.url());
+    let session = connect(&p.client, &p.robot_id, options)
+        .unwrap_or_else(|e| panic!("no relay through the proxy: {e}\nCONNECTs: {:?}", proxy.targets()));
+    session.state().get("robot_status").unwrap();
+    let turn_tls = format!("{PROXY_ONLY_HOST}:{}", ports.tls);
+    assert!(proxy.targets().contains(&turn_tls), "{:?}", proxy.targets());
+    session.disconnect().unwrap();
 }

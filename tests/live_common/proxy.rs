@@ -40,6 +40,10 @@ pub struct ConnectProxy {
     acceptor: Option<JoinHandle<()>>,
 }
 
+/// Host names only the proxy resolves (to 127.0.0.1), as a company proxy resolves outside
+/// names its clients cannot.
+pub const PROXY_ONLY_HOST: &str = "turn.proxy-only.invalid";
+
 const MAX_HEAD: usize = 8 * 1024;
 
 impl ConnectProxy {
@@ -144,7 +148,11 @@ fn read_head(client: &mut TcpStream) -> Option<String> {
 }
 
 fn tunnel(mut client: TcpStream, target: &str) {
-    let Ok(server) = TcpStream::connect(target) else {
+    let target = match target.strip_prefix(PROXY_ONLY_HOST) {
+        Some(port) => format!("127.0.0.1{port}"),
+        None => target.to_owned(),
+    };
+    let Ok(server) = TcpStream::connect(&target) else {
         let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");
         return;
     };
