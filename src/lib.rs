@@ -49,8 +49,9 @@
 //! call has a blocking form (`Session::invoke`) and a non-blocking `start_*` form returning a
 //! handle (`PendingAction`, `Pending`) that never blocks; events arrive on
 //! `Session::events`. No thread per session: calls run on the SDK's private executor and
-//! callbacks on one shared SDK thread. The README's "Drive a robot" section has a full
-//! example.
+//! callbacks on one shared SDK thread. The session connects over UDP, ICE over TCP or a TURN
+//! relay, whichever works; `Session::network_path` says which (`NetworkPath`). The README's
+//! "Drive a robot" section has a full example.
 //!
 //! # Glossary
 //! - **session**: the robot's session on the platform; `Session` is the live handle to one.
@@ -122,7 +123,7 @@ pub use sessions::Sessions;
 pub use transport::{JitterFn, SleepFn};
 
 #[cfg(feature = "livekit")]
-pub use live::{OutgoingStream, Participant, ParticipantKind, RpcError, RpcErrorCode};
+pub use live::{NetworkPath, OutgoingStream, Participant, ParticipantKind, RpcError, RpcErrorCode};
 #[cfg(feature = "livekit")]
 pub use runtime::{
     ActionKind, ActionMeta, ActionPhase, ActionProgress, ActionResult, ActionStatus, ActiveAction,

@@ -8,8 +8,8 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::live::Participant;
 use crate::live::{Invocation, OutgoingStream, Room, RoomOptions, RpcError};
+use crate::live::{NetworkPath, Participant};
 use crate::live::{RoomEvent, RoomObserver};
 use crate::runtime::calls::method::TOOLS_LIST;
 use crate::session::join_failure;
@@ -84,6 +84,13 @@ impl RuntimeHost {
     /// Whether the room connection is up.
     pub fn is_connected(&self) -> bool {
         self.room.is_connected()
+    }
+
+    /// The network path the host's room connection rides on now (UDP, ICE over TCP or a TURN
+    /// relay), as [`crate::Session::network_path`]; `None` once disconnected, and during a
+    /// full reconnect until the new link carries data.
+    pub fn network_path(&self) -> Option<NetworkPath> {
+        self.room.network_path()
     }
 
     /// The other participants in the room now.

@@ -119,6 +119,9 @@ pub(crate) struct Shared {
     pub participants: Mutex<HashMap<String, Participant>>,
     /// Every recovery so far: (resumed, when), for tests and diagnostics.
     pub reconnects: Mutex<Vec<(bool, Instant)>>,
+    /// The path session data last arrived on over the current link (none before the first
+    /// packet of a new link, and after the end).
+    pub path: net::CurrentPath,
 }
 
 impl Default for Shared {
@@ -127,6 +130,7 @@ impl Default for Shared {
             connected: AtomicBool::new(false),
             participants: Mutex::new(HashMap::new()),
             reconnects: Mutex::new(Vec::new()),
+            path: net::CurrentPath::default(),
         }
     }
 }
@@ -1047,8 +1051,8 @@ impl Engine {
     }
 
     fn on_datagram(&mut self, d: Received) -> Option<String> {
-        let packet = match d.event {
-            net::PathEvent::Packet(packet) => packet,
+        let (packet, path) = match d.event {
+            net::PathEvent::Packet { packet, path } => (packet, path),
             net::PathEvent::Relayed { relayed, local } => {
                 self.link.add_relayed(d.subscriber, relayed, local);
                 return None;
@@ -1068,6 +1072,9 @@ impl Engine {
         };
         match accepted {
             Ok(true) => {
+                if net::carries_session_data(&packet.data) {
+                    self.io.shared.path.set(Some(path));
+                }
                 self.reconnector.note_inbound(now);
                 let event = self.liveness.on_datagram(now)?;
                 if !self.ready_sent {
@@ -1589,6 +1596,7 @@ impl Engine {
             }
         };
         let mut old = std::mem::replace(&mut self.link, new_link);
+        self.io.shared.path.set(None);
         let unwritten: Vec<proto::DataPacket> = old
             .peer
             .take_unwritten()
@@ -1733,6 +1741,7 @@ impl Engine {
         log::info!("room {} disconnected: {reason}", self.join.room_name);
         self.abort_attempts();
         self.io.shared.connected.store(false, Ordering::SeqCst);
+        self.io.shared.path.set(None);
         // Best effort: tell the server, then close everything.
         if let Some(mut ws) = self.link.ws.take() {
             let leave = signal::encode_request(signal::leave_request());

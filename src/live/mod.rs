@@ -39,6 +39,7 @@ mod resume_wire_check;
 pub(crate) use engine::{RoomEvent, RoomObserver};
 pub(crate) use error::LiveError;
 pub use error::{RpcError, RpcErrorCode};
+pub use net::NetworkPath;
 pub use participants::{Participant, ParticipantKind};
 pub use room::OutgoingStream;
 pub(crate) use room::{Room, RoomOptions};

@@ -3,6 +3,7 @@
 use crate::live::engine::{self, Command, ConnectionConfig, ConnectionIo, Joined, RoomObserver, Shared};
 use crate::live::error::{LiveError, RpcError, RpcErrorCode};
 use crate::live::executor::{self, Executor};
+use crate::live::net::NetworkPath;
 use crate::live::participants::Participant;
 use crate::live::rpc::{self, CallParams, Invocation, RpcReply};
 use crate::session::timeouts;
@@ -235,6 +236,15 @@ impl Room {
     /// Whether the room is still connected.
     pub fn is_connected(&self) -> bool {
         self.shared.connected.load(Ordering::SeqCst)
+    }
+
+    /// The path session data arrives on: `None` until the first data packet of the current
+    /// link (and during a full reconnect until the new link carries data), and once closed.
+    pub fn network_path(&self) -> Option<NetworkPath> {
+        if !self.is_connected() {
+            return None;
+        }
+        self.shared.path.get()
     }
 
     /// Snapshot of the remote participants.

@@ -233,15 +233,15 @@ mod tests {
 
     #[test]
     fn a_connect_without_any_path_names_each_path_and_why() {
-        use crate::live::net::{PathAttempt, PathKind, PathOutcome};
+        use crate::live::net::{NetworkPath, PathAttempt, PathOutcome};
         let attempts = vec![
             PathAttempt {
-                kind: PathKind::Udp,
+                kind: NetworkPath::Udp,
                 remote: Some("10.0.0.2:7882".into()),
                 outcome: PathOutcome::NoAnswer,
             },
             PathAttempt {
-                kind: PathKind::Tcp,
+                kind: NetworkPath::Tcp,
                 remote: Some("10.0.0.2:7881".into()),
                 outcome: PathOutcome::Refused,
             },

@@ -53,7 +53,8 @@ use serde_json::Value;
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::live::{
-    ByteStream, CallParams, Participant, Room, RoomEvent, RoomObserver, RoomOptions, RpcErrorCode, RpcWire,
+    ByteStream, CallParams, NetworkPath, Participant, Room, RoomEvent, RoomObserver, RoomOptions,
+    RpcErrorCode, RpcWire,
 };
 use crate::models::SessionMetadata;
 use crate::room_key::check_livekit_url;
@@ -273,6 +274,21 @@ impl Session {
     /// Connected, reconnecting (see [`SessionEvent::Reconnecting`]) or disconnected.
     pub fn connection_state(&self) -> ConnectionState {
         self.shared.connection_state()
+    }
+
+    /// The network path the session rides on now: UDP, ICE over TCP, or a TURN relay
+    /// ([`NetworkPath::is_relayed`]), i.e. where the session's data arrives. Cheap (an atomic
+    /// read).
+    ///
+    /// It follows the link: an ICE restart that moves the data to another path (UDP blocked
+    /// meanwhile, say) or a full reconnect changes it. `None` unless
+    /// [`ConnectionState::Connected`]: while reconnecting, once disconnected, and in the
+    /// moment after connecting before the first data arrives.
+    pub fn network_path(&self) -> Option<NetworkPath> {
+        if self.connection_state() != ConnectionState::Connected {
+            return None;
+        }
+        self.shared.room.network_path()
     }
 
     /// The other participants in the room now.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::live_common::{frame_720p, serve_state_and_camera, Backend, LiveKit, Platform};
-use menlo_robot_sdk::{connect, CaptureOptions, ConnectOptions, Session, StateReply};
+use menlo_robot_sdk::{connect, CaptureOptions, ConnectOptions, NetworkPath, Session, StateReply};
 use serde_json::{json, Value};
 
 /// A server whose ICE-TCP candidates the client can reach on this machine: the embedded SFU
@@ -56,6 +56,11 @@ fn without_udp_the_session_connects_over_ice_tcp_and_rpc_and_a_720p_frame_work()
         )
     });
     eprintln!("connected over ICE-TCP in {:?}", started.elapsed());
+    assert_eq!(
+        session.network_path(),
+        Some(NetworkPath::Tcp),
+        "the session reports ICE over TCP"
+    );
     // Without UDP the client offers no UDP candidate at all; livekit-server also says which
     // pair it selected.
     if Backend::from_env() == Backend::LiveKitServer {
@@ -85,8 +90,18 @@ fn without_udp_the_session_connects_over_ice_tcp_and_rpc_and_a_720p_frame_work()
     );
     let jpeg = session.get_vision("pov", &CaptureOptions::new()).unwrap();
     assert!(jpeg == frame, "a frame after the cut arrives intact over TCP");
+    wait_for_path(&session, NetworkPath::Tcp, "TCP again after the cut");
     session.disconnect().unwrap();
+    assert_eq!(session.network_path(), None, "no path once disconnected");
     assert!(started.elapsed() < Duration::from_secs(120));
+}
+
+/// Waits (up to 10 s) until the session reports `path`: right after a recovery the session
+/// may still be reconnecting, or the first data may not have arrived on the new link.
+fn wait_for_path(session: &Session, path: NetworkPath, what: &str) {
+    crate::live_common::wait_until(Duration::from_secs(10), what, || {
+        (session.network_path() == Some(path)).then_some(())
+    });
 }
 
 /// Reads `robot_status` until one succeeds (each read bounded by the session's call timeout);
@@ -120,6 +135,7 @@ fn without_udp_a_full_reconnect_rejoins_over_new_tcp_connections() {
     serve_state_and_camera(&runtime, frame_720p());
     let session = connect(&p.client, &p.robot_id, simplesim_over_tcp()).unwrap();
     read_again_within(&session, Duration::from_secs(10));
+    assert_eq!(session.network_path(), Some(NetworkPath::Tcp));
     assert!(session.simulate_scenario_for_test("node_failure"));
     let rejoined = crate::live_common::wait_until(Duration::from_secs(20), "a full reconnect", || {
         session.reconnects_for_test().first().copied()
@@ -128,6 +144,7 @@ fn without_udp_a_full_reconnect_rejoins_over_new_tcp_connections() {
     for _ in 0..3 {
         read_again_within(&session, Duration::from_secs(10));
     }
+    wait_for_path(&session, NetworkPath::Tcp, "TCP on the new link");
     if Backend::from_env() == Backend::LiveKitServer {
         assert_eq!(
             server_selected_transport(&p.livekit),
@@ -155,6 +172,12 @@ fn after_switching_to_tcp_candidates_an_ice_restart_keeps_the_session_working_ov
         .runtime_identity_prefix("simplesim");
     let session = connect(&p.client, &p.robot_id, options).unwrap();
     read_again_within(&session, Duration::from_secs(10));
+    // UDP wins whenever it works (should a TCP check answer first, the data moves to UDP).
+    wait_for_path(&session, NetworkPath::Udp, "a session with UDP available on UDP");
+    assert!(!NetworkPath::Udp.is_relayed());
+    crate::live_common::wait_until(Duration::from_secs(10), "the runtime host on UDP", || {
+        (runtime.network_path() == Some(NetworkPath::Udp)).then_some(())
+    });
     let livekit_server = Backend::from_env() == Backend::LiveKitServer;
     if livekit_server {
         assert_eq!(
@@ -173,10 +196,21 @@ fn after_switching_to_tcp_candidates_an_ice_restart_keeps_the_session_working_ov
     let recovered = read_again_within(&session, Duration::from_secs(40));
     let reconnects = session.reconnects_for_test();
     eprintln!(
-        "after switch_candidate_protocol TCP and a 5 s cut: recoveries {reconnects:?}, read at {recovered:?}"
+        "after switch_candidate_protocol TCP and a 5 s cut: recoveries {reconnects:?}, read at {recovered:?}, path {:?}",
+        session.network_path()
     );
     for _ in 0..5 {
         read_again_within(&session, Duration::from_secs(10));
+    }
+    // livekit-server prefers TCP from the ICE restart of the resume on: the data moved to TCP
+    // (a full reconnect instead would join afresh, UDP first). The embedded SFU only stops
+    // announcing its UDP candidate, and may go on answering on the UDP pair the client knows.
+    if livekit_server && reconnects.iter().all(|(resumed, _)| *resumed) {
+        wait_for_path(&session, NetworkPath::Tcp, "TCP after the switch");
+    } else {
+        crate::live_common::wait_until(Duration::from_secs(10), "a path after the recovery", || {
+            session.network_path()
+        });
     }
     let jpeg = session.get_vision("pov", &CaptureOptions::new()).unwrap();
     assert!(

@@ -21,7 +21,7 @@ use menlo_robot_sdk::__turn::{
 
 use crate::live_common::{frame_720p, serve_state_and_camera};
 use crate::live_common::{LiveKit, Platform, TurnPorts};
-use menlo_robot_sdk::{connect, CaptureOptions, ConnectOptions, StateReply};
+use menlo_robot_sdk::{connect, CaptureOptions, ConnectOptions, NetworkPath, StateReply};
 
 /// A livekit-server with TURN on, the test certificate's DER, and the TURN ports.
 fn server_with_turn() -> (LiveKit, Vec<u8>, TurnPorts) {
@@ -257,6 +257,9 @@ fn without_udp_and_tcp_the_session_connects_through_turn_tls() {
         )
     });
     let over_turn = started.elapsed();
+    let path = session.network_path();
+    assert_eq!(path, Some(NetworkPath::TurnTls), "the session reports the relay");
+    assert!(path.is_some_and(NetworkPath::is_relayed));
     for _ in 0..5 {
         match session.state().get("robot_status").unwrap() {
             StateReply::RobotStatus(state) => assert_eq!(state.robot.entity_id, "robot_1"),
@@ -287,7 +290,11 @@ fn without_udp_and_tcp_the_session_connects_through_turn_tls() {
         jpeg == frame,
         "a frame after the cut arrives intact through the relay"
     );
+    crate::live_common::wait_until(Duration::from_secs(10), "TURN/TLS after the cut", || {
+        (session.network_path() == Some(NetworkPath::TurnTls)).then_some(())
+    });
     session.disconnect().unwrap();
+    assert_eq!(session.network_path(), None, "no path once disconnected");
 
     // The same room over UDP, for the figure next to it.
     let started = Instant::now();
@@ -301,6 +308,11 @@ fn without_udp_and_tcp_the_session_connects_through_turn_tls() {
     .unwrap();
     let over_udp = started.elapsed();
     direct.state().get("robot_status").unwrap();
+    // With UDP allowed, no relay (UDP wins whenever it works).
+    let path = crate::live_common::wait_until(Duration::from_secs(10), "the direct session on UDP", || {
+        direct.network_path().filter(|path| *path == NetworkPath::Udp)
+    });
+    assert!(!path.is_relayed());
     direct.disconnect().unwrap();
     eprintln!(
         "connect: TURN/TLS {over_turn:?} (host paths off), UDP {over_udp:?}; \
@@ -372,5 +384,6 @@ fn over_two_peer_connections_both_are_relayed_through_turn_tls() {
     session.state().get("robot_status").unwrap();
     let jpeg = session.get_vision("pov", &CaptureOptions::new()).unwrap();
     assert!(jpeg == frame, "the 1280×720 frame arrives intact");
+    assert_eq!(session.network_path(), Some(NetworkPath::TurnTls));
     session.disconnect().unwrap();
 }

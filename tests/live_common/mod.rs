@@ -372,7 +372,9 @@ struct TurnYaml<'a> {
 }
 
 impl TurnYaml<'_> {
-    /// The `turn:` section; the certificate and key go to files in `dir`.
+    /// The `turn:` section; the certificate and key go to files in `dir`. Relayed addresses
+    /// come from 61000-65000: `--dev` would default to 30000-30002, three ports shared by every
+    /// server running at once (allocations then fail with 508), inside [`server_port`]'s range.
     fn write(&self, dir: &std::path::Path) -> String {
         let tls = match self.tls {
             Some((cert_pem, key_pem)) => {
@@ -383,10 +385,8 @@ impl TurnYaml<'_> {
             }
             None => "  external_tls: true\n".to_owned(),
         };
-        // `--dev` alone relays on ports 30000-30002, too few for the servers of tests running
-        // in parallel (allocations then fail with 508 Insufficient Capacity).
         format!(
-            "turn:\n  enabled: true\n  domain: {}\n  udp_port: {}\n  tls_port: {}\n{tls}  allow_restricted_peer_cidrs: [\"127.0.0.0/8\"]\n  relay_range_start: 30000\n  relay_range_end: 40000\n",
+            "turn:\n  enabled: true\n  domain: {}\n  udp_port: {}\n  tls_port: {}\n{tls}  relay_range_start: 61000\n  relay_range_end: 65000\n  allow_restricted_peer_cidrs: [\"127.0.0.0/8\"]\n",
             self.domain, self.ports.udp, self.ports.tls,
         )
     }

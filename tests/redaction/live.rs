@@ -12,8 +12,37 @@ use serde_json::json;
 /// Every JWT starts with the base64 of `{"` — `eyJ`.
 const JWT_PREFIX: &str = "eyJ";
 
+fn is_base64url(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '-' || c == '_'
+}
+
+/// Whether `text` holds a JWT or a recognisable piece of one: `eyJ` starting a base64url run
+/// that goes on into a second `.`-separated segment, or that is at least as long as the
+/// shortest JWT header (`{"alg":"HS256"}`, 20 characters). Three random letters spelling
+/// `eyJ` (an ICE password in a logged SDP once did) are not enough.
+fn contains_jwt(text: &str) -> bool {
+    text.match_indices(JWT_PREFIX).any(|(at, _)| {
+        let rest = &text[at..];
+        let run = rest.find(|c: char| !is_base64url(c)).unwrap_or(rest.len());
+        let second = rest[run..].strip_prefix('.').map_or(0, |tail| {
+            tail.find(|c: char| !is_base64url(c)).unwrap_or(tail.len())
+        });
+        run >= 20 || (run >= 8 && second >= 4)
+    })
+}
+
+#[test]
+fn the_jwt_check_finds_tokens_and_their_pieces_not_random_letters() {
+    let token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
+    assert!(contains_jwt(&format!("Bearer {token} sent")));
+    assert!(contains_jwt("token eyJhbGciOiJIUzI1NiJ9 (cut)"));
+    assert!(contains_jwt("header and a piece: eyJhbGciOi.eyJz"));
+    assert!(!contains_jwt("a=ice-pwd:dxbgiCAvtr4SeyJRoag8Bv\r\n"));
+    assert!(!contains_jwt("no token here"));
+}
+
 fn assert_clean(what: &str, text: &str, secrets: &[&str]) {
-    assert!(!text.contains(JWT_PREFIX), "{what} contains a JWT: {text}");
+    assert!(!contains_jwt(text), "{what} contains a JWT: {text}");
     for secret in secrets {
         assert!(!text.contains(secret), "{what} contains a secret: {text}");
     }

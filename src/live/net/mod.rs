@@ -21,8 +21,11 @@
 //! Sending and receiving go through [`Paths`]; errors of one TCP connection are logged and
 //! that connection dropped (a later check opens a new one), never fatal to the room.
 
+mod network_path;
 pub(crate) mod relay;
 pub(crate) mod tcp;
+
+pub use network_path::{CurrentPath, NetworkPath};
 
 pub use relay::TurnPlan;
 use relay::{RelayEvent, Relays};
@@ -92,33 +95,6 @@ pub struct LocalCandidates {
     pub tcp: Option<SocketAddr>,
 }
 
-/// A transport, as reported in [`PathAttempt`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum PathKind {
-    /// ICE over UDP.
-    Udp,
-    /// ICE over TCP.
-    Tcp,
-    /// Relayed by a TURN server reached over UDP.
-    TurnUdp,
-    /// Relayed by a TURN server reached over TCP.
-    TurnTcp,
-    /// Relayed by a TURN server reached over TLS.
-    TurnTls,
-}
-
-impl fmt::Display for PathKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            PathKind::Udp => "UDP",
-            PathKind::Tcp => "TCP",
-            PathKind::TurnUdp => "TURN/UDP",
-            PathKind::TurnTcp => "TURN/TCP",
-            PathKind::TurnTls => "TURN/TLS",
-        })
-    }
-}
-
 /// How a path fared while connecting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathOutcome {
@@ -169,7 +145,7 @@ impl fmt::Display for PathOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathAttempt {
     /// The transport.
-    pub kind: PathKind,
+    pub kind: NetworkPath,
     /// The server's address (`ip:port`, or `host:port` for a TURN server not resolved yet).
     pub remote: Option<String>,
     /// What happened.
@@ -212,13 +188,16 @@ impl PathRecord {
 }
 
 /// Whether a received packet answers something we sent: a STUN binding success response
-/// (type 0x0101), or anything that is not STUN (DTLS only flows once ICE succeeded).
+/// (type 0x0101), or session data (DTLS only flows once ICE succeeded).
 fn is_answer(data: &[u8]) -> bool {
-    match data {
-        [0x01, 0x01, ..] => true,
-        [first, ..] => *first > 3,
-        [] => false,
-    }
+    matches!(data, [0x01, 0x01, ..]) || carries_session_data(data)
+}
+
+/// Whether a packet is session data (DTLS, SCTP inside it) rather than an ICE check: STUN
+/// messages start with a byte of 0 to 3 (RFC 7983), everything else is data. Data arrives on
+/// the pair ICE nominated, so its path is the connection's [`NetworkPath`].
+pub fn carries_session_data(data: &[u8]) -> bool {
+    data.first().is_some_and(|first| *first > 3)
 }
 
 enum TcpSlot {
@@ -248,8 +227,13 @@ pub struct Paths {
 /// What arrived on the paths.
 #[derive(Debug)]
 pub enum PathEvent {
-    /// A packet, for the peer.
-    Packet(Datagram),
+    /// A packet, for the peer, and the path it came on.
+    Packet {
+        /// The packet.
+        packet: Datagram,
+        /// Its path.
+        path: NetworkPath,
+    },
     /// A TURN allocation succeeded: a relayed candidate for the peer.
     Relayed {
         /// The relayed address (the candidate's address and base).
@@ -476,7 +460,7 @@ impl Paths {
     #[cfg(test)]
     pub async fn recv(&mut self) -> Datagram {
         loop {
-            if let PathEvent::Packet(packet) = self.next_event().await {
+            if let PathEvent::Packet { packet, .. } = self.next_event().await {
                 return packet;
             }
         }
@@ -494,24 +478,25 @@ impl Paths {
                             .or_default()
                             .record_received(&self.buf[..n]);
                         if let Some(destination) = self.locals.udp {
-                            return PathEvent::Packet(Datagram {
+                            let packet = Datagram {
                                 proto: Protocol::Udp,
                                 source,
                                 destination,
                                 data: self.buf[..n].to_vec(),
-                            });
+                            };
+                            return PathEvent::Packet { packet, path: NetworkPath::Udp };
                         }
                     }
                     Err(e) => log::debug!("udp recv error: {e}"),
                 },
                 Some(event) = self.tcp_events.recv() => {
                     if let Some(packet) = self.on_tcp_event(event) {
-                        return PathEvent::Packet(packet);
+                        return PathEvent::Packet { packet, path: NetworkPath::Tcp };
                     }
                 }
                 event = self.relays.recv() => {
                     return match event {
-                        RelayEvent::Packet(packet) => PathEvent::Packet(packet),
+                        RelayEvent::Packet { packet, path } => PathEvent::Packet { packet, path },
                         RelayEvent::Allocated { relayed, local } => PathEvent::Relayed { relayed, local },
                     };
                 }
@@ -557,8 +542,8 @@ impl Paths {
     pub fn attempts(&self) -> Vec<PathAttempt> {
         let mut attempts = Vec::new();
         let kinds = [
-            (PathKind::Udp, self.options.udp, &self.udp_paths),
-            (PathKind::Tcp, self.options.tcp, &self.tcp_paths),
+            (NetworkPath::Udp, self.options.udp, &self.udp_paths),
+            (NetworkPath::Tcp, self.options.tcp, &self.tcp_paths),
         ];
         for (kind, enabled, records) in kinds {
             if !enabled {
@@ -590,9 +575,9 @@ impl Paths {
 
     /// Packets (sent, received) per transport, for tests and diagnostics.
     #[cfg(test)]
-    pub fn counters(&self, kind: PathKind) -> (u64, u64) {
+    pub fn counters(&self, kind: NetworkPath) -> (u64, u64) {
         let records = match kind {
-            PathKind::Udp => &self.udp_paths,
+            NetworkPath::Udp => &self.udp_paths,
             _ => &self.tcp_paths,
         };
         records
@@ -692,7 +677,7 @@ mod tests {
                     data: stun(2)
                 }
             );
-            assert_eq!(paths.counters(PathKind::Udp), (1, 2));
+            assert_eq!(paths.counters(NetworkPath::Udp), (1, 2));
             server.send_to(&[0x01, 0x01, 0, 0], udp_local).await.unwrap();
             recv_within(&mut paths).await;
             assert_eq!(paths.attempts()[0].outcome, PathOutcome::Answered);
@@ -741,7 +726,7 @@ mod tests {
             let mut got = [0u8; 4];
             conn1.read_exact(&mut got).await.unwrap();
             assert_eq!(got, [0, 2, 23, 1]);
-            assert_eq!(paths.counters(PathKind::Tcp), (4, 1));
+            assert_eq!(paths.counters(NetworkPath::Tcp), (4, 1));
         });
     }
 
@@ -788,12 +773,12 @@ mod tests {
                 attempts,
                 [
                     PathAttempt {
-                        kind: PathKind::Udp,
+                        kind: NetworkPath::Udp,
                         remote: Some(silent_udp.to_string()),
                         outcome: PathOutcome::NoAnswer
                     },
                     PathAttempt {
-                        kind: PathKind::Tcp,
+                        kind: NetworkPath::Tcp,
                         remote: Some(closed.to_string()),
                         outcome: PathOutcome::Refused
                     },
@@ -804,6 +789,47 @@ mod tests {
                 format!("UDP {silent_udp}: no answer (timed out); TCP {closed}: connection refused")
             );
         });
+    }
+
+    async fn next_packet_and_path(paths: &mut Paths) -> (Vec<u8>, NetworkPath) {
+        let event = tokio::time::timeout(Duration::from_secs(10), paths.next_event()).await;
+        match event.expect("a packet within 10 s") {
+            PathEvent::Packet { packet, path } => (packet.data, path),
+            other => panic!("a packet expected, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn packets_come_with_their_path_and_only_non_stun_ones_are_session_data() {
+        runtime().block_on(async {
+            let mut paths = Paths::on_ip(loopback(), PathOptions::default()).unwrap();
+            let local = paths.local_candidates();
+            let server = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            server.send_to(&[22, 254, 253], local.udp.unwrap()).await.unwrap();
+            assert_eq!(
+                next_packet_and_path(&mut paths).await,
+                (vec![22, 254, 253], NetworkPath::Udp)
+            );
+
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let to_server = Datagram {
+                proto: Protocol::Tcp,
+                source: local.tcp.unwrap(),
+                destination: listener.local_addr().unwrap(),
+                data: stun(1),
+            };
+            paths.send(&to_server, 0).await;
+            let (mut conn, _) = listener.accept().await.unwrap();
+            conn.write_all(&[0, 2, 23, 3]).await.unwrap();
+            assert_eq!(
+                next_packet_and_path(&mut paths).await,
+                (vec![23, 3], NetworkPath::Tcp)
+            );
+        });
+        assert!(carries_session_data(&[22, 254, 253]), "DTLS");
+        assert!(!carries_session_data(&stun(1)), "a STUN request");
+        assert!(!carries_session_data(&[0x01, 0x01, 0, 0]), "a STUN response");
+        assert!(!carries_session_data(&[]));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-use super::{Datagram, PathAttempt, PathKind, PathOutcome, PathRecord};
+use super::{Datagram, NetworkPath, PathAttempt, PathOutcome, PathRecord};
 use crate::live::turn::{TurnAllocation, TurnError, TurnOptions, TurnServer, TurnTransport};
 use str0m::net::Protocol;
 
@@ -35,8 +35,13 @@ pub struct TurnPlan {
 /// What a relay produced: a packet, or a new relayed candidate to offer.
 #[derive(Debug)]
 pub enum RelayEvent {
-    /// A packet from a peer through a relay.
-    Packet(Datagram),
+    /// A packet from a peer through a relay, and which kind of relay.
+    Packet {
+        /// The packet.
+        packet: Datagram,
+        /// The relay's kind.
+        path: NetworkPath,
+    },
     /// An allocation succeeded: `relayed` is the candidate's address, `local` our end of the
     /// connection to the TURN server.
     Allocated {
@@ -47,10 +52,10 @@ pub enum RelayEvent {
     },
 }
 
-type AllocateResult = (PathKind, Result<TurnAllocation, TurnError>);
+type AllocateResult = (NetworkPath, Result<TurnAllocation, TurnError>);
 
 struct Relay {
-    kind: PathKind,
+    kind: NetworkPath,
     allocation: TurnAllocation,
     permitted: HashSet<IpAddr>,
     record: PathRecord,
@@ -62,7 +67,7 @@ pub(crate) struct Relays {
     start_at: Option<Instant>,
     started: bool,
     /// Allocations under way: the path and the server's `host:port`.
-    pending: Vec<(PathKind, String)>,
+    pending: Vec<(NetworkPath, String)>,
     results_tx: mpsc::UnboundedSender<AllocateResult>,
     results: mpsc::UnboundedReceiver<AllocateResult>,
     active: Vec<Relay>,
@@ -212,12 +217,13 @@ impl Relays {
                     Ok(datagram) => {
                         let relay = &mut self.active[index];
                         relay.record.record_received(&datagram.data);
-                        return RelayEvent::Packet(Datagram {
+                        let packet = Datagram {
                             proto: Protocol::Udp,
                             source: datagram.peer,
                             destination: relay.allocation.relayed_addr(),
                             data: datagram.data,
-                        });
+                        };
+                        return RelayEvent::Packet { packet, path: relay.kind };
                     }
                     Err(e) => {
                         log::info!("TURN relay lost: {e}");
@@ -270,16 +276,16 @@ async fn recv_any(relays: &mut [Relay]) -> (usize, Result<crate::live::turn::Pee
     futures_util::future::select_all(receives).await.0
 }
 
-fn kind_of(transport: TurnTransport) -> PathKind {
+fn kind_of(transport: TurnTransport) -> NetworkPath {
     match transport {
-        TurnTransport::Udp => PathKind::TurnUdp,
-        TurnTransport::Tcp => PathKind::TurnTcp,
-        TurnTransport::Tls => PathKind::TurnTls,
+        TurnTransport::Udp => NetworkPath::TurnUdp,
+        TurnTransport::Tcp => NetworkPath::TurnTcp,
+        TurnTransport::Tls => NetworkPath::TurnTls,
     }
 }
 
 /// The report line of a failed allocation (the error names addresses, never credentials).
-fn attempt_of_error(kind: PathKind, error: &TurnError) -> PathAttempt {
+fn attempt_of_error(kind: NetworkPath, error: &TurnError) -> PathAttempt {
     let (remote, outcome) = match error {
         TurnError::Resolve { host, .. } => (None, PathOutcome::Failed(format!("cannot resolve {host}"))),
         TurnError::Refused { server, .. } => (Some(*server), PathOutcome::Refused),
@@ -326,7 +332,7 @@ mod tests {
     fn turn_failures_are_reported_by_kind_without_credentials() {
         let server: SocketAddr = "127.0.0.1:5349".parse().unwrap();
         let auth = attempt_of_error(
-            PathKind::TurnTls,
+            NetworkPath::TurnTls,
             &TurnError::AuthFailed {
                 server,
                 transport: TurnTransport::Tls,
@@ -338,7 +344,7 @@ mod tests {
             "TURN/TLS 127.0.0.1:5349: authentication failed (401)"
         );
         let tls = attempt_of_error(
-            PathKind::TurnTls,
+            NetworkPath::TurnTls,
             &TurnError::TlsFailed {
                 server,
                 reason: "invalid peer certificate".into(),
@@ -349,7 +355,7 @@ mod tests {
             "TURN/TLS 127.0.0.1:5349: TLS failed: invalid peer certificate"
         );
         let timed_out = attempt_of_error(
-            PathKind::TurnUdp,
+            NetworkPath::TurnUdp,
             &TurnError::TimedOut {
                 server,
                 transport: TurnTransport::Udp,
