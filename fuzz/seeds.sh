@@ -127,4 +127,11 @@ seed turn bad $'stun:stun.example\nturn:alice:pw@relay:3478\nturn:host:0\nturn:h
 # A STUN Allocate error response (401) with a 4-byte ERROR-CODE attribute.
 seedb turn allocate_401 '\x01\x13\x00\x08\x21\x12\xa4\x42abcdefghijkl\x00\x09\x00\x04\x00\x00\x04\x01'
 
+# --- proxy_answer: HTTP proxies' answers to CONNECT (read byte by byte) ---------------------
+seed proxy_answer squid $'HTTP/1.1 200 Connection established\r\n\r\n'
+seed proxy_answer http10 $'HTTP/1.0 200 OK\r\nProxy-agent: test\r\n\r\n'
+seed proxy_answer auth $'HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm="corp"\r\nContent-Length: 0\r\n\r\n'
+seed proxy_answer forbidden $'HTTP/1.1 403 Forbidden\n\n'
+seed proxy_answer not_http $'SSH-2.0-OpenSSH_9.6\r\n\r\n'
+
 echo "seeds written under $(pwd)/corpus"

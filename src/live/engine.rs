@@ -18,6 +18,7 @@ use crate::live::liveness::{Liveness, LivenessConfig, LivenessEvent};
 use crate::live::net::{self, PathOptions, Paths};
 use crate::live::participants::{Participant, ParticipantChange, ParticipantTracker};
 use crate::live::peer::{Peer, PeerOutput, StunTiming};
+use crate::live::proxy::LiveProxy;
 use crate::live::reconnect::{
     Action, AttemptError, AttemptId, AttemptKind, Input, LeaveAction, LinkEvent, LinkState, LossReason,
     ReconnectConfig, ReconnectKind, Reconnector,
@@ -167,6 +168,8 @@ pub(crate) struct ConnectionConfig {
     pub reconnect_timeout: Duration,
     /// Which transports ICE may use (both by default; tests switch UDP off).
     pub paths: PathOptions,
+    /// The HTTP proxy of the signal websocket and of TURN over TCP/TLS, if any.
+    pub proxy: Option<LiveProxy>,
 }
 
 pub(crate) struct ConnectionIo {
@@ -236,14 +239,15 @@ struct SignalFailure {
 /// whether the dual layout is in use.
 async fn connect_signal(cfg: &ConnectionConfig) -> Result<(Ws, proto::JoinResponse, bool), LiveError> {
     let v1 = signal::join_url(&cfg.url, &signal::join_request(false))?;
-    let (ws, answer, dual) = match open_signal(v1, &cfg.token, &cfg.extra_roots_der).await {
+    let (ws, answer, dual) = match open_signal(v1, &cfg.token, &cfg.extra_roots_der, cfg.proxy.as_ref()).await
+    {
         Err(SignalFailure {
             error: LiveError::Refused { status: 404, .. },
             ..
         }) => {
             log::info!("server has no /rtc/v1; falling back to /rtc with two peer connections");
             let v0 = signal::join_url_v0(&cfg.url)?;
-            let (ws, answer) = open_signal(v0, &cfg.token, &cfg.extra_roots_der)
+            let (ws, answer) = open_signal(v0, &cfg.token, &cfg.extra_roots_der, cfg.proxy.as_ref())
                 .await
                 .map_err(|f| f.error)?;
             (ws, answer, true)
@@ -269,6 +273,7 @@ async fn open_signal(
     url: url::Url,
     token: &str,
     extra_roots_der: &[Vec<u8>],
+    proxy: Option<&LiveProxy>,
 ) -> Result<(Ws, SignalAnswer), SignalFailure> {
     let not_upgraded = |error| SignalFailure {
         error,
@@ -283,7 +288,7 @@ async fn open_signal(
     } else {
         None
     };
-    let mut ws = crate::live::ws::connect(&url, token, tls)
+    let mut ws = crate::live::ws::connect_via(&url, token, tls, proxy)
         .await
         .map_err(not_upgraded)?;
     loop {
@@ -322,6 +327,7 @@ struct AttemptSpec {
     url: String,
     token: String,
     extra_roots_der: Vec<Vec<u8>>,
+    proxy: Option<LiveProxy>,
     participant_sid: String,
     dual: bool,
     kind: AttemptKind,
@@ -354,7 +360,7 @@ async fn run_attempt(spec: AttemptSpec) -> AttemptOutcome {
             })
         }
     };
-    match open_signal(url, &spec.token, &spec.extra_roots_der).await {
+    match open_signal(url, &spec.token, &spec.extra_roots_der, spec.proxy.as_ref()).await {
         Ok(answered) => AttemptOutcome::Answered(Box::new(answered)),
         Err(f) => AttemptOutcome::Failed(f),
     }
@@ -1491,6 +1497,7 @@ impl Engine {
             url: self.cfg.url.clone(),
             token: self.cfg.token.clone(),
             extra_roots_der: self.cfg.extra_roots_der.clone(),
+            proxy: self.cfg.proxy.clone(),
             participant_sid: self.join.local_sid.clone(),
             dual: self.link.dual,
             kind,
@@ -1807,7 +1814,7 @@ fn turn_plan(
         return None;
     }
     let options = match crate::live::turn::TurnOptions::new(&cfg.extra_roots_der) {
-        Ok(options) => options,
+        Ok(options) => options.proxy(cfg.proxy.clone()),
         Err(e) => {
             log::warn!("TURN unavailable: {e}");
             return None;

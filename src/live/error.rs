@@ -38,6 +38,15 @@ pub enum LiveError {
     /// An argument was rejected before anything was sent.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The HTTP proxy could not be reached or refused the CONNECT tunnel. Names the proxy by
+    /// `host:port` only, never its credentials.
+    #[error("proxy {proxy}: {reason}")]
+    Proxy {
+        /// The proxy's `host:port`.
+        proxy: String,
+        /// What went wrong, e.g. `refused CONNECT to example.com:443 (403 Forbidden)`.
+        reason: String,
+    },
     /// No network path to the server worked within the connect timeout. Lists every path
     /// tried (UDP first, then ICE over TCP, then TURN relays) and why each failed; addresses only, never
     /// credentials.

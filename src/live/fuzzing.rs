@@ -69,6 +69,28 @@ pub fn network_frame(bytes: &[u8]) {
     rpc.fail_all_pending();
 }
 
+/// Feeds `bytes` to the HTTP proxy's CONNECT answer reader one byte at a time, as the
+/// tunnel reads it, up to its decision; returns the answer, if it completed. Checks: the
+/// reason phrase is printable ASCII of at most 64 characters, and no decision needs more than
+/// the head bound. Must never panic.
+pub fn proxy_answer(bytes: &[u8]) -> Option<crate::live::proxy::ConnectAnswer> {
+    for end in 1..=bytes.len() {
+        match crate::live::proxy::answer_so_far(&bytes[..end]) {
+            Ok(None) => continue,
+            Ok(Some(answer)) => {
+                assert!(answer.reason.len() <= 64);
+                assert!(answer.reason.chars().all(|c| c.is_ascii_graphic() || c == ' '));
+                return Some(answer);
+            }
+            Err(_) => {
+                assert!(end <= 8 * 1024 + 1, "the head bound decides by 8 KiB");
+                return None;
+            }
+        }
+    }
+    None
+}
+
 /// Feeds `bytes` to the ICE-TCP (RFC 4571) deframer as a TCP stream cut into reads at
 /// boundaries taken from the input itself; returns the packets it yielded before the end or
 /// its first error. Checks: every packet is 1..=65535 bytes, and re-framing the packets and

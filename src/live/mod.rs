@@ -17,6 +17,7 @@ pub mod fuzzing;
 pub(crate) mod net;
 pub(crate) mod participants;
 pub(crate) mod peer;
+pub(crate) mod proxy;
 pub(crate) mod queue;
 pub(crate) mod room;
 pub(crate) mod rpc;

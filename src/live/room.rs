@@ -31,6 +31,8 @@ pub struct RoomOptions {
     pub reconnect_timeout: Duration,
     /// Which transports ICE may use (UDP and ICE over TCP by default).
     pub paths: crate::live::net::PathOptions,
+    /// HTTP proxy of the signal websocket and TURN over TCP/TLS (none by default).
+    pub proxy: Option<crate::live::proxy::LiveProxy>,
 }
 
 impl Default for RoomOptions {
@@ -42,6 +44,7 @@ impl Default for RoomOptions {
             stream_topics: Vec::new(),
             reconnect_timeout: timeouts::RECONNECT,
             paths: crate::live::net::PathOptions::default(),
+            proxy: None,
         }
     }
 }
@@ -151,6 +154,7 @@ impl Room {
             stream_topics: options.stream_topics.clone(),
             reconnect_timeout: options.reconnect_timeout,
             paths: options.paths,
+            proxy: options.proxy.clone(),
         };
         let io = ConnectionIo {
             commands: cmd_rx,

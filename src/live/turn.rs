@@ -26,6 +26,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::live::error::LiveError;
+use crate::live::proxy::LiveProxy;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
@@ -344,6 +346,18 @@ pub enum TurnError {
         transport: TurnTransport,
         /// How long we waited.
         after: Duration,
+    },
+    /// The HTTP proxy could not be reached or refused the CONNECT tunnel to the server.
+    #[error("TURN server {server} ({transport}) via proxy {proxy}: {reason}")]
+    Proxy {
+        /// The server's address.
+        server: SocketAddr,
+        /// The transport tried.
+        transport: TurnTransport,
+        /// The proxy's `host:port` (never its credentials).
+        proxy: String,
+        /// What the proxy answered or why it could not be reached.
+        reason: String,
     },
     /// The allocation ended: its refresh failed, the server closed the connection, or it was
     /// closed here.
@@ -769,6 +783,8 @@ pub struct TurnOptions {
     /// The budget of [`TurnAllocation::allocate`]: resolve, connect, TLS, authenticate and
     /// allocate.
     pub allocate_timeout: Duration,
+    /// HTTP proxy for TURN over TCP and TLS (UDP never goes through it).
+    proxy: Option<LiveProxy>,
 }
 
 impl TurnOptions {
@@ -778,7 +794,15 @@ impl TurnOptions {
         Ok(TurnOptions {
             tls: crate::live::engine::tls_config(extra_roots_der).map_err(|e| e.to_string())?,
             allocate_timeout: DEFAULT_ALLOCATE_TIMEOUT,
+            proxy: None,
         })
+    }
+
+    /// Reaches TCP and TLS servers through `proxy` (a CONNECT tunnel; TLS runs inside),
+    /// unless its NO_PROXY list names the server's host.
+    pub fn proxy(mut self, proxy: Option<LiveProxy>) -> TurnOptions {
+        self.proxy = proxy;
+        self
     }
 }
 
@@ -786,6 +810,7 @@ impl fmt::Debug for TurnOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TurnOptions")
             .field("allocate_timeout", &self.allocate_timeout)
+            .field("proxy", &self.proxy)
             .finish_non_exhaustive()
     }
 }
@@ -875,7 +900,18 @@ impl TurnAllocation {
         let started = Instant::now();
         let deadline = started + options.allocate_timeout;
         let transport = server.url.transport;
-        let addr = resolve(&server.url).await?;
+        let addr = match resolve(&server.url).await {
+            Ok(addr) => addr,
+            // Behind a proxy the local resolver may know no outside names: the tunnel names
+            // the host and the proxy resolves it. The address is then only a label.
+            Err(e) => match proxy_for(server, options) {
+                Some(proxy) => {
+                    log::debug!("{e}; the proxy {} resolves it", proxy.address());
+                    SocketAddr::new(IpAddr::from([0, 0, 0, 0]), server.url.port)
+                }
+                None => return Err(e),
+            },
+        };
         let timed_out = || TurnError::TimedOut {
             server: addr,
             transport,
@@ -1035,7 +1071,10 @@ async fn connect(
         let local = socket.local_addr().map_err(io_error)?;
         return Ok((Link::Udp(socket), local));
     }
-    let tcp = TcpStream::connect(addr).await.map_err(io_error)?;
+    let tcp = match proxy_for(server, options) {
+        Some(proxy) => tunnel(proxy, server, addr).await?,
+        None => TcpStream::connect(addr).await.map_err(io_error)?,
+    };
     let _ = tcp.set_nodelay(true);
     let local = tcp.local_addr().map_err(io_error)?;
     if transport == TurnTransport::Tcp {
@@ -1049,6 +1088,42 @@ async fn connect(
         .await
         .map_err(|e| tls_failed(e.to_string()))?;
     Ok((Link::Stream(Box::new(tls)), local))
+}
+
+/// The proxy for a TCP or TLS connection to `server`, unless NO_PROXY exempts its host.
+fn proxy_for<'a>(server: &TurnServer, options: &'a TurnOptions) -> Option<&'a LiveProxy> {
+    if server.url.transport == TurnTransport::Udp {
+        return None;
+    }
+    let host = url_host(&server.url.host);
+    options.proxy.as_ref().filter(|proxy| proxy.applies_to(&host))
+}
+
+/// `host` as it goes into a URL or a CONNECT target (IPv6 addresses in brackets).
+fn url_host(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
+}
+
+/// A CONNECT tunnel through `proxy` to the server, named by its URL's host so that the proxy
+/// resolves it.
+async fn tunnel(proxy: &LiveProxy, server: &TurnServer, addr: SocketAddr) -> Result<TcpStream, TurnError> {
+    let host = url_host(&server.url.host);
+    proxy
+        .tunnel(&host, server.url.port)
+        .await
+        .map_err(|e| TurnError::Proxy {
+            server: addr,
+            transport: server.url.transport,
+            proxy: proxy.address(),
+            reason: match e {
+                LiveError::Proxy { reason, .. } => reason,
+                other => other.to_string(),
+            },
+        })
 }
 
 /// The task behind a [`TurnAllocation`].

@@ -3,6 +3,7 @@
 //! headers included). Request building and response parsing are sans-IO and unit tested.
 
 use crate::live::error::LiveError;
+use crate::live::proxy::LiveProxy;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use std::sync::Arc;
@@ -85,12 +86,24 @@ pub(crate) fn parse_response(buf: &[u8]) -> Result<Option<ResponseHead>, LiveErr
     }
 }
 
-/// Connects (TCP, TLS for `wss`), performs the upgrade with the token as a bearer header and
-/// returns the websocket. A non-101 answer becomes [`LiveError::Refused`].
+/// Connects directly (TCP, TLS for `wss`), performs the upgrade with the token as a bearer
+/// header and returns the websocket. A non-101 answer becomes [`LiveError::Refused`].
+#[cfg_attr(not(all(test, feature = "dev")), allow(dead_code))]
 pub(crate) async fn connect(
     url: &url::Url,
     token: &str,
     tls: Option<Arc<rustls::ClientConfig>>,
+) -> Result<Ws, LiveError> {
+    connect_via(url, token, tls, None).await
+}
+
+/// [`connect`], through `proxy` (a CONNECT tunnel; TLS and the upgrade run inside) unless its
+/// NO_PROXY list names the host.
+pub(crate) async fn connect_via(
+    url: &url::Url,
+    token: &str,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    proxy: Option<&LiveProxy>,
 ) -> Result<Ws, LiveError> {
     let host = url
         .host_str()
@@ -99,7 +112,10 @@ pub(crate) async fn connect(
     let port = url
         .port_or_known_default()
         .ok_or_else(|| LiveError::InvalidUrl("missing port".into()))?;
-    let tcp = TcpStream::connect((bare_host.as_str(), port)).await?;
+    let tcp = match proxy.filter(|p| p.applies_to(host)) {
+        Some(proxy) => proxy.tunnel(host, port).await?,
+        None => TcpStream::connect((bare_host.as_str(), port)).await?,
+    };
     let _ = tcp.set_nodelay(true);
     let mut stream = match tls {
         Some(config) => {

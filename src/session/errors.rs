@@ -77,6 +77,12 @@ pub(crate) fn join_failure(err: LiveError, url: &str, connect_timeout: Duration)
             reason: io.to_string(),
             source: Box::new(io),
         },
+        proxy @ LiveError::Proxy { .. } => Error::Transport {
+            method: "CONNECT".into(),
+            url: url.to_owned(),
+            reason: proxy.to_string(),
+            source: Box::new(proxy),
+        },
         LiveError::Timeout(what) => Error::Timeout {
             operation: format!("joining the room ({what})"),
             after: connect_timeout,
@@ -209,6 +215,15 @@ mod tests {
         assert!(matches!(err, Error::Timeout { after, .. } if after == T));
         let err = join_failure(LiveError::InvalidUrl("nope".into()), "x", T);
         assert!(matches!(err, Error::InvalidInput { .. }));
+        let proxy = LiveError::Proxy {
+            proxy: "10.0.0.1:3128".into(),
+            reason: "refused CONNECT to lk.example:443 (403 Forbidden)".into(),
+        };
+        let err = join_failure(proxy, "wss://lk.example", T);
+        assert!(matches!(err, Error::Transport { .. }), "{err:?}");
+        assert!(err
+            .to_string()
+            .contains("proxy 10.0.0.1:3128: refused CONNECT to lk.example:443 (403 Forbidden)"));
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
         assert!(matches!(
             join_failure(LiveError::Io(io), "ws://x", T),

@@ -87,6 +87,7 @@ pub fn connect(client: &Client, robot_id: &str, options: ConnectOptions) -> Resu
         });
     }
     options.check()?;
+    let proxy = options.live_proxy()?;
     if let Some(url) = &options.livekit_url {
         check_livekit_url(url)?;
     }
@@ -108,6 +109,7 @@ pub fn connect(client: &Client, robot_id: &str, options: ConnectOptions) -> Resu
                 ..Default::default()
             },
             reconnect_timeout: options.reconnect_timeout,
+            proxy,
             ..RoomOptions::default()
         };
         let observer: Arc<dyn RoomObserver> = inbox.clone();

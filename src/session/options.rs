@@ -182,6 +182,56 @@ pub struct ConnectOptions {
     pub(crate) ice_udp: bool,
     pub(crate) ice_tcp: bool,
     pub(crate) turn_tls_port: Option<u16>,
+    pub(crate) proxy: ProxyChoice,
+}
+
+/// Where the live connections' HTTP proxy comes from. Its `Debug` never shows a URL (which
+/// may carry credentials).
+#[derive(Clone, Default)]
+pub(crate) enum ProxyChoice {
+    /// ALL_PROXY / HTTPS_PROXY / HTTP_PROXY and NO_PROXY, read as the control plane reads them.
+    #[default]
+    Environment,
+    /// No proxy.
+    Direct,
+    /// This URL.
+    Url(String),
+}
+
+impl fmt::Debug for ProxyChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ProxyChoice::Environment => "Environment",
+            ProxyChoice::Direct => "Direct",
+            ProxyChoice::Url(_) => "Url(<redacted>)",
+        })
+    }
+}
+
+impl ProxyChoice {
+    /// The proxy to use; `environment` supplies the environment's setting (ureq's
+    /// `Proxy::try_from_env` in production). Errors name the option, never the URL.
+    pub(crate) fn resolve(
+        &self,
+        environment: impl FnOnce() -> Option<ureq::Proxy>,
+    ) -> crate::Result<Option<crate::live::proxy::LiveProxy>> {
+        use crate::live::proxy::LiveProxy;
+        match self {
+            ProxyChoice::Direct => Ok(None),
+            ProxyChoice::Url(url) => LiveProxy::parse(url)
+                .map(Some)
+                .map_err(|reason| crate::Error::invalid("proxy", reason)),
+            ProxyChoice::Environment => match environment() {
+                None => Ok(None),
+                Some(proxy) => LiveProxy::new(proxy).map(Some).map_err(|reason| {
+                    crate::Error::invalid(
+                        "proxy",
+                        format!("{reason} (from ALL_PROXY / HTTPS_PROXY / HTTP_PROXY)"),
+                    )
+                }),
+            },
+        }
+    }
 }
 
 impl Default for ConnectOptions {
@@ -201,6 +251,7 @@ impl Default for ConnectOptions {
             ice_udp: true,
             ice_tcp: true,
             turn_tls_port: None,
+            proxy: ProxyChoice::Environment,
         }
     }
 }
@@ -288,8 +339,36 @@ impl ConnectOptions {
         self
     }
 
+    /// Connects the signal websocket and TURN over TCP/TLS through this HTTP proxy
+    /// (`http://[user:pass@]host[:port]`; the credentials go in `Proxy-Authorization: Basic`
+    /// and never into logs or errors). The tunnel is an HTTP `CONNECT`; TLS runs inside it.
+    ///
+    /// By default the proxy comes from the environment, as for the control plane:
+    /// `ALL_PROXY`, `HTTPS_PROXY` or `HTTP_PROXY`, with `NO_PROXY` naming hosts reached
+    /// directly (loopback hosts are not exempt unless listed). UDP and ICE over TCP never go
+    /// through a proxy, so behind one a session connects through the TURN server over TLS
+    /// (LiveKit Cloud serves it on 443). Only `http://` proxies are supported; another scheme or
+    /// a malformed URL makes [`connect`](crate::connect) fail with
+    /// [`Error::InvalidInput`](crate::Error::InvalidInput) (field `proxy`).
+    pub fn proxy(mut self, url: impl Into<String>) -> Self {
+        self.proxy = ProxyChoice::Url(url.into());
+        self
+    }
+
+    /// Connects directly, ignoring any proxy in the environment.
+    pub fn no_proxy(mut self) -> Self {
+        self.proxy = ProxyChoice::Direct;
+        self
+    }
+
+    /// The HTTP proxy of the live connections, if any (see [`proxy`](Self::proxy)).
+    pub(crate) fn live_proxy(&self) -> crate::Result<Option<crate::live::proxy::LiveProxy>> {
+        self.proxy.resolve(ureq::Proxy::try_from_env)
+    }
+
     /// Refuses settings that cannot work, before anything is created.
     pub(crate) fn check(&self) -> crate::Result<()> {
+        self.live_proxy()?;
         if self.reconnect_timeout.is_zero() {
             return Err(crate::Error::invalid(
                 "reconnect_timeout",
@@ -379,6 +458,43 @@ mod tests {
             ["reconnecting signal lost", "back Rejoined"]
         );
         assert!(ConnectCallbacks::new().is_empty());
+    }
+
+    #[test]
+    fn proxy_settings_validate_without_echoing_credentials() {
+        let from_env = || ureq::Proxy::new("http://alice:s3cret@10.0.0.1:3128").ok();
+        let env = ProxyChoice::Environment.resolve(from_env).unwrap().unwrap();
+        assert_eq!(env.address(), "10.0.0.1:3128");
+        assert!(ProxyChoice::Environment.resolve(|| None).unwrap().is_none());
+        assert!(ProxyChoice::Direct.resolve(from_env).unwrap().is_none());
+        let socks_env = || ureq::Proxy::new("socks5://alice:s3cret@10.0.0.1:1080").ok();
+        for err in [
+            ProxyChoice::Environment.resolve(socks_env).unwrap_err(),
+            ProxyChoice::Url("socks5://alice:s3cret@10.0.0.1:1080".into())
+                .resolve(|| None)
+                .unwrap_err(),
+            ProxyChoice::Url("http://alice:s3cret@".into())
+                .resolve(|| None)
+                .unwrap_err(),
+        ] {
+            assert!(
+                matches!(&err, crate::Error::InvalidInput { field, .. } if field == "proxy"),
+                "{err}"
+            );
+            let text = format!("{err} {err:?}");
+            assert!(!text.contains("s3cret") && !text.contains("alice"), "{text}");
+        }
+        let options = ConnectOptions::new().proxy("http://alice:s3cret@10.0.0.1:3128");
+        let debug = format!("{options:?}");
+        assert!(!debug.contains("s3cret") && !debug.contains("alice"), "{debug}");
+        let proxy = options.live_proxy().unwrap().unwrap();
+        assert_eq!(proxy.address(), "10.0.0.1:3128");
+        assert!(ConnectOptions::new().no_proxy().live_proxy().unwrap().is_none());
+        let bad = ConnectOptions::new()
+            .proxy("socks5://alice:s3cret@h:1")
+            .check()
+            .unwrap_err();
+        assert!(!bad.to_string().contains("s3cret"), "{bad}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod icetcp;
 mod interop;
 mod netns;
 mod platform;
+mod proxy;
 mod resume;
 mod session;
 mod sfu;

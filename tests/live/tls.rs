@@ -8,7 +8,7 @@ use crate::live_common::Platform;
 use menlo_robot_sdk::{connect, ConnectOptions};
 
 /// A TLS proxy on 127.0.0.1:0 forwarding to `target`; returns its port and its CA (DER).
-fn start_tls_proxy(rt: &tokio::runtime::Runtime, target: u16) -> (u16, Vec<u8>) {
+pub(crate) fn start_tls_proxy(rt: &tokio::runtime::Runtime, target: u16) -> (u16, Vec<u8>) {
     let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
     let cert_der = cert.cert.der().to_vec();
     let key = rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap();

@@ -170,3 +170,62 @@ fn tokens_and_secrets_never_appear_in_debug_errors_or_logs() {
         }
     }
 }
+
+#[test]
+fn proxy_credentials_never_appear_in_debug_errors_or_logs() {
+    use crate::live_common::proxy::{ConnectProxy, ProxyMode};
+    use base64::Engine as _;
+    crate::capture_logs();
+
+    let user = "proxy-user";
+    let password = format!("proxy-pw-{:016x}", fastrand::u64(..));
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let secrets = [password.as_str(), basic.as_str()];
+    let p = Platform::start();
+    let _runtime = p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]);
+    let accepting = ConnectProxy::start(ProxyMode::RequireAuth {
+        user: "proxy-user",
+        password: Box::leak(password.clone().into_boxed_str()),
+    });
+    let options = ConnectOptions::new()
+        .worker_names(Vec::<String>::new())
+        .runtime_identity_prefix("simplesim");
+    let through = options.clone().proxy(accepting.url_with(user, &password));
+    let session = connect(&p.client, &p.robot_id, through.clone()).unwrap();
+    assert!(
+        !accepting.targets().is_empty(),
+        "the signal went through the proxy"
+    );
+    let debug = format!("{through:?} {session:?}");
+    session.disconnect().unwrap();
+
+    let refusing = ConnectProxy::start(ProxyMode::RequireAuth {
+        user: "proxy-user",
+        password: "another",
+    });
+    let refused = connect(
+        &p.client,
+        &p.robot_id,
+        options.clone().proxy(refusing.url_with(user, &password)),
+    )
+    .unwrap_err();
+    assert!(refused.to_string().contains("407"), "{refused}");
+    let invalid = connect(
+        &p.client,
+        &p.robot_id,
+        options.proxy(format!("socks5://{user}:{password}@127.0.0.1:1")),
+    )
+    .unwrap_err();
+
+    assert_clean("ConnectOptions and Session", &debug, &secrets);
+    assert_clean("proxy refusal", &error_chain(&refused), &secrets);
+    assert_clean("unsupported proxy", &error_chain(&invalid), &secrets);
+    for line in crate::logs() {
+        for secret in &secrets {
+            assert!(
+                !line.contains(secret),
+                "a log record contains a proxy credential: {line}"
+            );
+        }
+    }
+}

@@ -14,6 +14,10 @@
 //! TURN servers of the join response are tried too (see [`relay`]). When no path works within the connect timeout, the error
 //! ([`crate::live::LiveError::NoPath`]) lists every path tried and why it failed.
 //!
+//! An HTTP proxy ([`crate::live::proxy`]) carries only TURN over TCP and TLS (and the signal
+//! websocket): UDP and ICE over TCP always go direct, since proxies do not carry UDP and rarely
+//! allow CONNECT to ports other than 443.
+//!
 //! Sending and receiving go through [`Paths`]; errors of one TCP connection are logged and
 //! that connection dropped (a later check opens a new one), never fatal to the room.
 

@@ -298,6 +298,15 @@ fn attempt_of_error(kind: NetworkPath, error: &TurnError) -> PathAttempt {
         ),
         TurnError::TimedOut { server, .. } => (Some(*server), PathOutcome::TimedOut),
         TurnError::Closed { server, .. } => (Some(*server), PathOutcome::Failed("allocation closed".into())),
+        TurnError::Proxy {
+            server,
+            proxy,
+            reason,
+            ..
+        } => (
+            Some(*server),
+            PathOutcome::Failed(format!("via proxy {proxy}: {reason}")),
+        ),
     };
     PathAttempt {
         kind,
