@@ -226,7 +226,10 @@ impl ProxyChoice {
                 Some(proxy) => LiveProxy::new(proxy).map(Some).map_err(|reason| {
                     crate::Error::invalid(
                         "proxy",
-                        format!("{reason} (from ALL_PROXY / HTTPS_PROXY / HTTP_PROXY)"),
+                        format!(
+                            "{reason} (from ALL_PROXY / HTTPS_PROXY / HTTP_PROXY; \
+                             `ConnectOptions::no_proxy()` connects directly)"
+                        ),
                     )
                 }),
             },
