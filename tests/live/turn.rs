@@ -89,7 +89,7 @@ async fn round_trip(allocation: &mut TurnAllocation, peer: SocketAddr, payload: 
     for _ in 0..5 {
         allocation.send_to(peer, payload.to_vec()).unwrap();
         if let Ok(reply) = tokio::time::timeout(Duration::from_secs(1), allocation.recv()).await {
-            let reply = reply.unwrap();
+            let reply = reply.unwrap_or_else(|e| panic!("no datagram through {allocation:?}: {e:?}"));
             assert_eq!(reply.peer, peer);
             assert_eq!(reply.data, payload);
             return;
