@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::live_common::Platform;
+use crate::live_common::{fixture_runtime, Platform};
 use menlo_robot_sdk::{connect, CaptureOptions, ConnectOptions, OutgoingStream, RpcError};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -68,12 +68,8 @@ pub(super) fn start_v0_only_proxy(
 #[test]
 fn a_server_without_rtc_v1_is_joined_over_two_peer_connections() {
     let p = Platform::start();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let server_port: u16 = p.livekit.url.rsplit(':').next().unwrap().parse().unwrap();
+    let rt = fixture_runtime();
+    let server_port = p.livekit.port();
     let (port, paths) = start_v0_only_proxy(&rt, server_port);
 
     let frame: Vec<u8> = [0xFF, 0xD8, 0xFF, 0xE0]

@@ -5,11 +5,10 @@
 //! connect timeout, rolled back and without the proxy password; `no_proxy()` bypasses it.
 //! `wss://` signalling runs its TLS inside the tunnel; a TURN host only the proxy can resolve
 //! still relays; a proxy refusing only the TURN port shows in the connect error's path report.
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::live_common::proxy::{ConnectProxy, ProxyMode, PROXY_ONLY_HOST};
-use crate::live_common::{frame_720p, serve_state_and_camera};
+use crate::live_common::{fixture_runtime, livekit_with_turn_for_relay, relay_only};
 use crate::live_common::{LiveKit, Platform, TurnPorts};
 use menlo_robot_sdk::{connect, CaptureOptions, ConnectOptions, StateReply};
 
@@ -22,30 +21,10 @@ fn simplesim() -> ConnectOptions {
         .runtime_identity_prefix("simplesim")
 }
 
-/// Host candidates off: only TURN/TLS (at the listener's real port) can carry the room.
-fn relay_only(ports: TurnPorts) -> ConnectOptions {
-    simplesim()
-        .ice_udp_for_tests(false)
-        .ice_tcp_for_tests(false)
-        .turn_tls_port_for_tests(ports.tls)
-}
-
 /// A livekit-server with TURN/TLS (a test certificate) whose candidates carry the primary
 /// IPv4, or `None` after saying why the test is skipped.
 fn server_with_turn() -> Option<(LiveKit, Vec<u8>, TurnPorts)> {
-    server_with_turn_named("127.0.0.1")
-}
-
-/// [`server_with_turn`] advertising its TURN server (and certifying it) as `domain`.
-fn server_with_turn_named(domain: &str) -> Option<(LiveKit, Vec<u8>, TurnPorts)> {
-    let cert = rcgen::generate_simple_self_signed(vec![domain.to_string()]).unwrap();
-    let started =
-        LiveKit::start_with_turn_on_primary_ip(domain, &cert.cert.pem(), &cert.signing_key.serialize_pem());
-    let Some((server, ports)) = started else {
-        eprintln!("skipped: no non-loopback IPv4 address for livekit-server's candidates");
-        return None;
-    };
-    Some((server, cert.cert.der().to_vec(), ports))
+    livekit_with_turn_for_relay("127.0.0.1")
 }
 
 /// `host:port` of a `ws://host:port` URL.
@@ -60,9 +39,7 @@ fn behind_a_proxy_the_session_connects_through_turn_tls_in_a_tunnel() {
     };
     let signal = authority(&livekit.url);
     let p = Platform::on_livekit(livekit);
-    let runtime = Arc::new(p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]));
-    let frame = frame_720p();
-    serve_state_and_camera(&runtime, frame.clone());
+    let (_runtime, frame) = p.runtime_serving_a_frame();
     let proxy = ConnectProxy::start(ProxyMode::RequireAuth {
         user: USER,
         password: PASSWORD,
@@ -174,15 +151,10 @@ fn an_unsupported_proxy_is_refused_before_anything_is_created() {
 #[test]
 fn wss_signalling_runs_its_tls_inside_the_tunnel() {
     let p = Platform::start();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let server_port: u16 = p.livekit.url.rsplit(':').next().unwrap().parse().unwrap();
+    let rt = fixture_runtime();
+    let server_port = p.livekit.port();
     let (port, ca) = crate::tls::start_tls_proxy(&rt, server_port);
-    let runtime = Arc::new(p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]));
-    serve_state_and_camera(&runtime, frame_720p());
+    let _runtime = p.runtime_serving_a_frame();
     let proxy = ConnectProxy::start(ProxyMode::Tunnel);
     let options = simplesim()
         .livekit_url(format!("wss://127.0.0.1:{port}"))
@@ -232,12 +204,11 @@ fn a_proxy_refusing_the_turn_port_shows_in_the_path_report() {
 
 #[test]
 fn a_turn_host_only_the_proxy_resolves_still_relays() {
-    let Some((livekit, cert_der, ports)) = server_with_turn_named(PROXY_ONLY_HOST) else {
+    let Some((livekit, cert_der, ports)) = livekit_with_turn_for_relay(PROXY_ONLY_HOST) else {
         return;
     };
     let p = Platform::on_livekit(livekit);
-    let runtime = Arc::new(p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]));
-    serve_state_and_camera(&runtime, frame_720p());
+    let _runtime = p.runtime_serving_a_frame();
     let proxy = ConnectProxy::start(ProxyMode::Tunnel);
     let options = relay_only(ports)
         .add_root_certificate(cert_der)

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::live_common::{robot_status, server_binary, wait_until, Platform, KEY, SECRET};
+use crate::live_common::{fixture_runtime, robot_status, server_binary, wait_until, Platform, KEY, SECRET};
 use menlo_robot_sdk::dev::{mint_livekit_token, ControlPlane, LiveKitSettings, Principal, TokenOptions};
 use menlo_robot_sdk::{
     connect, Client, ConnectOptions, NewRobot, ReconnectKind, RuntimeHost, Session, SessionEvent,
@@ -581,12 +581,8 @@ fn a_hundred_forced_resumes_fail_lose_and_duplicate_no_call() {
 fn over_two_peer_connections_a_dropped_signal_and_a_ten_second_cut_resume() {
     init_log();
     let p = Platform::start();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let server_port: u16 = p.livekit.url.rsplit(':').next().unwrap().parse().unwrap();
+    let rt = fixture_runtime();
+    let server_port = p.livekit.port();
     let (port, paths) = crate::fallback::start_v0_only_proxy(&rt, server_port);
     let runtime = p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]);
     let calls = serve_state(&runtime, Duration::from_millis(20));

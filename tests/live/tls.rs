@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::live_common::Platform;
+use crate::live_common::{fixture_runtime, Platform};
 use menlo_robot_sdk::{connect, ConnectOptions};
 
 /// A TLS proxy on 127.0.0.1:0 forwarding to `target`; returns its port and its CA (DER).
@@ -45,12 +45,8 @@ pub(crate) fn start_tls_proxy(rt: &tokio::runtime::Runtime, target: u16) -> (u16
 #[test]
 fn wss_works_with_a_private_ca_and_fails_cleanly_without_it() {
     let p = Platform::start();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let server_port: u16 = p.livekit.url.rsplit(':').next().unwrap().parse().unwrap();
+    let rt = fixture_runtime();
+    let server_port = p.livekit.port();
     let (port, ca) = start_tls_proxy(&rt, server_port);
     let wss = format!("wss://127.0.0.1:{port}");
 

@@ -11,7 +11,6 @@
 //! state, receives a 1280×720 frame and rides out a 2 s cut; with the certificate untrusted, the connect error
 //! names the TURN/TLS failure.
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use livekit_protocol::signal_response::Message as Resp;
@@ -19,7 +18,7 @@ use menlo_robot_sdk::__turn::{
     turn_servers, TurnAllocation, TurnError, TurnOptions, TurnServer, TurnTransport,
 };
 
-use crate::live_common::{frame_720p, serve_state_and_camera};
+use crate::live_common::{fixture_runtime, livekit_with_turn_for_relay, relay_only};
 use crate::live_common::{LiveKit, Platform, TurnPorts};
 use menlo_robot_sdk::{connect, CaptureOptions, ConnectOptions, NetworkPath, StateReply};
 
@@ -207,31 +206,9 @@ fn turn_relays_over_tcp_with_the_join_credentials() {
     });
 }
 
-/// Options of a controller that reaches the server only through TURN over TLS: no UDP or
-/// ICE-TCP host candidate, the TLS listener's real port for the advertised 443.
-fn relay_only(ports: TurnPorts) -> ConnectOptions {
-    ConnectOptions::new()
-        .worker_names(Vec::<String>::new())
-        .runtime_identity_prefix("simplesim")
-        .ice_udp_for_tests(false)
-        .ice_tcp_for_tests(false)
-        .turn_tls_port_for_tests(ports.tls)
-}
-
-/// [`server_with_turn`] with the server's candidates on the machine's primary IPv4 (where its
-/// UDP mux listens), or `None` after saying why the test is skipped.
+/// [`livekit_with_turn_for_relay`] for a TURN server named by the loopback address.
 fn server_with_turn_for_relay() -> Option<(LiveKit, Vec<u8>, TurnPorts)> {
-    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
-    let started = LiveKit::start_with_turn_on_primary_ip(
-        "127.0.0.1",
-        &cert.cert.pem(),
-        &cert.signing_key.serialize_pem(),
-    );
-    let Some((server, ports)) = started else {
-        eprintln!("skipped: no non-loopback IPv4 address for livekit-server's candidates");
-        return None;
-    };
-    Some((server, cert.cert.der().to_vec(), ports))
+    livekit_with_turn_for_relay("127.0.0.1")
 }
 
 #[test]
@@ -240,9 +217,7 @@ fn without_udp_and_tcp_the_session_connects_through_turn_tls() {
         return;
     };
     let p = Platform::on_livekit(livekit);
-    let runtime = Arc::new(p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]));
-    let frame = frame_720p();
-    serve_state_and_camera(&runtime, frame.clone());
+    let (_runtime, frame) = p.runtime_serving_a_frame();
 
     let started = Instant::now();
     let session = connect(
@@ -353,18 +328,11 @@ fn over_two_peer_connections_both_are_relayed_through_turn_tls() {
         return;
     };
     let p = Platform::on_livekit(livekit);
-    let runtime = Arc::new(p.runtime(&format!("simplesim:{}", p.robot_id), false, &[]));
-    let frame = frame_720p();
-    serve_state_and_camera(&runtime, frame.clone());
+    let (_runtime, frame) = p.runtime_serving_a_frame();
     // A front that refuses `/rtc/v1` makes the session join on `/rtc`: a publisher and a
     // subscriber peer connection, each of which must find the relay on its own.
-    let proxy_runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let server_port: u16 = p.livekit.url.rsplit(':').next().unwrap().parse().unwrap();
-    let (port, seen) = crate::fallback::start_v0_only_proxy(&proxy_runtime, server_port);
+    let proxy_runtime = fixture_runtime();
+    let (port, seen) = crate::fallback::start_v0_only_proxy(&proxy_runtime, p.livekit.port());
     let options = relay_only(ports)
         .add_root_certificate(cert_der)
         .livekit_url(format!("ws://127.0.0.1:{port}"));

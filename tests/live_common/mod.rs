@@ -14,12 +14,13 @@ use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use menlo_robot_sdk::dev::{
     mint_livekit_token, ControlPlane, LiveKitSettings, Principal, Sfu, SfuOptions, TokenOptions,
 };
-use menlo_robot_sdk::{Client, NewRobot, RuntimeHost};
+use menlo_robot_sdk::{Client, ConnectOptions, NewRobot, RuntimeHost};
 
 pub const KEY: &str = "devkey";
 pub const SECRET: &str = "secret";
@@ -401,6 +402,51 @@ impl Drop for LiveKit {
     }
 }
 
+impl LiveKit {
+    /// The signalling port (of `ws://127.0.0.1:PORT`).
+    pub fn port(&self) -> u16 {
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|port| port.trim_end_matches('/').parse().ok())
+            .expect("a ws://host:port URL")
+    }
+}
+
+/// A one-worker tokio runtime for the fixtures a test runs beside the SDK (proxies, peers).
+pub fn fixture_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A livekit-server with its embedded TURN over TLS (an `rcgen` certificate for `domain`),
+/// its candidates on the machine's primary IPv4 (where its UDP mux listens, so a relay can
+/// reach it), and the certificate's DER; `None` after saying why the test is skipped.
+pub fn livekit_with_turn_for_relay(domain: &str) -> Option<(LiveKit, Vec<u8>, TurnPorts)> {
+    let cert = rcgen::generate_simple_self_signed(vec![domain.to_string()]).unwrap();
+    let started =
+        LiveKit::start_with_turn_on_primary_ip(domain, &cert.cert.pem(), &cert.signing_key.serialize_pem());
+    let Some((server, ports)) = started else {
+        eprintln!("skipped: no non-loopback IPv4 address for livekit-server's candidates");
+        return None;
+    };
+    Some((server, cert.cert.der().to_vec(), ports))
+}
+
+/// Options of a controller that reaches the server only through TURN over TLS: no UDP or
+/// ICE-TCP host candidate, the TLS listener's real port for the advertised 443.
+pub fn relay_only(ports: TurnPorts) -> ConnectOptions {
+    ConnectOptions::new()
+        .worker_names(Vec::<String>::new())
+        .runtime_identity_prefix("simplesim")
+        .ice_udp_for_tests(false)
+        .ice_tcp_for_tests(false)
+        .turn_tls_port_for_tests(ports.tls)
+}
+
 /// A LiveKit server, an emulator minting tokens for it, a client, and a robot.
 pub struct Platform {
     pub livekit: LiveKit,
@@ -412,6 +458,15 @@ pub struct Platform {
 }
 
 impl Platform {
+    /// The robot's runtime (`simplesim:<robot>`), answering `state` and camera captures
+    /// with a 1280×720 frame; returns it and the frame.
+    pub fn runtime_serving_a_frame(&self) -> (Arc<RuntimeHost>, Vec<u8>) {
+        let runtime = Arc::new(self.runtime(&format!("simplesim:{}", self.robot_id), false, &[]));
+        let frame = frame_720p();
+        serve_state_and_camera(&runtime, frame.clone());
+        (runtime, frame)
+    }
+
     pub fn start() -> Platform {
         Self::on(LiveKit::start())
     }
