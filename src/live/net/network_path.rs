@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 /// the LiveKit server.
 ///
 /// Read it with [`crate::Session::network_path`] (or [`crate::RuntimeHost::network_path`]).
-/// The SDK tries UDP first, then ICE over TCP, then the TURN relays the server offers, and
-/// rides on the first that works; the same values name the paths tried in a connect error.
+/// The SDK tries UDP and ICE over TCP at once (UDP wins whenever it works), then, when
+/// neither answers within 1.5 s, the TURN relays the server offers; the same values name the
+/// paths tried in a connect error.
 /// Relayed paths cost latency (every packet makes a detour through the TURN server), and
 /// paths over TCP or TLS suffer head-of-line blocking when packets are lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
