@@ -52,9 +52,15 @@ impl RuntimeHost {
     /// itself as soon as it answers `runtime.tools_list` (the method sessions probe to find
     /// their runtime), and sessions in the room find it within a round trip. Register
     /// `runtime.tools_list` after the other handlers: calls may follow at once.
+    ///
+    /// Like a session, the host follows the proxy environment (`ALL_PROXY` / `HTTPS_PROXY` /
+    /// `HTTP_PROXY`, `NO_PROXY`; see [`ConnectOptions::proxy`](crate::ConnectOptions::proxy)):
+    /// its signal websocket and TURN over TCP/TLS go through an `http://` proxy found there,
+    /// and another kind of proxy there is an [`Error::InvalidInput`](crate::Error::InvalidInput).
     pub fn connect(livekit_url: &str, token: &str, connect_timeout: Duration) -> Result<RuntimeHost> {
         let options = RoomOptions {
             connect_timeout,
+            proxy: crate::session::ProxyChoice::Environment.resolve(ureq::Proxy::try_from_env)?,
             ..RoomOptions::default()
         };
         let room = Room::connect(livekit_url, token, options, Arc::new(Unobserved))

@@ -65,6 +65,7 @@ use crate::runtime_error::RuntimeErrorCode;
 
 pub(crate) use errors::join_failure;
 pub use events::{ConnectionState, Events, ReconnectKind, SessionEvent, EVENT_QUEUE_CAPACITY};
+pub(crate) use options::ProxyChoice;
 pub use options::{ConnectCallbacks, ConnectOptions, DEFAULT_SESSION_READY_TIMEOUT};
 pub use pending::{Pending, PendingAction};
 
