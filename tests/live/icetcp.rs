@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::live_common::{frame_720p, serve_state_and_camera, Backend, LiveKit, Platform};
+use crate::live_common::{
+    assert_reads_and_frame, frame_720p, serve_state_and_camera, Backend, LiveKit, Platform,
+};
 use menlo_robot_sdk::{connect, CaptureOptions, ConnectOptions, NetworkPath, Session, StateReply};
 use serde_json::{json, Value};
 
@@ -70,14 +72,7 @@ fn without_udp_the_session_connects_over_ice_tcp_and_rpc_and_a_720p_frame_work()
             "the server selected a TCP pair"
         );
     }
-    for _ in 0..5 {
-        match session.state().get("robot_status").unwrap() {
-            StateReply::RobotStatus(state) => assert_eq!(state.robot.entity_id, "robot_1"),
-            other => panic!("typed robot status expected, got {other:?}"),
-        }
-    }
-    let jpeg = session.get_vision("pov", &CaptureOptions::new()).unwrap();
-    assert!(jpeg == frame, "the 1280×720 frame arrives intact over TCP");
+    assert_reads_and_frame(&session, 5, &frame, "over TCP");
 
     // A 2 s cut (every packet and signal frame dropped both ways) is recovered over TCP.
     session.cut_link_for_test(Duration::from_secs(2));
@@ -239,6 +234,8 @@ fn after_switching_to_tcp_candidates_an_ice_restart_keeps_the_session_working_ov
 use crate::live_common::netns::{
     LineProcess, Side, Topology, ICE_TCP_PORT, ICE_UDP_PORT, TURN_TLS_PORT, TURN_UDP_PORT,
 };
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use menlo_robot_sdk::dev::{ControlPlane, Principal};
 use menlo_robot_sdk::{Client, NewRobot};
 use std::io::{BufRead as _, Write as _};
@@ -308,8 +305,8 @@ fn netns_client() {
             spec["connect_timeout_s"].as_u64().unwrap_or(15),
         ))
         .runtime_call_timeout(Duration::from_secs(10));
-    if let Some(der) = spec["root_cert_hex"].as_str() {
-        options = options.add_root_certificate(from_hex(der));
+    if let Some(der) = spec["root_cert_base64"].as_str() {
+        options = options.add_root_certificate(STANDARD.decode(der).expect("base64"));
     }
     let started = Instant::now();
     let session = match connect(&client, &robot_id, options) {
@@ -362,22 +359,22 @@ fn netns_client() {
     emit(json!({"event": "not_recovered", "error": last_error}));
 }
 
-fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn from_hex(text: &str) -> Vec<u8> {
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
-        .collect()
-}
-
 /// A livekit-server in the server namespace with its embedded TURN on (TLS on 443 with a
 /// test certificate for the server's address), and that certificate's DER.
 struct TurnServer {
     server: LiveKit,
     cert_der: Vec<u8>,
+}
+
+/// The topology and its TURN-enabled livekit-server, or `None` (said why) without
+/// `MENLO_NETNS=1`.
+fn topology_with_turn() -> Option<(Topology, TurnServer)> {
+    if !netns_enabled() {
+        return None;
+    }
+    let topology = Topology::create().expect("create the topology");
+    let turn = start_livekit_with_turn(&topology);
+    Some((topology, turn))
 }
 
 fn start_livekit_with_turn(topology: &Topology) -> TurnServer {
@@ -424,7 +421,7 @@ fn start_client(topology: &Topology, turn: &TurnServer, connect_timeout_s: u64) 
     let server = &turn.server;
     let spec = json!({"url": server.url, "key": server.key, "secret": server.secret,
                       "connect_timeout_s": connect_timeout_s,
-                      "root_cert_hex": to_hex(&turn.cert_der)});
+                      "root_cert_base64": STANDARD.encode(&turn.cert_der)});
     let mut command = topology.command(Side::Client, std::env::current_exe().unwrap());
     command
         .args([
@@ -500,11 +497,9 @@ fn connect_read_capture_and_cut(topology: &Topology, turn: &TurnServer, label: &
 /// path. Prints the table (figures, not asserted).
 #[test]
 fn netns_udp_then_tcp_then_turn_tls_each_carry_rpc_a_frame_and_a_2s_cut() {
-    if !netns_enabled() {
+    let Some((topology, turn)) = topology_with_turn() else {
         return;
-    }
-    let topology = Topology::create().expect("create the topology");
-    let turn = start_livekit_with_turn(&topology);
+    };
     let mut rows = Vec::new();
 
     let udp = connect_read_capture_and_cut(&topology, &turn, "UDP");
@@ -624,11 +619,9 @@ fn python_row(topology: &Topology, server: &LiveKit, label: &str, index: usize) 
 
 #[test]
 fn netns_everything_blocked_fails_in_time_naming_each_path() {
-    if !netns_enabled() {
+    let Some((topology, turn)) = topology_with_turn() else {
         return;
-    }
-    let topology = Topology::create().expect("create the topology");
-    let turn = start_livekit_with_turn(&topology);
+    };
     topology
         .block_from_client(BLOCK_UDP, &["ipproto", "udp"])
         .unwrap();

@@ -8,9 +8,9 @@
 use std::time::{Duration, Instant};
 
 use crate::live_common::proxy::{ConnectProxy, ProxyMode, PROXY_ONLY_HOST};
-use crate::live_common::{fixture_runtime, livekit_with_turn_for_relay, relay_only};
+use crate::live_common::{assert_reads_and_frame, fixture_runtime, livekit_with_turn_for_relay, relay_only};
 use crate::live_common::{LiveKit, Platform, TurnPorts};
-use menlo_robot_sdk::{connect, CaptureOptions, ConnectOptions, StateReply};
+use menlo_robot_sdk::{connect, ConnectOptions};
 
 const USER: &str = "robot-op";
 const PASSWORD: &str = "pr0xy-s3cret";
@@ -56,17 +56,7 @@ fn behind_a_proxy_the_session_connects_through_turn_tls_in_a_tunnel() {
             p.livekit.server_log()
         )
     });
-    for _ in 0..3 {
-        match session.state().get("robot_status").unwrap() {
-            StateReply::RobotStatus(state) => assert_eq!(state.robot.entity_id, "robot_1"),
-            other => panic!("typed robot status expected, got {other:?}"),
-        }
-    }
-    let jpeg = session.get_vision("pov", &CaptureOptions::new()).unwrap();
-    assert!(
-        jpeg == frame,
-        "the 1280×720 frame arrives intact through the tunnel"
-    );
+    assert_reads_and_frame(&session, 3, &frame, "through the tunnel");
     let targets = proxy.targets();
     assert!(
         targets.contains(&signal),

@@ -18,9 +18,9 @@ use menlo_robot_sdk::__turn::{
     turn_servers, TurnAllocation, TurnError, TurnOptions, TurnServer, TurnTransport,
 };
 
-use crate::live_common::{fixture_runtime, livekit_with_turn_for_relay, relay_only};
+use crate::live_common::{assert_reads_and_frame, fixture_runtime, livekit_with_turn_for_relay, relay_only};
 use crate::live_common::{LiveKit, Platform, TurnPorts};
-use menlo_robot_sdk::{connect, CaptureOptions, ConnectOptions, NetworkPath, StateReply};
+use menlo_robot_sdk::{connect, CaptureOptions, ConnectOptions, NetworkPath};
 
 /// A livekit-server with TURN on, the test certificate's DER, and the TURN ports.
 fn server_with_turn() -> (LiveKit, Vec<u8>, TurnPorts) {
@@ -235,17 +235,7 @@ fn without_udp_and_tcp_the_session_connects_through_turn_tls() {
     let path = session.network_path();
     assert_eq!(path, Some(NetworkPath::TurnTls), "the session reports the relay");
     assert!(path.is_some_and(NetworkPath::is_relayed));
-    for _ in 0..5 {
-        match session.state().get("robot_status").unwrap() {
-            StateReply::RobotStatus(state) => assert_eq!(state.robot.entity_id, "robot_1"),
-            other => panic!("typed robot status expected, got {other:?}"),
-        }
-    }
-    let jpeg = session.get_vision("pov", &CaptureOptions::new()).unwrap();
-    assert!(
-        jpeg == frame,
-        "the 1280×720 frame arrives intact through the relay"
-    );
+    assert_reads_and_frame(&session, 5, &frame, "through the relay");
 
     // A 2 s cut (every packet and signal frame dropped both ways) is recovered through it.
     session.cut_link_for_test(Duration::from_secs(2));

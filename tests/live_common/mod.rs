@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use menlo_robot_sdk::dev::{
     mint_livekit_token, ControlPlane, LiveKitSettings, Principal, Sfu, SfuOptions, TokenOptions,
 };
-use menlo_robot_sdk::{Client, ConnectOptions, NewRobot, RuntimeHost};
+use menlo_robot_sdk::{CaptureOptions, Client, ConnectOptions, NewRobot, RuntimeHost, Session, StateReply};
 
 pub const KEY: &str = "devkey";
 pub const SECRET: &str = "secret";
@@ -420,6 +420,19 @@ pub fn fixture_runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
+}
+
+/// Reads the typed robot status `reads` times, then asserts that a `pov` capture returns
+/// `frame` byte for byte (`over` names the path in the message, e.g. "through the relay").
+pub fn assert_reads_and_frame(session: &Session, reads: usize, frame: &[u8], over: &str) {
+    for _ in 0..reads {
+        match session.state().get("robot_status").unwrap() {
+            StateReply::RobotStatus(state) => assert_eq!(state.robot.entity_id, "robot_1"),
+            other => panic!("typed robot status expected, got {other:?}"),
+        }
+    }
+    let jpeg = session.get_vision("pov", &CaptureOptions::new()).unwrap();
+    assert!(jpeg == frame, "the 1280×720 frame arrives intact {over}");
 }
 
 /// A livekit-server with its embedded TURN over TLS (an `rcgen` certificate for `domain`),
