@@ -288,7 +288,7 @@ async fn open_signal(
     } else {
         None
     };
-    let mut ws = crate::live::ws::connect_via(&url, token, tls, proxy)
+    let mut ws = crate::live::ws::connect(&url, token, tls, proxy)
         .await
         .map_err(not_upgraded)?;
     loop {

@@ -129,7 +129,7 @@ fn resume_urls_sync_state_leave_and_simulate_against_livekit_server() {
         assert!(client.open);
         // The server keys a resume on the token's identity; the sid only goes to its logs.
         let url = signal::resume_join_url(&server.url, "PA_unused", reason).unwrap();
-        let mut ws = crate::live::ws::connect(&url, &robot, None).await.unwrap();
+        let mut ws = crate::live::ws::connect(&url, &robot, None, None).await.unwrap();
         let msgs = responses(&mut ws, 3).await;
         assert!(
             matches!(msgs.first(), Some(Resp::Reconnect(_))),
@@ -165,7 +165,7 @@ fn resume_urls_sync_state_leave_and_simulate_against_livekit_server() {
         );
 
         // An identity the server does not hold: refused with Leave{STATE_MISMATCH, RECONNECT}.
-        let mut ghost = crate::live::ws::connect(&url, &token("ghost"), None)
+        let mut ghost = crate::live::ws::connect(&url, &token("ghost"), None, None)
             .await
             .unwrap();
         let leave = responses(&mut ghost, 1).await;
@@ -176,7 +176,7 @@ fn resume_urls_sync_state_leave_and_simulate_against_livekit_server() {
 
         // The /rtc form is accepted too.
         let url = signal::resume_join_url_v0(&server.url, "PA_unused", reason).unwrap();
-        let mut ws = crate::live::ws::connect(&url, &robot, None).await.unwrap();
+        let mut ws = crate::live::ws::connect(&url, &robot, None, None).await.unwrap();
         let msgs = responses(&mut ws, 1).await;
         assert!(matches!(msgs.first(), Some(Resp::Reconnect(_))));
 
@@ -206,7 +206,7 @@ struct MiniClient {
 impl MiniClient {
     async fn join(url: &str, token: &str) -> (MiniClient, proto::JoinResponse) {
         let url = signal::join_url(url, &signal::join_request(false)).unwrap();
-        let mut ws = crate::live::ws::connect(&url, token, None).await.unwrap();
+        let mut ws = crate::live::ws::connect(&url, token, None, None).await.unwrap();
         let join = loop {
             match responses(&mut ws, 1).await.pop() {
                 Some(Resp::Join(j)) => break j,
@@ -375,7 +375,7 @@ fn resume_with_ice_restart_keeps_the_session_and_its_sequence_against_livekit_se
         client.ws.close(None).await.ok();
         let url =
             signal::resume_join_url(&server.url, &sid, proto::ReconnectReason::RrSignalDisconnected).unwrap();
-        client.ws = crate::live::ws::connect(&url, &robot, None).await.unwrap();
+        client.ws = crate::live::ws::connect(&url, &robot, None, None).await.unwrap();
         let reconnect = match responses(&mut client.ws, 1).await.pop() {
             Some(Resp::Reconnect(r)) => r,
             other => panic!(

@@ -1100,7 +1100,7 @@ fn proxy_for<'a>(server: &TurnServer, options: &'a TurnOptions) -> Option<&'a Li
 }
 
 /// `host` as it goes into a URL or a CONNECT target (IPv6 addresses in brackets).
-fn url_host(host: &str) -> String {
+pub(crate) fn url_host(host: &str) -> String {
     if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]")
     } else {

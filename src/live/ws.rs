@@ -86,20 +86,11 @@ pub(crate) fn parse_response(buf: &[u8]) -> Result<Option<ResponseHead>, LiveErr
     }
 }
 
-/// Connects directly (TCP, TLS for `wss`), performs the upgrade with the token as a bearer
-/// header and returns the websocket. A non-101 answer becomes [`LiveError::Refused`].
-#[cfg_attr(not(all(test, feature = "dev")), allow(dead_code))]
+/// Connects (TCP, TLS for `wss`), performs the upgrade with the token as a bearer header and
+/// returns the websocket. With `proxy` the TCP connection is a CONNECT tunnel (TLS and the
+/// upgrade run inside) unless its NO_PROXY list names the host. A non-101 answer becomes
+/// [`LiveError::Refused`].
 pub(crate) async fn connect(
-    url: &url::Url,
-    token: &str,
-    tls: Option<Arc<rustls::ClientConfig>>,
-) -> Result<Ws, LiveError> {
-    connect_via(url, token, tls, None).await
-}
-
-/// [`connect`], through `proxy` (a CONNECT tunnel; TLS and the upgrade run inside) unless its
-/// NO_PROXY list names the host.
-pub(crate) async fn connect_via(
     url: &url::Url,
     token: &str,
     tls: Option<Arc<rustls::ClientConfig>>,

@@ -106,7 +106,7 @@ struct MiniClient {
 impl MiniClient {
     async fn join(url: &str, token: &str) -> MiniClient {
         let url = signal::join_url(url, &signal::join_request(false)).unwrap();
-        let mut ws = crate::live::ws::connect(&url, token, None).await.unwrap();
+        let mut ws = crate::live::ws::connect(&url, token, None, None).await.unwrap();
         let join = loop {
             match next_response(&mut ws, WAIT).await {
                 Some(Resp::Join(j)) => break j,
@@ -143,7 +143,7 @@ impl MiniClient {
     /// Resumes on a new websocket with the reconnect join.
     async fn reconnect(&mut self, base: &str, token: &str) {
         let url = signal::resume_join_url(base, &self.sid, REASON).unwrap();
-        self.ws = crate::live::ws::connect(&url, token, None).await.unwrap();
+        self.ws = crate::live::ws::connect(&url, token, None, None).await.unwrap();
         self.signal_closed = false;
     }
 
@@ -362,14 +362,14 @@ fn resumes_of_absent_participants_are_refused_and_node_failure_removes_silently(
         };
         // An identity the room does not hold, on both paths.
         let url = signal::resume_join_url(&sfu.url(), "PA_ghost", REASON).unwrap();
-        let mut ghost = crate::live::ws::connect(&url, &token(&sfu, "refuse", "ghost"), None)
+        let mut ghost = crate::live::ws::connect(&url, &token(&sfu, "refuse", "ghost"), None, None)
             .await
             .unwrap();
         let (msgs, closed) = until_closed(&mut ghost, WAIT).await;
         reconnect_now(leave_of(&msgs));
         assert!(closed && msgs.len() == 1);
         let url = signal::resume_join_url_v0(&sfu.url(), "PA_ghost", REASON).unwrap();
-        let mut ghost = crate::live::ws::connect(&url, &token(&sfu, "refuse", "ghost"), None)
+        let mut ghost = crate::live::ws::connect(&url, &token(&sfu, "refuse", "ghost"), None, None)
             .await
             .unwrap();
         reconnect_now(leave_of(&until_closed(&mut ghost, WAIT).await.0));
@@ -517,7 +517,9 @@ fn a_resume_on_two_peer_connections_reoffers_the_subscriber() {
     let _robot = crate::live::Room::connect(&sfu.url(), &robot_token, options, heard).unwrap();
     runtime().block_on(async {
         let url = signal::resume_join_url_v0(&sfu.url(), "PA_any", REASON).unwrap();
-        let mut ws = crate::live::ws::connect(&url, &robot_token, None).await.unwrap();
+        let mut ws = crate::live::ws::connect(&url, &robot_token, None, None)
+            .await
+            .unwrap();
         let Some(Resp::Reconnect(reconnect)) = next_response(&mut ws, WAIT).await else {
             panic!("ReconnectResponse expected first");
         };
@@ -563,7 +565,7 @@ impl TcpOnlyClient {
     async fn join(url: &str, token: &str) -> (TcpOnlyClient, String) {
         use str0m::net::TcpType;
         let url = signal::join_url(url, &signal::join_request(false)).unwrap();
-        let mut ws = crate::live::ws::connect(&url, token, None).await.unwrap();
+        let mut ws = crate::live::ws::connect(&url, token, None, None).await.unwrap();
         while !matches!(next_response(&mut ws, WAIT).await, Some(Resp::Join(_))) {}
         let mut rtc = str0m::Rtc::builder().clear_codecs().build(Instant::now());
         let active = str0m::Candidate::builder()

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::{Datagram, NetworkPath, PathAttempt, PathOutcome, PathRecord};
-use crate::live::turn::{TurnAllocation, TurnError, TurnOptions, TurnServer, TurnTransport};
+use crate::live::turn::{url_host, TurnAllocation, TurnError, TurnOptions, TurnServer, TurnTransport};
 use str0m::net::Protocol;
 
 /// How long the peer checks its direct paths before TURN allocations start.
@@ -137,8 +137,10 @@ impl Relays {
                 server.url.host,
                 server.url.port
             );
-            self.pending
-                .push((kind, endpoint(&server.url.host, server.url.port)));
+            self.pending.push((
+                kind,
+                format!("{}:{}", url_host(&server.url.host), server.url.port),
+            ));
             let options = plan.options.clone();
             let results = self.results_tx.clone();
             tokio::spawn(async move {
@@ -312,15 +314,6 @@ fn attempt_of_error(kind: NetworkPath, error: &TurnError) -> PathAttempt {
         kind,
         remote: remote.map(|addr| addr.to_string()),
         outcome,
-    }
-}
-
-/// `host:port`, the host bracketed when it is an IPv6 address.
-fn endpoint(host: &str, port: u16) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
     }
 }
 
